@@ -143,6 +143,7 @@ $(BUILD)/fuzz/%: libcommon/fuzz/%.c $(COMMON_SRC) $(PROTO_C) $(TEST_PROTO_C) | $
 
 # ----------------------------------------------------------------- targets
 .DEFAULT_GOAL := all
+.SECONDARY:
 .PHONY: all tests fuzz run test bench asan fmt lint clean bootstrap
 all: $(BINS) $(UNIT_TESTS)
 tests: $(UNIT_TESTS)

@@ -1,0 +1,230 @@
+#include "kr_seal.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define KR_SEAL_MAX_KEYS 8
+#define KR_SEAL_MAX_KEY_BYTES 128
+
+typedef struct {
+    char id[33];
+    unsigned char key[KR_SEAL_MAX_KEY_BYTES];
+    size_t len;
+} seal_key;
+
+struct st_kr_keyring_t {
+    seal_key keys[KR_SEAL_MAX_KEYS];
+    size_t n;
+};
+
+int64_t kr_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int id_char_ok(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+}
+
+/* Strict standard base64 with padding; returns decoded length or -1. */
+static long b64_decode(const char *in, size_t len, unsigned char *out, size_t outcap)
+{
+    if (len == 0 || len % 4 != 0 || len / 4 * 3 > outcap + 2)
+        return -1;
+    unsigned char tmp[KR_SEAL_MAX_KEY_BYTES + 3];
+    if (len / 4 * 3 > sizeof(tmp))
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        char c = in[i];
+        int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/' ||
+                 (c == '=' && i >= len - 2);
+        if (!ok)
+            return -1;
+    }
+    int n = EVP_DecodeBlock(tmp, (const unsigned char *)in, (int)len);
+    if (n < 0)
+        return -1;
+    /* EVP_DecodeBlock counts padding as zero bytes. */
+    if (in[len - 1] == '=')
+        n--;
+    if (in[len - 2] == '=')
+        n--;
+    if ((size_t)n > outcap)
+        return -1;
+    memcpy(out, tmp, (size_t)n);
+    OPENSSL_cleanse(tmp, sizeof(tmp));
+    return n;
+}
+
+int kr_keyring_parse(const char *spec, kr_keyring **out, char *err, size_t errlen)
+{
+    if (spec == NULL || *spec == '\0') {
+        snprintf(err, errlen, "no internal key given (expected kid:base64key)");
+        return -1;
+    }
+    kr_keyring *kr = calloc(1, sizeof(*kr));
+    if (kr == NULL)
+        abort();
+    const char *p = spec;
+    while (*p != '\0') {
+        const char *end = strchr(p, ',');
+        if (end == NULL)
+            end = p + strlen(p);
+        const char *colon = memchr(p, ':', (size_t)(end - p));
+        size_t idlen = colon ? (size_t)(colon - p) : 0;
+        if (colon == NULL || idlen == 0 || idlen > 32) {
+            snprintf(err, errlen, "internal key %zu: expected kid:base64key with a kid of 1..32 characters", kr->n + 1);
+            goto fail;
+        }
+        for (size_t i = 0; i < idlen; i++) {
+            if (!id_char_ok(p[i])) {
+                snprintf(err, errlen, "internal key %zu: kid may only contain letters, digits, '.', '_' and '-'", kr->n + 1);
+                goto fail;
+            }
+        }
+        if (kr->n == KR_SEAL_MAX_KEYS) {
+            snprintf(err, errlen, "more than %d internal keys", KR_SEAL_MAX_KEYS);
+            goto fail;
+        }
+        seal_key *k = &kr->keys[kr->n];
+        memcpy(k->id, p, idlen);
+        k->id[idlen] = '\0';
+        for (size_t i = 0; i < kr->n; i++) {
+            if (strcmp(kr->keys[i].id, k->id) == 0) {
+                snprintf(err, errlen, "internal key id '%s' appears twice", k->id);
+                goto fail;
+            }
+        }
+        long n = b64_decode(colon + 1, (size_t)(end - colon - 1), k->key, sizeof(k->key));
+        if (n < 0) {
+            snprintf(err, errlen, "internal key '%s': not valid base64 (at most %d bytes)", k->id, KR_SEAL_MAX_KEY_BYTES);
+            goto fail;
+        }
+        if (n < KR_SEAL_MIN_KEY_BYTES) {
+            snprintf(err, errlen, "internal key '%s': %ld bytes, need at least %d", k->id, n, KR_SEAL_MIN_KEY_BYTES);
+            goto fail;
+        }
+        k->len = (size_t)n;
+        kr->n++;
+        p = *end == ',' ? end + 1 : end;
+    }
+    *out = kr;
+    return 0;
+fail:
+    kr_keyring_free(kr);
+    return -1;
+}
+
+void kr_keyring_free(kr_keyring *kr)
+{
+    if (kr == NULL)
+        return;
+    OPENSSL_cleanse(kr, sizeof(*kr));
+    free(kr);
+}
+
+const char *kr_keyring_active_id(const kr_keyring *kr)
+{
+    return kr->keys[0].id;
+}
+
+static const seal_key *find_key(const kr_keyring *kr, const char *id)
+{
+    for (size_t i = 0; i < kr->n; i++) {
+        if (strcmp(kr->keys[i].id, id) == 0)
+            return &kr->keys[i];
+    }
+    return NULL;
+}
+
+/* HMAC over the envelope packed with an empty MAC. */
+static void compute_mac(const seal_key *k, const Kreide__Envelope *env, const Kreide__EnvelopeSeal *seal_no_mac,
+                        unsigned char mac[32])
+{
+    Kreide__Envelope copy = *env;
+    copy.seal = (Kreide__EnvelopeSeal *)seal_no_mac;
+    size_t n = kreide__envelope__get_packed_size(&copy);
+    uint8_t stackbuf[4096];
+    uint8_t *buf = n <= sizeof(stackbuf) ? stackbuf : malloc(n);
+    if (buf == NULL)
+        abort();
+    kreide__envelope__pack(&copy, buf);
+    unsigned int maclen = 32;
+    if (HMAC(EVP_sha256(), k->key, (int)k->len, buf, n, mac, &maclen) == NULL)
+        abort();
+    if (buf != stackbuf)
+        free(buf);
+}
+
+int kr_seal_pack(const kr_keyring *kr, Kreide__Envelope *env, int64_t now_ms, nng_msg **out)
+{
+    const seal_key *k = &kr->keys[0];
+    Kreide__EnvelopeSeal seal = KREIDE__ENVELOPE_SEAL__INIT;
+    seal.key_id = (char *)k->id;
+    seal.sealed_at_ms = now_ms;
+    unsigned char mac[32];
+    compute_mac(k, env, &seal, mac);
+    seal.mac.data = mac;
+    seal.mac.len = sizeof(mac);
+
+    Kreide__EnvelopeSeal *saved = env->seal;
+    env->seal = &seal;
+    size_t n = kreide__envelope__get_packed_size(env);
+    nng_msg *m;
+    int rv = nng_msg_alloc(&m, n);
+    if (rv == 0) {
+        kreide__envelope__pack(env, nng_msg_body(m));
+        *out = m;
+    }
+    env->seal = saved;
+    return rv;
+}
+
+kr_seal_error kr_seal_verify(const kr_keyring *kr, const Kreide__Envelope *env, int64_t now_ms)
+{
+    const Kreide__EnvelopeSeal *s = env->seal;
+    if (s == NULL || s->mac.len != 32 || s->key_id == NULL)
+        return KR_SEAL_MISSING;
+    const seal_key *k = find_key(kr, s->key_id);
+    if (k == NULL)
+        return KR_SEAL_UNKNOWN_KEY;
+    Kreide__EnvelopeSeal nomac = *s;
+    nomac.mac.data = NULL;
+    nomac.mac.len = 0;
+    unsigned char mac[32];
+    compute_mac(k, env, &nomac, mac);
+    if (CRYPTO_memcmp(mac, s->mac.data, 32) != 0)
+        return KR_SEAL_BAD_MAC;
+    if (s->sealed_at_ms < now_ms - KR_SEAL_MAX_AGE_MS || s->sealed_at_ms > now_ms + KR_SEAL_MAX_SKEW_MS)
+        return KR_SEAL_STALE;
+    if (env->deadline_ms != 0 && env->deadline_ms < now_ms)
+        return KR_SEAL_EXPIRED;
+    return KR_SEAL_OK;
+}
+
+const char *kr_seal_strerror(kr_seal_error e)
+{
+    switch (e) {
+    case KR_SEAL_OK:
+        return "seal valid";
+    case KR_SEAL_MISSING:
+        return "envelope is not sealed";
+    case KR_SEAL_UNKNOWN_KEY:
+        return "envelope sealed with an unknown key id";
+    case KR_SEAL_BAD_MAC:
+        return "envelope seal does not verify (forged or altered)";
+    case KR_SEAL_STALE:
+        return "envelope seal is too old or from the future";
+    case KR_SEAL_EXPIRED:
+        return "envelope deadline has passed";
+    }
+    return "unknown seal error";
+}

@@ -1,0 +1,125 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "kr_seal.h"
+
+/* 32 bytes of base64 each. */
+#define K1 "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+#define K2 "k2:ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="
+
+static Kreide__Envelope *roundtrip(const kr_keyring *sealer, Kreide__Envelope *env, int64_t now)
+{
+    nng_msg *m;
+    assert_int_equal(kr_seal_pack(sealer, env, now, &m), 0);
+    Kreide__Envelope *u = kreide__envelope__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
+    nng_msg_free(m);
+    assert_non_null(u);
+    return u;
+}
+
+static void sealed_envelope_verifies_and_forgeries_do_not(void **state)
+{
+    char err[128];
+    kr_keyring *kr;
+    assert_int_equal(kr_keyring_parse(K1, &kr, err, sizeof(err)), 0);
+
+    Kreide__Caller caller = KREIDE__CALLER__INIT;
+    caller.kind = KREIDE__CALLER__KIND__USER;
+    caller.user_id = "0190b3c4-7d2e-7a11-9f00-0123456789ab";
+    Kreide__Envelope env = KREIDE__ENVELOPE__INIT;
+    env.method = "kreide.identity.Identity/GetSchool";
+    env.request_id = "r1";
+    env.deadline_ms = 10000;
+    env.caller = &caller;
+    env.body.data = (uint8_t *)"\x0a\x01x";
+    env.body.len = 3;
+
+    Kreide__Envelope *u = roundtrip(kr, &env, 5000);
+    assert_int_equal(kr_seal_verify(kr, u, 5000), KR_SEAL_OK);
+    assert_null(env.seal); /* the caller's envelope is left as it was */
+
+    /* Change the caller after sealing: the forged identity is rejected. */
+    u->caller->user_id[0] = '1';
+    assert_int_equal(kr_seal_verify(kr, u, 5000), KR_SEAL_BAD_MAC);
+    u->caller->user_id[0] = '0';
+    u->body.data[2] = 'y';
+    assert_int_equal(kr_seal_verify(kr, u, 5000), KR_SEAL_BAD_MAC);
+    u->body.data[2] = 'x';
+    assert_int_equal(kr_seal_verify(kr, u, 5000), KR_SEAL_OK);
+
+    /* Time bounds. */
+    assert_int_equal(kr_seal_verify(kr, u, 10001), KR_SEAL_EXPIRED);
+    u->deadline_ms = 0;
+    u->seal->sealed_at_ms = 5000; /* unchanged, but now the MAC covers deadline 10000 */
+    assert_int_equal(kr_seal_verify(kr, u, 5000), KR_SEAL_BAD_MAC);
+    kreide__envelope__free_unpacked(u, NULL);
+
+    env.deadline_ms = 0;
+    u = roundtrip(kr, &env, 5000);
+    assert_int_equal(kr_seal_verify(kr, u, 5000 + KR_SEAL_MAX_AGE_MS + 1), KR_SEAL_STALE);
+    assert_int_equal(kr_seal_verify(kr, u, 5000 - KR_SEAL_MAX_SKEW_MS - 1), KR_SEAL_STALE);
+    kreide__envelope__free_unpacked(u, NULL);
+
+    /* An unsealed envelope, as anyone could send it. */
+    Kreide__Envelope bare = KREIDE__ENVELOPE__INIT;
+    bare.method = "kreide.identity.Identity/CreateSchool";
+    bare.caller = &caller;
+    assert_int_equal(kr_seal_verify(kr, &bare, 5000), KR_SEAL_MISSING);
+    kr_keyring_free(kr);
+}
+
+static void rotation_and_other_keys(void **state)
+{
+    char err[128];
+    kr_keyring *old, *both, *other;
+    assert_int_equal(kr_keyring_parse(K1, &old, err, sizeof(err)), 0);
+    assert_int_equal(kr_keyring_parse(K2 "," K1, &both, err, sizeof(err)), 0);
+    assert_int_equal(kr_keyring_parse("k1:ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=", &other, err, sizeof(err)), 0);
+    assert_string_equal(kr_keyring_active_id(both), "k2");
+
+    Kreide__Envelope env = KREIDE__ENVELOPE__INIT;
+    env.method = "m";
+    Kreide__Envelope *u = roundtrip(old, &env, 1000);
+    assert_int_equal(kr_seal_verify(both, u, 1000), KR_SEAL_OK);   /* old key still verifies */
+    assert_int_equal(kr_seal_verify(other, u, 1000), KR_SEAL_BAD_MAC); /* same id, other secret */
+    kreide__envelope__free_unpacked(u, NULL);
+
+    u = roundtrip(both, &env, 1000);
+    assert_string_equal(u->seal->key_id, "k2");
+    assert_int_equal(kr_seal_verify(old, u, 1000), KR_SEAL_UNKNOWN_KEY);
+    kreide__envelope__free_unpacked(u, NULL);
+    kr_keyring_free(old);
+    kr_keyring_free(both);
+    kr_keyring_free(other);
+}
+
+static void keyring_parse_errors_name_the_problem(void **state)
+{
+    char err[160];
+    kr_keyring *kr = NULL;
+    assert_int_equal(kr_keyring_parse("", &kr, err, sizeof(err)), -1);
+    assert_int_equal(kr_keyring_parse("nokid", &kr, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "kid:base64key"));
+    assert_int_equal(kr_keyring_parse("k1:c2hvcnQ=", &kr, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "need at least 32"));
+    assert_int_equal(kr_keyring_parse("k1:***", &kr, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "base64"));
+    assert_int_equal(kr_keyring_parse(K1 "," K1, &kr, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "twice"));
+    assert_int_equal(kr_keyring_parse("b@d:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", &kr, err, sizeof(err)), -1);
+    assert_null(kr);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(sealed_envelope_verifies_and_forgeries_do_not),
+        cmocka_unit_test(rotation_and_other_keys),
+        cmocka_unit_test(keyring_parse_errors_name_the_problem),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
