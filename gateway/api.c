@@ -1,0 +1,299 @@
+/* The JSON API handler: route, authenticate, transcode, call, answer. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway.h"
+#include "kr_json.h"
+#include "kr_log.h"
+
+/* A call in flight. Lives outside the request's pool because the request
+ * may be gone (client disconnected) when the reply arrives. */
+typedef struct st_pending_t pending;
+
+/* Lives in the request's pool; tells `pending` when the request is freed. */
+typedef struct {
+    pending *p;
+} request_guard;
+
+struct st_pending_t {
+    h2o_req_t *req; /* NULL once the request was disposed */
+    request_guard *guard;
+    const gw_route *route;
+};
+
+static void on_request_disposed(void *arg)
+{
+    request_guard *g = arg;
+    if (g->p != NULL)
+        g->p->req = NULL;
+}
+
+static bool is_json_content_type(h2o_req_t *req)
+{
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
+    if (i < 0)
+        return false;
+    h2o_iovec_t v = req->headers.entries[i].value;
+    static const char json[] = "application/json";
+    return v.len >= sizeof(json) - 1 && h2o_lcstris(v.base, sizeof(json) - 1, json, sizeof(json) - 1) &&
+           (v.len == sizeof(json) - 1 || v.base[sizeof(json) - 1] == ';' || v.base[sizeof(json) - 1] == ' ');
+}
+
+static int unhex(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes application/x-www-form-urlencoded text into a new NUL-terminated
+ * string (malloc); NULL when malformed. */
+static char *form_decode(const char *s, size_t len)
+{
+    char *out = malloc(len + 1);
+    if (out == NULL)
+        abort();
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '+') {
+            out[o++] = ' ';
+        } else if (s[i] == '%') {
+            int hi = i + 2 < len ? unhex(s[i + 1]) : -1, lo = i + 2 < len ? unhex(s[i + 2]) : -1;
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+                free(out);
+                return NULL;
+            }
+            out[o++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* Sets obj[path] = value where path may be "a.b" (one level of nesting);
+ * a repeated key becomes an array. Returns false when the key is malformed. */
+static bool set_param(json_t *obj, const char *key, const char *value)
+{
+    const char *dot = strchr(key, '.');
+    if (key[0] == '\0' || (dot != NULL && (dot == key || dot[1] == '\0' || strchr(dot + 1, '.') != NULL)))
+        return false;
+    json_t *target = obj;
+    char head[128];
+    if (dot != NULL) {
+        snprintf(head, sizeof(head), "%.*s", (int)(dot - key), key);
+        target = json_object_get(obj, head);
+        if (target == NULL) {
+            target = json_object();
+            json_object_set_new(obj, head, target);
+        } else if (!json_is_object(target)) {
+            return false;
+        }
+        key = dot + 1;
+    }
+    json_t *old = json_object_get(target, key);
+    if (old == NULL) {
+        json_object_set_new(target, key, json_string(value));
+    } else if (json_is_array(old)) {
+        json_array_append_new(old, json_string(value));
+    } else {
+        json_t *arr = json_array();
+        json_array_append(arr, old);
+        json_array_append_new(arr, json_string(value));
+        json_object_set_new(target, key, arr);
+    }
+    return true;
+}
+
+/* Adds the query string's parameters to `obj`; sets *bad to the offending
+ * parameter when one is malformed. */
+static bool add_query(h2o_req_t *req, json_t *obj, const char **bad)
+{
+    if (req->query_at == SIZE_MAX)
+        return true;
+    const char *q = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        if (amp == NULL)
+            amp = end;
+        const char *eq = memchr(q, '=', (size_t)(amp - q));
+        if (amp > q) {
+            const char *kend = eq ? eq : amp;
+            char *k = form_decode(q, (size_t)(kend - q));
+            char *v = eq ? form_decode(eq + 1, (size_t)(amp - eq - 1)) : strdup("");
+            bool ok = k != NULL && v != NULL && set_param(obj, k, v);
+            if (!ok)
+                *bad = h2o_strdup(&req->pool, q, (size_t)(kend - q)).base;
+            free(k);
+            free(v);
+            if (!ok)
+                return false;
+        }
+        q = amp + 1;
+    }
+    return true;
+}
+
+static void send_rpc_result(h2o_req_t *req, const gw_route *route, kr_rpc_result *res)
+{
+    if (res->status != KREIDE__STATUS__OK) {
+        int status = kr_rpc_http_status(res->status);
+        gw_count_request(route->pattern, status);
+        gw_send_error(req, status, res->error_code, res->message, res->field);
+        return;
+    }
+    ProtobufCMessage *out = protobuf_c_message_unpack(route->_md->output, NULL, res->body_len, res->body);
+    if (out == NULL) {
+        gw_count_request(route->pattern, 502);
+        gw_send_error(req, 502, "gateway.bad_reply", "the service sent a reply that does not decode", NULL);
+        return;
+    }
+    size_t len = 0;
+    char *json = kr_json_encode(out, &len);
+    protobuf_c_message_free_unpacked(out, NULL);
+    if (json == NULL) {
+        gw_count_request(route->pattern, 500);
+        gw_send_error(req, 500, "gateway.encode_failed", "the reply cannot be written as JSON", NULL);
+        return;
+    }
+    gw_count_request(route->pattern, route->success_status);
+    gw_send_json(req, route->success_status, json, len);
+    free(json);
+}
+
+static void on_rpc_done(void *arg, kr_rpc_result *res)
+{
+    pending *p = arg;
+    if (p->req != NULL) {
+        p->guard->p = NULL;
+        send_rpc_result(p->req, p->route, res);
+    }
+    kr_rpc_result_free(res);
+    free(p);
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    (void)self;
+    gw_thread *t = gw_thread_of(req);
+    const char *rid = gw_request_id(req);
+    h2o_iovec_t path = req->path_normalized;
+
+    const gw_route *route;
+    gw_params params;
+    char allow[64];
+    switch (gw_routes_match(&req->pool, req->method, path, &route, &params, allow, sizeof(allow))) {
+    case GW_MATCH_NONE:
+        gw_count_request("unmatched", 404);
+        gw_send_error(req, 404, "api.not_found", "no such API endpoint", NULL);
+        return 0;
+    case GW_MATCH_WRONG_METHOD:
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, h2o_strdup(&req->pool, allow, SIZE_MAX).base,
+                       strlen(allow));
+        gw_count_request("unmatched", 405);
+        gw_send_error(req, 405, "api.method_not_allowed", "this endpoint does not accept that method", NULL);
+        return 0;
+    case GW_MATCH_OK:
+        break;
+    }
+
+    Kreide__Caller caller = KREIDE__CALLER__INIT;
+    const char *why = NULL;
+    gw_auth_result a = gw_auth_caller(req, &caller, &why);
+    if (a == GW_AUTH_INVALID || (a == GW_AUTH_NONE_GIVEN && route->auth == GW_AUTH_BEARER)) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
+                       H2O_STRLIT(a == GW_AUTH_INVALID ? "Bearer error=\"invalid_token\"" : "Bearer"));
+        gw_count_request(route->pattern, 401);
+        gw_send_error(req, 401, a == GW_AUTH_INVALID ? "auth.invalid_token" : "auth.required",
+                      a == GW_AUTH_INVALID ? why : "this endpoint needs a bearer token", NULL);
+        return 0;
+    }
+
+    /* Body (if any) + path parameters + query parameters -> one JSON object. */
+    json_t *obj;
+    if (req->entity.base != NULL && req->entity.len > 0) {
+        if (req->entity.len > gw.max_body) {
+            gw_count_request(route->pattern, 413);
+            gw_send_error(req, 413, "request.too_large", "the request body is larger than this server accepts", NULL);
+            return 0;
+        }
+        if (!is_json_content_type(req)) {
+            gw_count_request(route->pattern, 415);
+            gw_send_error(req, 415, "request.unsupported_media_type", "the body must be application/json", NULL);
+            return 0;
+        }
+        json_error_t jerr;
+        obj = json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, &jerr);
+        if (obj == NULL) {
+            char msg[300];
+            snprintf(msg, sizeof(msg), "malformed JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+            gw_count_request(route->pattern, 400);
+            gw_send_error(req, 400, "request.malformed_json", msg, NULL);
+            return 0;
+        }
+        if (!json_is_object(obj)) {
+            json_decref(obj);
+            gw_count_request(route->pattern, 400);
+            gw_send_error(req, 400, "request.malformed_json", "the body must be a JSON object", NULL);
+            return 0;
+        }
+    } else {
+        obj = json_object();
+    }
+    const char *bad = NULL;
+    if (!add_query(req, obj, &bad)) {
+        json_decref(obj);
+        char msg[200];
+        snprintf(msg, sizeof(msg), "malformed query parameter '%.100s'", bad);
+        gw_count_request(route->pattern, 400);
+        gw_send_error(req, 400, "request.malformed_query", msg, bad);
+        return 0;
+    }
+    for (size_t i = 0; i < params.n; i++)
+        json_object_set_new(obj, params.names[i], json_stringn(params.values[i].base, params.values[i].len));
+
+    kr_json_error jerr;
+    ProtobufCMessage *in = kr_json_decode_obj(route->_md->input, obj, &jerr);
+    json_decref(obj);
+    if (in == NULL) {
+        gw_count_request(route->pattern, 400);
+        gw_send_error(req, 400, "request.invalid", jerr.message, jerr.field);
+        return 0;
+    }
+    size_t n = protobuf_c_message_get_packed_size(in);
+    uint8_t *body = h2o_mem_alloc_pool(&req->pool, n ? n : 1);
+    protobuf_c_message_pack(in, body);
+    protobuf_c_message_free_unpacked(in, NULL);
+
+    char method[256];
+    snprintf(method, sizeof(method), "%s/%s", route->_svc->desc->name, route->rpc);
+    kr_rpc_request rq = {
+        .method = method,
+        .request_id = rid,
+        .deadline_ms = kr_now_ms() + gw.rpc_timeout_ms,
+        .caller = &caller,
+        .body = body,
+        .body_len = n,
+    };
+    pending *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        abort();
+    p->req = req;
+    p->route = route;
+    p->guard = h2o_mem_alloc_shared(&req->pool, sizeof(request_guard), on_request_disposed);
+    p->guard->p = p;
+    kr_rpc_h2o_call(t->rpc, route->_svc->client, &rq, on_rpc_done, p);
+    return 0;
+}
+
+void gw_api_register(h2o_pathconf_t *pathconf)
+{
+    h2o_handler_t *h = h2o_create_handler(pathconf, sizeof(*h));
+    h->on_req = on_req;
+}

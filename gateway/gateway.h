@@ -1,0 +1,159 @@
+/*
+ * gateway — the map of the h2o gateway, the only daemon users reach.
+ *
+ * One h2o event loop per thread, each with its own listening socket
+ * (SO_REUSEPORT), its own context, JWT cache and RPC completion queue: no
+ * state is shared between loops except the read-only globals below.
+ *
+ *   main.c     wiring: configuration, threads, listeners, graceful shutdown
+ *   routes.c   the route table (METHOD /path/{param} -> service method),
+ *              path matching, and the OpenAPI document built from both the
+ *              table and the protobuf descriptors
+ *   api.c      the JSON API handler: body -> protobuf -> RPC -> JSON
+ *   auth.c     bearer tokens -> the caller put into every envelope
+ *   ops.c      /healthz, /readyz, /metrics, /api/v1/openapi.json, errors,
+ *              the JSON access log
+ */
+#ifndef GATEWAY_H
+#define GATEWAY_H
+
+#include <h2o.h>
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "common.pb-c.h"
+#include "kr_jwt.h"
+#include "kr_rpc.h"
+#include "kr_rpc_h2o.h"
+#include "kr_seal.h"
+
+/* ------------------------------------------------------------- services */
+
+/* A daemon the gateway routes to. */
+typedef struct {
+    const char *name;                         /* "identity" */
+    const ProtobufCServiceDescriptor *desc;
+    kr_rpc_client *client;
+} gw_service;
+
+/* ---------------------------------------------------------------- routes */
+
+typedef enum {
+    GW_AUTH_PUBLIC = 0,   /* no credentials needed; a valid bearer is still used */
+    GW_AUTH_BEARER = 1,   /* a valid bearer token is required */
+} gw_auth;
+
+typedef struct {
+    const char *method;        /* HTTP method */
+    const char *pattern;       /* "/api/v1/schools/{id}" */
+    const char *service;       /* gw_service name */
+    const char *rpc;           /* method name in the service descriptor */
+    gw_auth auth;
+    int success_status;        /* 200 or 201 */
+    const char *summary;       /* one line for the OpenAPI document */
+    /* Resolved at start: */
+    gw_service *_svc;
+    const ProtobufCMethodDescriptor *_md;
+} gw_route;
+
+#define GW_MAX_PARAMS 8
+
+/* Path parameters captured by a match; values point into the request pool. */
+typedef struct {
+    size_t n;
+    const char *names[GW_MAX_PARAMS];
+    h2o_iovec_t values[GW_MAX_PARAMS];
+} gw_params;
+
+typedef enum { GW_MATCH_NONE, GW_MATCH_OK, GW_MATCH_WRONG_METHOD } gw_match_result;
+
+/* The table, resolved against the services. Returns -1 with a message when
+ * a route names a missing service or method. */
+int gw_routes_init(gw_service *services, size_t nservices, char *err, size_t errlen);
+
+/* Finds the route for a method and normalized path (without query). On
+ * GW_MATCH_WRONG_METHOD, `allow` lists the methods the path has. */
+gw_match_result gw_routes_match(h2o_mem_pool_t *pool, h2o_iovec_t method, h2o_iovec_t path, const gw_route **route,
+                                gw_params *params, char *allow, size_t allowlen);
+
+/* Every route, for /readyz and tests. */
+const gw_route *gw_routes_all(size_t *n);
+
+/* The OpenAPI 3 document of every route (new reference). */
+json_t *gw_openapi_build(const char *server_url);
+
+/* --------------------------------------------------------------- globals */
+
+typedef struct {
+    gw_service *services;
+    size_t nservices;
+    const kr_keyring *internal_keys;
+    const kr_jwt_keyset *jwt_keys;  /* NULL: bearer tokens are refused */
+    const char *issuer;
+    const char *audience;
+    int64_t rpc_timeout_ms;
+    size_t max_body;
+    char *openapi_json;             /* rendered once at start */
+    size_t openapi_len;
+} gw_globals;
+
+extern gw_globals gw;
+
+/* One event loop's state; `super` first so an h2o_context_t * is one. */
+typedef struct {
+    h2o_context_t super;
+    h2o_multithread_queue_t *queue;
+    kr_rpc_h2o *rpc;
+    kr_jwt_cache *jwt_cache;
+    h2o_socket_t *listener;
+    h2o_accept_ctx_t accept_ctx;
+    int index;
+} gw_thread;
+
+static inline gw_thread *gw_thread_of(h2o_req_t *req)
+{
+    return (gw_thread *)req->conn->ctx;
+}
+
+/* ------------------------------------------------------------------ api.c */
+
+/* Registers the /api/ handler on `pathconf`. */
+void gw_api_register(h2o_pathconf_t *pathconf);
+
+/* ----------------------------------------------------------------- auth.c */
+
+typedef enum {
+    GW_AUTH_NONE_GIVEN = 0, /* no Authorization header */
+    GW_AUTH_VALID,
+    GW_AUTH_INVALID,        /* malformed, bad signature, expired... */
+} gw_auth_result;
+
+/* Reads the request's bearer token and fills `caller` (memory from the
+ * request pool). On GW_AUTH_INVALID `why` says what was wrong. */
+gw_auth_result gw_auth_caller(h2o_req_t *req, Kreide__Caller *caller, const char **why);
+
+/* ------------------------------------------------------------------ ops.c */
+
+/* Registers /healthz, /readyz, /metrics and the OpenAPI document. */
+void gw_ops_register(h2o_hostconf_t *hostconf);
+
+/* Registers the JSON access logger on a path. */
+void gw_access_log_register(h2o_pathconf_t *pathconf);
+
+/* The request's id: the client's X-Request-Id when it is sane, else a new
+ * UUIDv7; also set as a response header. Stable for the request. */
+const char *gw_request_id(h2o_req_t *req);
+
+/* Sends a JSON error body {"error":{"code","message","field","request_id"}}. */
+void gw_send_error(h2o_req_t *req, int status, const char *code, const char *message, const char *field);
+
+/* Sends a JSON body with the given status. `body` is copied. */
+void gw_send_json(h2o_req_t *req, int status, const char *body, size_t len);
+
+/* Adds the headers every response carries (security, request id). */
+void gw_add_common_headers(h2o_req_t *req);
+
+/* Counts one served request for /metrics. */
+void gw_count_request(const char *route, int status);
+
+#endif

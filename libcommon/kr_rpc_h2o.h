@@ -1,0 +1,33 @@
+/*
+ * kr_rpc_h2o — RPC calls from an h2o event loop.
+ *
+ * kr_rpc_call completes on one of nng's threads, where nothing of h2o may be
+ * touched. This adapter carries each completion back to the event loop that
+ * started the call through h2o's multithread queue, so the callback runs on
+ * that loop's thread and may use the request it belongs to.
+ */
+#ifndef KR_RPC_H2O_H
+#define KR_RPC_H2O_H
+
+#include <h2o.h>
+
+#include "kr_rpc.h"
+
+/* One per event loop; used only from that loop's thread. */
+typedef struct st_kr_rpc_h2o_t kr_rpc_h2o;
+
+/* Attaches to `loop`'s multithread queue (created with
+ * h2o_multithread_create_queue by the caller, who keeps it alive). */
+kr_rpc_h2o *kr_rpc_h2o_new(h2o_multithread_queue_t *queue);
+
+/* Detaches and frees; no call may still be in flight. */
+void kr_rpc_h2o_free(kr_rpc_h2o *r);
+
+/* Calls in flight on this loop. */
+size_t kr_rpc_h2o_pending(const kr_rpc_h2o *r);
+
+/* Like kr_rpc_call, but `cb` runs on the loop's thread (during
+ * h2o_evloop_run), exactly once; it owns `res`. */
+void kr_rpc_h2o_call(kr_rpc_h2o *r, kr_rpc_client *c, const kr_rpc_request *req, kr_rpc_cb cb, void *arg);
+
+#endif

@@ -1,0 +1,414 @@
+/* RPC server: worker threads on nng contexts, dispatch by service descriptor. */
+#include "kr_rpc.h"
+
+#include <errno.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kr_log.h"
+#include "kr_metrics.h"
+#include "kr_pg.h"
+
+typedef enum { W_IDLE, W_RECV, W_BUSY } worker_state;
+
+typedef struct {
+    struct st_kr_rpc_server_t *srv;
+    pthread_t thread;
+    nng_ctx ctx;
+    nng_aio *aio;
+    kr_pg *pg;
+    kr_arena arena;
+    pthread_mutex_t lock; /* guards state against the draining thread */
+    worker_state state;
+} worker;
+
+struct st_kr_rpc_server_t {
+    kr_rpc_server_opts opts;
+    const kr_rpc_method **by_index; /* handler per descriptor method index */
+    nng_socket sock;
+    nng_listener listener;
+    worker *workers;
+    int nworkers;
+    volatile int stopping; /* written under every worker's lock */
+    kr_metric *m_bad_seal;
+    kr_metric **m_latency; /* per descriptor method index */
+};
+
+static const Kreide__Caller anonymous = KREIDE__CALLER__INIT;
+
+int kr_rpc_fail(kr_rpc_ctx *ctx, Kreide__Status status, const char *code, const char *field, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char buf[512];
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    ctx->_status = status == KREIDE__STATUS__OK ? KREIDE__STATUS__INTERNAL : status;
+    ctx->_error_code = kr_arena_strdup(ctx->arena, code);
+    ctx->_message = kr_arena_strdup(ctx->arena, buf);
+    ctx->_field = kr_arena_strdup(ctx->arena, field);
+    return -1;
+}
+
+bool kr_rpc_expired(const kr_rpc_ctx *ctx)
+{
+    return ctx->deadline_ms != 0 && kr_now_ms() > ctx->deadline_ms;
+}
+
+static const char *status_name(Kreide__Status s)
+{
+    const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(&kreide__status__descriptor, (int)s);
+    return v ? v->name : "UNKNOWN";
+}
+
+/* Packs `reply` into a new nng message; NULL only if nng cannot allocate. */
+static nng_msg *pack_reply(const Kreide__Reply *reply)
+{
+    size_t n = kreide__reply__get_packed_size(reply);
+    nng_msg *m;
+    if (nng_msg_alloc(&m, n) != 0)
+        return NULL;
+    kreide__reply__pack(reply, nng_msg_body(m));
+    return m;
+}
+
+static void health_check(worker *w, kr_rpc_ctx *ctx, Kreide__Reply *reply)
+{
+    Kreide__HealthReply h = KREIDE__HEALTH_REPLY__INIT;
+    h.service = (char *)w->srv->opts.service->short_name;
+    h.version = (char *)(w->srv->opts.version ? w->srv->opts.version : "");
+    h.database_ok = w->pg == NULL || kr_pg_ping(w->pg);
+    size_t n = kreide__health_reply__get_packed_size(&h);
+    reply->body.data = kr_arena_alloc(ctx->arena, n);
+    reply->body.len = kreide__health_reply__pack(&h, reply->body.data);
+    if (!h.database_ok) {
+        reply->status = KREIDE__STATUS__UNAVAILABLE;
+        reply->error_code = "health.database";
+        reply->message = "the service cannot reach its database";
+    }
+}
+
+/* Turns one request message into its reply. Everything allocated here comes
+ * from the worker's arena. */
+static void handle(worker *w, const uint8_t *data, size_t len, Kreide__Reply *reply)
+{
+    kr_rpc_server *srv = w->srv;
+    kr_arena *arena = &w->arena;
+    ProtobufCAllocator al = kr_arena_allocator(arena);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+
+    Kreide__Envelope *env = kreide__envelope__unpack(&al, len, data);
+    if (env == NULL) {
+        reply->status = KREIDE__STATUS__INVALID_ARGUMENT;
+        reply->error_code = "rpc.malformed_envelope";
+        reply->message = "the request is not a valid envelope";
+        kr_log(KR_LOG_WARN, "malformed envelope", NULL);
+        return;
+    }
+    reply->request_id = env->request_id;
+    kr_log_set_request_id(env->request_id);
+
+    int64_t now = kr_now_ms();
+    kr_seal_error se = kr_seal_verify(srv->opts.keys, env, now);
+    if (se == KR_SEAL_EXPIRED) {
+        reply->status = KREIDE__STATUS__DEADLINE_EXCEEDED;
+        reply->error_code = "rpc.deadline_exceeded";
+        reply->message = "the request's deadline passed before it was served";
+        return;
+    }
+    if (se != KR_SEAL_OK) {
+        /* Never act on an unverified caller; say why in the log only. */
+        kr_counter_add(srv->m_bad_seal, 1);
+        kr_log(KR_LOG_WARN, "envelope rejected", "reason", kr_seal_strerror(se), "method", env->method, NULL);
+        reply->status = KREIDE__STATUS__UNAUTHENTICATED;
+        reply->error_code = "rpc.bad_seal";
+        reply->message = "the envelope is not authenticated";
+        return;
+    }
+
+    kr_rpc_ctx ctx = {
+        .caller = env->caller ? env->caller : &anonymous,
+        .request_id = env->request_id,
+        .deadline_ms = env->deadline_ms,
+        .pg = w->pg,
+        .app = srv->opts.app,
+        .arena = arena,
+    };
+
+    const char *slash = strrchr(env->method, '/');
+    size_t svclen = slash ? (size_t)(slash - env->method) : 0;
+    if (slash != NULL && svclen == strlen("kreide.Health") && memcmp(env->method, "kreide.Health", svclen) == 0 &&
+        strcmp(slash + 1, "Check") == 0) {
+        health_check(w, &ctx, reply);
+        return;
+    }
+    const ProtobufCMethodDescriptor *md = NULL;
+    if (slash != NULL && svclen == strlen(srv->opts.service->name) &&
+        memcmp(env->method, srv->opts.service->name, svclen) == 0)
+        md = protobuf_c_service_descriptor_get_method_by_name(srv->opts.service, slash + 1);
+    if (md == NULL) {
+        reply->status = KREIDE__STATUS__UNIMPLEMENTED;
+        reply->error_code = "rpc.unknown_method";
+        reply->message = kr_arena_printf(arena, "no method '%s' here", env->method);
+        return;
+    }
+    ctx.method = md->name;
+
+    ProtobufCMessage *in = protobuf_c_message_unpack(md->input, &al, env->body.len, env->body.data);
+    if (in == NULL) {
+        reply->status = KREIDE__STATUS__INVALID_ARGUMENT;
+        reply->error_code = "rpc.malformed_body";
+        reply->message = kr_arena_printf(arena, "the body is not a valid %s", md->input->name);
+        return;
+    }
+    ProtobufCMessage *out = kr_arena_alloc(arena, md->output->sizeof_message);
+    protobuf_c_message_init(md->output, out);
+
+    const kr_rpc_method *m = srv->by_index[md - srv->opts.service->methods];
+    int rv = m->fn(&ctx, in, out);
+    if (rv == 0) {
+        size_t n = protobuf_c_message_get_packed_size(out);
+        reply->body.data = kr_arena_alloc(arena, n ? n : 1);
+        reply->body.len = protobuf_c_message_pack(out, reply->body.data);
+    } else {
+        reply->status = ctx._status ? ctx._status : KREIDE__STATUS__INTERNAL;
+        reply->error_code = (char *)(ctx._error_code ? ctx._error_code : "internal");
+        reply->message = (char *)(ctx._message ? ctx._message : "internal error");
+        reply->field = (char *)(ctx._field ? ctx._field : "");
+    }
+
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    char labels[160];
+    snprintf(labels, sizeof(labels), "method=\"%s\",status=\"%s\"", md->name, status_name(reply->status));
+    kr_counter_add(kr_metrics_counter("kreide_rpc_served_total", "RPCs served, by method and status", labels), 1);
+    if (reply->status != KREIDE__STATUS__OK && reply->status != KREIDE__STATUS__NOT_FOUND &&
+        reply->status != KREIDE__STATUS__INVALID_ARGUMENT)
+        kr_log(KR_LOG_INFO, "rpc failed", "method", md->name, "status", status_name(reply->status), "error_code",
+               reply->error_code, NULL);
+    kr_histogram_observe(srv->m_latency[md - srv->opts.service->methods], secs);
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    kr_rpc_server *srv = w->srv;
+    for (;;) {
+        pthread_mutex_lock(&w->lock);
+        if (srv->stopping) {
+            pthread_mutex_unlock(&w->lock);
+            break;
+        }
+        /* Started under the lock so a concurrent drain either sees W_RECV and
+         * cancels this receive, or runs before it and we see `stopping`. */
+        w->state = W_RECV;
+        nng_ctx_recv(w->ctx, w->aio);
+        pthread_mutex_unlock(&w->lock);
+        nng_aio_wait(w->aio);
+
+        pthread_mutex_lock(&w->lock);
+        w->state = W_BUSY;
+        pthread_mutex_unlock(&w->lock);
+        int rv = nng_aio_result(w->aio);
+        if (rv == NNG_ECANCELED || rv == NNG_ECLOSED)
+            break;
+        if (rv != 0)
+            continue;
+
+        nng_msg *msg = nng_aio_get_msg(w->aio);
+        Kreide__Reply reply = KREIDE__REPLY__INIT;
+        handle(w, nng_msg_body(msg), nng_msg_len(msg), &reply);
+        nng_msg_free(msg);
+        nng_msg *out = pack_reply(&reply);
+        kr_arena_reset(&w->arena);
+        kr_log_set_request_id(NULL);
+        if (out == NULL)
+            continue;
+        nng_aio_set_msg(w->aio, out);
+        nng_ctx_send(w->ctx, w->aio);
+        nng_aio_wait(w->aio);
+        if (nng_aio_result(w->aio) != 0)
+            nng_msg_free(out);
+    }
+    pthread_mutex_lock(&w->lock);
+    w->state = W_IDLE;
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+static void free_server(kr_rpc_server *srv)
+{
+    for (int i = 0; i < srv->nworkers; i++) {
+        worker *w = &srv->workers[i];
+        if (w->aio)
+            nng_aio_free(w->aio);
+        if (w->pg)
+            kr_pg_free(w->pg);
+        kr_arena_free(&w->arena);
+        pthread_mutex_destroy(&w->lock);
+    }
+    free(srv->workers);
+    free(srv->by_index);
+    free(srv->m_latency);
+    free(srv);
+}
+
+int kr_rpc_server_start(const kr_rpc_server_opts *opts, kr_rpc_server **out, char *err, size_t errlen)
+{
+    const ProtobufCServiceDescriptor *sd = opts->service;
+    if (opts->workers < 1) {
+        snprintf(err, errlen, "need at least one worker");
+        return -1;
+    }
+    kr_rpc_server *srv = calloc(1, sizeof(*srv));
+    if (srv == NULL)
+        abort();
+    srv->opts = *opts;
+    srv->by_index = calloc(sd->n_methods, sizeof(*srv->by_index));
+    if (srv->by_index == NULL)
+        abort();
+    for (size_t i = 0; i < opts->nmethods; i++) {
+        const kr_rpc_method *m = &opts->methods[i];
+        const ProtobufCMethodDescriptor *md = protobuf_c_service_descriptor_get_method_by_name(sd, m->name);
+        if (md == NULL) {
+            snprintf(err, errlen, "%s has no method %s", sd->name, m->name);
+            goto fail;
+        }
+        if (md->input->sizeof_message != m->in_size || md->output->sizeof_message != m->out_size) {
+            snprintf(err, errlen, "%s/%s: handler types do not match %s -> %s", sd->name, m->name, md->input->name,
+                     md->output->name);
+            goto fail;
+        }
+        srv->by_index[md - sd->methods] = m;
+    }
+    for (unsigned i = 0; i < sd->n_methods; i++) {
+        if (srv->by_index[i] == NULL) {
+            snprintf(err, errlen, "%s/%s has no handler", sd->name, sd->methods[i].name);
+            goto fail;
+        }
+    }
+
+    int rv = nng_rep0_open(&srv->sock);
+    if (rv != 0) {
+        snprintf(err, errlen, "nng_rep0_open: %s", nng_strerror(rv));
+        goto fail;
+    }
+    nng_socket_set_size(srv->sock, NNG_OPT_RECVMAXSZ, KR_RPC_MAX_MESSAGE);
+    srv->m_latency = calloc(sd->n_methods, sizeof(*srv->m_latency));
+    if (srv->m_latency == NULL)
+        abort();
+    for (unsigned i = 0; i < sd->n_methods; i++) {
+        char labels[96];
+        snprintf(labels, sizeof(labels), "method=\"%s\"", sd->methods[i].name);
+        srv->m_latency[i] = kr_metrics_histogram("kreide_rpc_duration_seconds", "Time spent serving RPCs, by method", labels,
+                                                 kr_metrics_latency_bounds, kr_metrics_latency_nbounds);
+    }
+    srv->m_bad_seal = kr_metrics_counter("kreide_rpc_rejected_envelopes_total", "Envelopes whose seal did not verify", NULL);
+
+    srv->nworkers = opts->workers;
+    srv->workers = calloc((size_t)opts->workers, sizeof(worker));
+    if (srv->workers == NULL)
+        abort();
+    for (int i = 0; i < opts->workers; i++) {
+        worker *w = &srv->workers[i];
+        w->srv = srv;
+        pthread_mutex_init(&w->lock, NULL);
+        if ((rv = nng_ctx_open(&w->ctx, srv->sock)) != 0 || (rv = nng_aio_alloc(&w->aio, NULL, NULL)) != 0) {
+            snprintf(err, errlen, "nng: %s", nng_strerror(rv));
+            nng_close(srv->sock);
+            goto fail;
+        }
+        if (opts->database_url != NULL)
+            w->pg = kr_pg_new(opts->database_url);
+    }
+    if ((rv = nng_listen(srv->sock, opts->listen_url, &srv->listener, 0)) != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", opts->listen_url, nng_strerror(rv));
+        nng_close(srv->sock);
+        goto fail;
+    }
+    for (int i = 0; i < opts->workers; i++)
+        pthread_create(&srv->workers[i].thread, NULL, worker_main, &srv->workers[i]);
+    *out = srv;
+    return 0;
+fail:
+    free_server(srv);
+    return -1;
+}
+
+void kr_rpc_server_drain(kr_rpc_server *srv)
+{
+    /* No new connections; existing peers may still have requests queued. */
+    nng_listener_close(srv->listener);
+    for (int i = 0; i < srv->nworkers; i++) {
+        worker *w = &srv->workers[i];
+        pthread_mutex_lock(&w->lock);
+        srv->stopping = 1;
+        if (w->state == W_RECV)
+            nng_aio_cancel(w->aio);
+        pthread_mutex_unlock(&w->lock);
+    }
+    for (int i = 0; i < srv->nworkers; i++)
+        pthread_join(srv->workers[i].thread, NULL);
+    for (int i = 0; i < srv->nworkers; i++)
+        nng_ctx_close(srv->workers[i].ctx);
+    nng_close(srv->sock);
+    free_server(srv);
+}
+
+void kr_rpc_block_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+int kr_rpc_wait_signal(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    int sig = 0;
+    while (sigwait(&set, &sig) != 0)
+        ;
+    return sig;
+}
+
+int kr_rpc_http_status(Kreide__Status s)
+{
+    switch (s) {
+    case KREIDE__STATUS__OK:
+        return 200;
+    case KREIDE__STATUS__INVALID_ARGUMENT:
+        return 400;
+    case KREIDE__STATUS__UNAUTHENTICATED:
+        return 401;
+    case KREIDE__STATUS__PERMISSION_DENIED:
+        return 403;
+    case KREIDE__STATUS__NOT_FOUND:
+        return 404;
+    case KREIDE__STATUS__ALREADY_EXISTS:
+    case KREIDE__STATUS__FAILED_PRECONDITION:
+        return 409;
+    case KREIDE__STATUS__RESOURCE_EXHAUSTED:
+        return 429;
+    case KREIDE__STATUS__DEADLINE_EXCEEDED:
+        return 504;
+    case KREIDE__STATUS__UNAVAILABLE:
+        return 503;
+    case KREIDE__STATUS__UNIMPLEMENTED:
+        return 501;
+    default:
+        return 500;
+    }
+}

@@ -1,0 +1,110 @@
+/*
+ * kreide-identity — the identity daemon.
+ *
+ *   kreide-identity           apply pending migrations (unless disabled), then serve
+ *   kreide-identity migrate   apply pending migrations and exit (the Helm Job)
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "identity.h"
+#include "kr_config.h"
+#include "kr_log.h"
+#include "kr_migrate.h"
+#include "kr_pg.h"
+
+#define VERSION "0.1.0"
+
+typedef struct {
+    const char *database_url;
+    const char *internal_keys;
+    const char *listen;
+    const char *migrations_dir;
+    int workers;
+    bool migrate_on_start;
+} settings;
+
+static int read_settings(settings *s, kr_config *cfg)
+{
+    kr_log_level level = KR_LOG_INFO;
+    const char *lvl = kr_config_str(cfg, "KREIDE_LOG_LEVEL", "info", 0);
+    if (!kr_log_level_parse(lvl, &level))
+        kr_config_fail(cfg, "KREIDE_LOG_LEVEL", "expected debug, info, warn or error, got '%s'", lvl);
+    kr_log_init("identity", level);
+    s->database_url = kr_config_str(cfg, "KREIDE_DATABASE_URL", NULL, KR_CFG_REQUIRED | KR_CFG_SECRET);
+    s->internal_keys = kr_config_str(cfg, "KREIDE_INTERNAL_KEYS", NULL, KR_CFG_REQUIRED | KR_CFG_SECRET);
+    s->listen = kr_config_str(cfg, "KREIDE_IDENTITY_LISTEN", "tcp://127.0.0.1:7101", 0);
+    s->migrations_dir = kr_config_str(cfg, "KREIDE_MIGRATIONS_DIR", "/usr/share/kreide/migrations/identity", 0);
+    s->workers = (int)kr_config_int(cfg, "KREIDE_WORKERS", 4, 1, 256);
+    s->migrate_on_start = kr_config_bool(cfg, "KREIDE_MIGRATE_ON_START", true);
+    return kr_config_check(cfg, "kreide-identity") == 0 ? 0 : -1;
+}
+
+static int migrate(const settings *s)
+{
+    kr_pg *pg = kr_pg_new(s->database_url);
+    kr_pg_set_application_name(pg, "kreide-identity-migrate");
+    kr_migrate_report report = {0};
+    char err[512];
+    int rv = kr_migrate_run(pg, "identity", s->migrations_dir, &report, err, sizeof(err));
+    kr_pg_free(pg);
+    if (rv != 0) {
+        kr_log(KR_LOG_ERROR, "migration failed", "error", err, NULL);
+        return -1;
+    }
+    char applied[16], version[16];
+    snprintf(applied, sizeof(applied), "%d", report.applied);
+    snprintf(version, sizeof(version), "%d", report.current_version);
+    kr_log(KR_LOG_INFO, "schema up to date", "schema", "identity", "applied", applied, "version", version, NULL);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    bool migrate_only = argc > 1 && strcmp(argv[1], "migrate") == 0;
+    if (argc > 2 || (argc == 2 && !migrate_only)) {
+        fprintf(stderr, "usage: kreide-identity [migrate]\n");
+        return 2;
+    }
+    kr_rpc_block_signals();
+    kr_config *cfg = kr_config_new();
+    settings s;
+    if (read_settings(&s, cfg) != 0)
+        return 1;
+
+    kr_keyring *keys = NULL;
+    char err[512];
+    if (kr_keyring_parse(s.internal_keys, &keys, err, sizeof(err)) != 0) {
+        fprintf(stderr, "kreide-identity: KREIDE_INTERNAL_KEYS: %s\n", err);
+        return 1;
+    }
+    if ((migrate_only || s.migrate_on_start) && migrate(&s) != 0)
+        return 1;
+    if (migrate_only)
+        return 0;
+
+    kr_rpc_server_opts opts = {
+        .service = &kreide__identity__identity__descriptor,
+        .methods = ident_methods,
+        .nmethods = ident_nmethods,
+        .listen_url = s.listen,
+        .workers = s.workers,
+        .database_url = s.database_url,
+        .keys = keys,
+        .version = VERSION,
+    };
+    kr_rpc_server *srv;
+    if (kr_rpc_server_start(&opts, &srv, err, sizeof(err)) != 0) {
+        kr_log(KR_LOG_ERROR, "cannot start", "error", err, NULL);
+        return 1;
+    }
+    kr_log(KR_LOG_INFO, "serving", "listen", s.listen, "version", VERSION, NULL);
+    int sig = kr_rpc_wait_signal();
+    kr_log(KR_LOG_INFO, "draining", "signal", sig == 2 ? "SIGINT" : "SIGTERM", NULL);
+    kr_rpc_server_drain(srv);
+    kr_keyring_free(keys);
+    kr_config_free(cfg);
+    kr_log(KR_LOG_INFO, "stopped", NULL);
+    return 0;
+}
