@@ -14,6 +14,7 @@
 #define KR_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef enum {
     KR_LOG_DEBUG = 0,
