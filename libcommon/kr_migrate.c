@@ -242,7 +242,8 @@ static int scan_dir(mig_ctx *m, mig_list *l)
     if (rc != KR_MIGRATE_OK)
         return rc;
 
-    qsort(l->v, l->n, sizeof(*l->v), by_version);
+    if (l->n > 1)
+        qsort(l->v, l->n, sizeof(*l->v), by_version);
     for (size_t i = 1; i < l->n; i++)
         if (l->v[i].version == l->v[i - 1].version)
             return say(m, KR_MIGRATE_EDIR, "migrations %s and %s both have version %d", l->v[i - 1].name, l->v[i].name,
