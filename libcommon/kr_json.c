@@ -147,13 +147,33 @@ fail:
 
 /* ---------------------------------------------------------------- numbers */
 
-/* Shortest "%.*g" form of `x` that reads back as exactly `x`. */
+/* Shortest "%.*g" form of `x` that reads back as exactly `x`, written
+ * without exponent while the integer part has at most 17 digits (100, not
+ * 1e+02) and with the exponent trimmed as JSON allows (1e300, not 1e+300). */
 static void format_double(char *buf, size_t size, double x)
 {
-    for (int p = 1; p <= 17; p++) {
+    int p = 1;
+    for (; p < 17; p++) {
         snprintf(buf, size, "%.*g", p, x);
         if (strtod(buf, NULL) == x)
-            return;
+            break;
+    }
+    if (x != 0 && fabs(x) >= 1 && fabs(x) < 1e17) {
+        int digits = (int)floor(log10(fabs(x))) + 1;
+        if (digits > p)
+            p = digits;
+    }
+    snprintf(buf, size, "%.*g", p, x);
+    char *e = strchr(buf, 'e');
+    if (e != NULL) {
+        char *d = e + 1;
+        if (*d == '+')
+            memmove(d, d + 1, strlen(d));
+        else if (*d == '-')
+            d++;
+        size_t zeros = strspn(d, "0");
+        if (zeros > 0 && d[zeros] != '\0')
+            memmove(d, d + zeros, strlen(d + zeros) + 1);
     }
 }
 
@@ -336,6 +356,7 @@ static bool wide_fits(wide_int w, bool is_signed, int bits, int64_t *s, uint64_t
 typedef struct {
     kr_json_error *err;
     char path[256];
+    char tail[sizeof(((kr_json_error *)0)->field)];
     size_t path_len;
     bool failed;
 } decode_ctx;
@@ -437,6 +458,19 @@ static void set_text(char *dst, size_t size, const char *fmt, ...)
     va_end(ap);
 }
 
+/* The path if it has at most `max` bytes, else "..." and its last bytes:
+ * the end of a path names the field, so that is the part to keep. */
+static const char *path_tail(decode_ctx *c, size_t max)
+{
+    if (c->path_len <= max)
+        return c->path;
+    const char *t = c->path + c->path_len - (max - 3);
+    while (((unsigned char)*t & 0xc0) == 0x80)
+        t++;
+    snprintf(c->tail, sizeof c->tail, "...%s", t);
+    return c->tail;
+}
+
 static void fail(decode_ctx *c, bool about_field, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Records the first error; `about_field` puts the current path in front. */
@@ -453,8 +487,8 @@ static void fail(decode_ctx *c, bool about_field, const char *fmt, ...)
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
     if (about_field && c->path_len) {
-        set_text(c->err->field, sizeof c->err->field, "%s", c->path);
-        set_text(c->err->message, sizeof c->err->message, "field '%s': %s", c->path, text);
+        set_text(c->err->field, sizeof c->err->field, "%s", path_tail(c, sizeof c->err->field - 1));
+        set_text(c->err->message, sizeof c->err->message, "field '%s': %s", path_tail(c, 96), text);
     } else {
         c->err->field[0] = '\0';
         set_text(c->err->message, sizeof c->err->message, "%s", text);
@@ -828,9 +862,9 @@ static bool decode_message_into(decode_ctx *c, const ProtobufCMessageDescriptor 
             char name[72];
             quote_excerpt(name, sizeof name, key, key_len, 64);
             size_t mark = path_push_name(c, name);
-            fail(c, false, "unknown field '%s'", c->path);
+            fail(c, false, "unknown field '%s'", path_tail(c, 96));
             if (c->err)
-                set_text(c->err->field, sizeof c->err->field, "%s", c->path);
+                set_text(c->err->field, sizeof c->err->field, "%s", path_tail(c, sizeof c->err->field - 1));
             path_pop(c, mark);
             ok = false;
             break;
