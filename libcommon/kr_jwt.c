@@ -68,8 +68,8 @@ static char *xstrdup(const char *s)
     return d;
 }
 
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
+static int set_err(char *err, size_t errlen, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int set_err(char *err, size_t errlen, int code, const char *fmt, ...)
 {
     if (err && errlen) {
         va_list ap;
@@ -411,18 +411,18 @@ static int key_alg(EVP_PKEY *pk, char *err, size_t errlen)
         char group[80];
         size_t glen = 0;
         if (EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), &glen) != 1)
-            return -fail(err, errlen, KR_JWT_EKEY, "EC key without a named curve");
+            return -set_err(err, errlen, KR_JWT_EKEY, "EC key without a named curve");
         if (OBJ_sn2nid(group) != NID_X9_62_prime256v1)
-            return -fail(err, errlen, KR_JWT_EKEY, "EC key on curve %s, only P-256 is supported", group);
+            return -set_err(err, errlen, KR_JWT_EKEY, "EC key on curve %s, only P-256 is supported", group);
         return ALG_ES256;
     }
     if (EVP_PKEY_is_a(pk, "RSA")) {
         int bits = EVP_PKEY_get_bits(pk);
         if (bits < RSA_MIN_BITS || bits > RSA_MAX_BITS)
-            return -fail(err, errlen, KR_JWT_EKEY, "RSA key of %d bits, need %d to %d", bits, RSA_MIN_BITS, RSA_MAX_BITS);
+            return -set_err(err, errlen, KR_JWT_EKEY, "RSA key of %d bits, need %d to %d", bits, RSA_MIN_BITS, RSA_MAX_BITS);
         return ALG_RS256;
     }
-    return -fail(err, errlen, KR_JWT_EKEY, "key type %s is not supported (EC P-256 or RSA)", EVP_PKEY_get0_type_name(pk));
+    return -set_err(err, errlen, KR_JWT_EKEY, "key type %s is not supported (EC P-256 or RSA)", EVP_PKEY_get0_type_name(pk));
 }
 
 int kr_jwt_keyset_add_pem(kr_jwt_keyset *ks, const char *kid, const char *pem, size_t len, char *err, size_t errlen)
@@ -430,15 +430,15 @@ int kr_jwt_keyset_add_pem(kr_jwt_keyset *ks, const char *kid, const char *pem, s
     if (err && errlen)
         err[0] = '\0';
     if (!ks || !kid || !pem)
-        return fail(err, errlen, KR_JWT_EINVAL, "NULL argument");
+        return set_err(err, errlen, KR_JWT_EINVAL, "NULL argument");
     if (!kid_valid(kid, strlen(kid)))
-        return fail(err, errlen, KR_JWT_EINVAL, "invalid kid");
+        return set_err(err, errlen, KR_JWT_EINVAL, "invalid kid");
     if (len > INT_MAX)
-        return fail(err, errlen, KR_JWT_EINVAL, "PEM too long");
+        return set_err(err, errlen, KR_JWT_EINVAL, "PEM too long");
     if (find_key(ks, kid))
-        return fail(err, errlen, KR_JWT_EEXIST, "kid %s already loaded", kid);
+        return set_err(err, errlen, KR_JWT_EEXIST, "kid %s already loaded", kid);
     if (ks->n == KR_JWT_MAX_KEYS)
-        return fail(err, errlen, KR_JWT_EINVAL, "key set full (%d keys)", KR_JWT_MAX_KEYS);
+        return set_err(err, errlen, KR_JWT_EINVAL, "key set full (%d keys)", KR_JWT_MAX_KEYS);
 
     BIO *bio = BIO_new_mem_buf(pem, (int)len);
     if (!bio)
@@ -455,7 +455,7 @@ int kr_jwt_keyset_add_pem(kr_jwt_keyset *ks, const char *kid, const char *pem, s
     }
     ERR_clear_error();
     if (!pk)
-        return fail(err, errlen, KR_JWT_EKEY, "kid %s: no unencrypted PEM private key or PEM public key", kid);
+        return set_err(err, errlen, KR_JWT_EKEY, "kid %s: no unencrypted PEM private key or PEM public key", kid);
 
     struct kr_jwt_key k = {.has_private = priv, .pkey = pk};
     snprintf(k.kid, sizeof(k.kid), "%s", kid);
@@ -473,7 +473,7 @@ int kr_jwt_keyset_add_pem(kr_jwt_keyset *ks, const char *kid, const char *pem, s
         size_t siglen = 0;
         if (!key_sign(&k, probe, sizeof(probe), sig, &siglen) || !key_verify(&k, probe, sizeof(probe), sig, siglen)) {
             EVP_PKEY_free(pk);
-            return fail(err, errlen, KR_JWT_EKEY, "kid %s: sign/verify self-test failed", kid);
+            return set_err(err, errlen, KR_JWT_EKEY, "kid %s: sign/verify self-test failed", kid);
         }
     }
 
@@ -522,10 +522,10 @@ int kr_jwt_keyset_load_dir(kr_jwt_keyset *ks, const char *dir, char *err, size_t
     if (err && errlen)
         err[0] = '\0';
     if (!ks || !dir)
-        return fail(err, errlen, KR_JWT_EINVAL, "NULL argument");
+        return set_err(err, errlen, KR_JWT_EINVAL, "NULL argument");
     DIR *d = opendir(dir);
     if (!d)
-        return fail(err, errlen, KR_JWT_EIO, "cannot open %s: %s", dir, strerror(errno));
+        return set_err(err, errlen, KR_JWT_EIO, "cannot open %s: %s", dir, strerror(errno));
     int rc = KR_JWT_OK;
     size_t added = 0;
     struct dirent *de;
@@ -536,20 +536,20 @@ int kr_jwt_keyset_load_dir(kr_jwt_keyset *ks, const char *dir, char *err, size_t
             continue;
         char kid[KR_JWT_MAX_KID + 1];
         if (!kid_valid(name, nlen - 4)) {
-            rc = fail(err, errlen, KR_JWT_EINVAL, "%s: file name is not <kid>.pem with a valid kid", name);
+            rc = set_err(err, errlen, KR_JWT_EINVAL, "%s: file name is not <kid>.pem with a valid kid", name);
             break;
         }
         memcpy(kid, name, nlen - 4);
         kid[nlen - 4] = '\0';
         char path[PATH_MAX];
         if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path)) {
-            rc = fail(err, errlen, KR_JWT_EIO, "%s: path too long", name);
+            rc = set_err(err, errlen, KR_JWT_EIO, "%s: path too long", name);
             break;
         }
         char *pem;
         size_t len;
         if (read_small_file(path, &pem, &len) != 0) {
-            rc = fail(err, errlen, KR_JWT_EIO, "%s: not a readable regular file of at most %d bytes", path, KEY_FILE_MAX);
+            rc = set_err(err, errlen, KR_JWT_EIO, "%s: not a readable regular file of at most %d bytes", path, KEY_FILE_MAX);
             break;
         }
         rc = kr_jwt_keyset_add_pem(ks, kid, pem, len, err, errlen);
@@ -560,7 +560,7 @@ int kr_jwt_keyset_load_dir(kr_jwt_keyset *ks, const char *dir, char *err, size_t
     }
     closedir(d);
     if (rc == KR_JWT_OK && added == 0)
-        rc = fail(err, errlen, KR_JWT_ENOKEY, "no <kid>.pem file in %s", dir);
+        rc = set_err(err, errlen, KR_JWT_ENOKEY, "no <kid>.pem file in %s", dir);
     return rc;
 }
 
@@ -806,14 +806,15 @@ static json_t *decode_part(const char *s, size_t n)
     return obj;
 }
 
-/* Takes a string claim out of `payload`. A JSON string with an embedded NUL
- * is refused: C code comparing it would see a different value. */
+/* Takes a string claim out of `payload`. Strings cannot hold a NUL that C
+ * code would cut them at: json_loadb refuses "\u0000" unless given
+ * JSON_ALLOW_NUL. */
 static int take_str(json_t *payload, const char *name, char **out)
 {
     json_t *v = json_object_get(payload, name);
     if (!v)
         return KR_JWT_OK;
-    if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
+    if (!json_is_string(v))
         return KR_JWT_ECLAIMS;
     *out = xstrdup(json_string_value(v));
     json_object_del(payload, name);
@@ -830,11 +831,6 @@ static int take_time(json_t *payload, const char *name, int64_t *out)
     *out = json_integer_value(v);
     json_object_del(payload, name);
     return KR_JWT_OK;
-}
-
-static bool aud_member_ok(json_t *v)
-{
-    return json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v);
 }
 
 /* Reads the claims of a verified payload into `out`; `aud_all` receives the
@@ -868,12 +864,12 @@ static int read_claims(json_t *payload, kr_jwt_claims *out, json_t **aud_all)
                 rc = KR_JWT_ECLAIMS;
             json_array_foreach(aud, i, v)
             {
-                if (!aud_member_ok(v))
+                if (!json_is_string(v))
                     rc = KR_JWT_ECLAIMS;
             }
             if (!rc)
                 out->aud = xstrdup(json_string_value(json_array_get(aud, 0)));
-        } else if (aud_member_ok(aud)) {
+        } else if (json_is_string(aud)) {
             out->aud = xstrdup(json_string_value(aud));
         } else {
             rc = KR_JWT_ECLAIMS;
