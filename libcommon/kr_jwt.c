@@ -742,7 +742,23 @@ static int build_json(const struct kr_jwt_key *k, const kr_jwt_claims *c, char *
     return KR_JWT_OK;
 }
 
+static const struct kr_jwt_key *signing_key(const kr_jwt_keyset *ks, const char *alg)
+{
+    const struct kr_jwt_key *k = active_key(ks);
+    if (!alg || (k && strcmp(alg_names[k->alg], alg) == 0))
+        return k;
+    for (size_t i = ks->n; i-- > 0;)
+        if (ks->keys[i].has_private && strcmp(alg_names[ks->keys[i].alg], alg) == 0)
+            return &ks->keys[i];
+    return NULL;
+}
+
 int kr_jwt_sign(const kr_jwt_keyset *ks, const kr_jwt_claims *c, char **token_out)
+{
+    return kr_jwt_sign_alg(ks, NULL, c, token_out);
+}
+
+int kr_jwt_sign_alg(const kr_jwt_keyset *ks, const char *alg, const kr_jwt_claims *c, char **token_out)
 {
     if (!token_out)
         return KR_JWT_EINVAL;
@@ -756,7 +772,9 @@ int kr_jwt_sign(const kr_jwt_keyset *ks, const kr_jwt_claims *c, char **token_ou
             if (json_object_get(c->extra, named_claims[i]))
                 return KR_JWT_EINVAL;
     }
-    const struct kr_jwt_key *k = active_key(ks);
+    if (alg && strcmp(alg, alg_names[ALG_ES256]) != 0 && strcmp(alg, alg_names[ALG_RS256]) != 0)
+        return KR_JWT_EALG;
+    const struct kr_jwt_key *k = signing_key(ks, alg);
     if (!k)
         return KR_JWT_ENOKEY;
 

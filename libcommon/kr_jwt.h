@@ -90,10 +90,12 @@ int kr_jwt_keyset_add_pem(kr_jwt_keyset *ks, const char *kid, const char *pem, s
 
 /* Adds every `<kid>.pem` in `dir` (a mounted Kubernetes Secret, say) with
  * kr_jwt_keyset_add_pem. Names starting with '.' (the Secret volume's own
- * `..data` links) and names that are not valid kids are skipped; symbolic links
- * are followed; files over 64 KiB are an error. Returns 0 when at least one key
- * was added, KR_JWT_ENOKEY when the directory holds no key file, or the first
- * error met (with `err` as above); keys added before an error stay in the set. */
+ * `..data` entries) and files not ending in ".pem" are skipped; a `.pem` file
+ * whose name is not a valid kid is an error (KR_JWT_EINVAL), so that a
+ * misnamed key is noticed; symbolic links are followed; a file over 64 KiB or
+ * not a regular file is KR_JWT_EIO. Returns 0 when at least one key was added,
+ * KR_JWT_ENOKEY when the directory holds no key file, or the first error met
+ * (with `err` as above); keys added before an error stay in the set. */
 int kr_jwt_keyset_load_dir(kr_jwt_keyset *ks, const char *dir, char *err, size_t errlen) __attribute__((warn_unused_result));
 
 /* Chooses the signing key. Every other key keeps verifying, so tokens signed
@@ -155,6 +157,15 @@ void kr_jwt_claims_clear(kr_jwt_claims *c);
  * KR_JWT_EINVAL (claims) or KR_JWT_ENOKEY (no private key). Thread-safe on a
  * shared key set. */
 int kr_jwt_sign(const kr_jwt_keyset *ks, const kr_jwt_claims *claims, char **token_out) __attribute__((warn_unused_result));
+
+/* kr_jwt_sign with the algorithm a relying party asks for ("ES256" or
+ * "RS256"; an OpenID Connect client registered without
+ * id_token_signed_response_alg expects RS256). Uses the active key if it has
+ * that algorithm, else the private key of that algorithm with the greatest
+ * kid; KR_JWT_ENOKEY if there is none, KR_JWT_EALG for another name. NULL alg
+ * is kr_jwt_sign. Same ownership as kr_jwt_sign. */
+int kr_jwt_sign_alg(const kr_jwt_keyset *ks, const char *alg, const kr_jwt_claims *claims, char **token_out)
+    __attribute__((warn_unused_result));
 
 /* What verification expects beyond a good signature. */
 typedef struct {

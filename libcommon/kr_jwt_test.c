@@ -550,6 +550,35 @@ static void rotation_keeps_old_tokens_valid(void **state)
     kr_jwt_keyset_free(retired);
 }
 
+static void sign_alg_picks_a_key_of_that_algorithm(void **state)
+{
+    kr_jwt_keyset *ks = keyset_with("2025-03", ec_new_pem);
+    char err[200];
+    assert_int_equal(kr_jwt_keyset_add_pem(ks, "rsa-a", rsa_pem, strlen(rsa_pem), err, sizeof(err)), KR_JWT_OK);
+    assert_int_equal(kr_jwt_keyset_add_pem(ks, "rsa-b", rsa_pub_pem, strlen(rsa_pub_pem), err, sizeof(err)), KR_JWT_OK);
+    assert_int_equal(kr_jwt_keyset_set_active(ks, "2025-03"), KR_JWT_OK);
+    kr_jwt_claims c = sample_claims();
+    const char *want_kid[] = {"2025-03", "rsa-a"}, *algs[] = {"ES256", "RS256"};
+    for (int i = 0; i < 2; i++) {
+        char *tok = NULL;
+        assert_int_equal(kr_jwt_sign_alg(ks, algs[i], &c, &tok), KR_JWT_OK);
+        json_t *h = decode_header(tok);
+        assert_string_equal(json_string_value(json_object_get(h, "alg")), algs[i]);
+        assert_string_equal(json_string_value(json_object_get(h, "kid")), want_kid[i]);
+        json_decref(h);
+        assert_int_equal(verify_str(ks, tok, &at_t0), KR_JWT_OK);
+        free(tok);
+    }
+    char *tok = NULL;
+    assert_int_equal(kr_jwt_sign_alg(ks, "HS256", &c, &tok), KR_JWT_EALG);
+    assert_null(tok);
+    kr_jwt_keyset *ec_only = keyset_with("ec", ec_old_pem);
+    assert_int_equal(kr_jwt_sign_alg(ec_only, "RS256", &c, &tok), KR_JWT_ENOKEY);
+    assert_null(tok);
+    kr_jwt_keyset_free(ec_only);
+    kr_jwt_keyset_free(ks);
+}
+
 static void unusable_keys_rejected(void **state)
 {
     kr_jwt_keyset *ks = keyset_with("ok", ec_old_pem);
@@ -941,6 +970,7 @@ int main(void)
         cmocka_unit_test(huge_token_rejected_as_malformed),
         cmocka_unit_test(sign_refuses_unsignable_claims),
         cmocka_unit_test(rotation_keeps_old_tokens_valid),
+        cmocka_unit_test(sign_alg_picks_a_key_of_that_algorithm),
         cmocka_unit_test(unusable_keys_rejected),
         cmocka_unit_test(jwks_shape),
         cmocka_unit_test(load_dir_reads_kid_pem_files),
