@@ -207,8 +207,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     const char *why = NULL;
     gw_auth_result a = gw_auth_caller(req, &caller, &why);
     if (a == GW_AUTH_INVALID || (a == GW_AUTH_NONE_GIVEN && route->auth == GW_AUTH_BEARER)) {
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
-                       H2O_STRLIT(a == GW_AUTH_INVALID ? "Bearer error=\"invalid_token\"" : "Bearer"));
+        const char *challenge = a == GW_AUTH_INVALID ? "Bearer error=\"invalid_token\"" : "Bearer";
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, challenge, strlen(challenge));
         gw_count_request(route->pattern, 401);
         gw_send_error(req, 401, a == GW_AUTH_INVALID ? "auth.invalid_token" : "auth.required",
                       a == GW_AUTH_INVALID ? why : "this endpoint needs a bearer token", NULL);

@@ -57,8 +57,8 @@ const char *gw_request_id(h2o_req_t *req)
 void gw_add_common_headers(h2o_req_t *req)
 {
     gw_request_id(req);
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_X_CONTENT_TYPE_OPTIONS, NULL, H2O_STRLIT("nosniff"));
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_X_FRAME_OPTIONS, NULL, H2O_STRLIT("DENY"));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-content-type-options"), 0, NULL, H2O_STRLIT("nosniff"));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-frame-options"), 0, NULL, H2O_STRLIT("DENY"));
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("referrer-policy"), 0, NULL, H2O_STRLIT("no-referrer"));
 }
 
@@ -66,7 +66,7 @@ void gw_send_json(h2o_req_t *req, int status, const char *body, size_t len)
 {
     gw_add_common_headers(req);
     req->res.status = status;
-    req->res.reason = status < 300 ? "OK" : "Error";
+    req->res.reason = status == 201 ? "Created" : status < 300 ? "OK" : "Error";
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
     h2o_send_inline(req, body, len);
@@ -253,7 +253,7 @@ static void log_access(h2o_logger_t *self, h2o_req_t *req)
                           i >= 0 ? req->res.headers.entries[i].value.base : "", i >= 0 ? req->res.headers.entries[i].value.len : 0);
     if (j == NULL) /* a path that is not UTF-8 */
         return;
-    char *text = json_dumps(j, JSON_COMPACT);
+    char *text = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
     json_decref(j);
     if (text != NULL && strlen(text) > 2)
         kr_log_raw(KR_LOG_INFO, text + 1, strlen(text) - 2);
@@ -262,6 +262,6 @@ static void log_access(h2o_logger_t *self, h2o_req_t *req)
 
 void gw_access_log_register(h2o_pathconf_t *pathconf)
 {
-    h2o_logger_t *l = h2o_pathconf_register_logger(pathconf, sizeof(*l));
+    h2o_logger_t *l = h2o_create_logger(pathconf, sizeof(*l));
     l->log_access = log_access;
 }

@@ -9,9 +9,9 @@
  * the service's .proto: the body, parameters and response are transcoded from
  * the method's descriptors, and the OpenAPI document follows by itself. */
 static gw_route routes[] = {
-    {"POST", "/api/v1/schools", "identity", "CreateSchool", GW_AUTH_BEARER, 201, "Create a school (operators)"},
-    {"GET", "/api/v1/schools", "identity", "ListSchools", GW_AUTH_BEARER, 200, "List schools by name (operators)"},
-    {"GET", "/api/v1/schools/{id}", "identity", "GetSchool", GW_AUTH_PUBLIC, 200, "Read a school's public record"},
+    {"POST", "/api/v1/schools", "identity", "CreateSchool", GW_AUTH_BEARER, 201, "Create a school (operators)", NULL, NULL},
+    {"GET", "/api/v1/schools", "identity", "ListSchools", GW_AUTH_BEARER, 200, "List schools by name (operators)", NULL, NULL},
+    {"GET", "/api/v1/schools/{id}", "identity", "GetSchool", GW_AUTH_PUBLIC, 200, "Read a school's public record", NULL, NULL},
 };
 static const size_t nroutes = sizeof(routes) / sizeof(routes[0]);
 
