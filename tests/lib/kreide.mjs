@@ -1,0 +1,173 @@
+// Starts real Kreide daemons for one test file: its own database, its own
+// keys, sockets and ports, against the PostgreSQL and Redis that the test
+// runner (scripts/test) started. Nothing here mocks a server.
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, createWriteStream, chmodSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import path from 'node:path';
+import os from 'node:os';
+
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
+export const bin = path.resolve(root, process.env.BUILD || 'build', 'bin');
+const outDir = process.env.KREIDE_TEST_OUT || path.join(os.tmpdir(), 'kreide-test-out');
+
+export function required(name) {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set: run the suites through 'make test'`);
+  return v;
+}
+
+// A free TCP port on loopback, chosen by the kernel.
+export async function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+// Polls `fn` until it returns a truthy value or the deadline passes.
+export async function until(fn, { timeoutMs = 10000, intervalMs = 50, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
+}
+
+function psql(url, sql) {
+  execFileSync('psql', [url, '-v', 'ON_ERROR_STOP=1', '-qAtc', sql], { stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+class Daemon {
+  constructor(name, file, args, env, logPath) {
+    Object.assign(this, { name, file, args, env, logPath });
+    this.proc = null;
+  }
+  start() {
+    const log = createWriteStream(this.logPath, { flags: 'a' });
+    this.proc = spawn(this.file, this.args, { env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc.stdout.pipe(log);
+    this.proc.stderr.pipe(log);
+    this.exited = new Promise((resolve) => this.proc.once('exit', (code, signal) => resolve({ code, signal })));
+    return this;
+  }
+  async stop(signal = 'SIGTERM') {
+    if (!this.proc || this.proc.exitCode !== null || this.proc.signalCode !== null) return this.exited;
+    this.proc.kill(signal);
+    return this.exited;
+  }
+}
+
+// Starts identity + `gateways` gateways. Returns handles and helpers.
+export async function startSuite({ gateways = 1, name = 'suite', env: extraEnv = {} } = {}) {
+  const adminUrl = required('KREIDE_TEST_PG_URL');
+  const db = `kt_${name.replace(/[^a-z0-9]/gi, '').toLowerCase()}_${randomBytes(4).toString('hex')}`;
+  psql(adminUrl, `CREATE DATABASE ${db}`);
+  const dbUrl = adminUrl.replace(/\/[^/?]*(\?|$)/, `/${db}$1`);
+
+  mkdirSync(outDir, { recursive: true });
+  const dir = mkdtempSync(path.join(os.tmpdir(), `kreide-${name}-`));
+  chmodSync(dir, 0o755);
+  const keysDir = path.join(dir, 'jwt');
+  execFileSync(path.join(bin, 'kreidectl'), ['keygen', keysDir, 'test1']);
+  const internalKeys = `t1:${randomBytes(32).toString('base64')}`;
+  const identityUrl = `ipc://${dir}/identity.sock`;
+
+  const base = {
+    PATH: process.env.PATH,
+    KREIDE_LOG_LEVEL: 'info',
+    KREIDE_INTERNAL_KEYS: internalKeys,
+    ...extraEnv,
+  };
+  const identityEnv = {
+    ...base,
+    KREIDE_DATABASE_URL: dbUrl,
+    KREIDE_IDENTITY_LISTEN: identityUrl,
+    KREIDE_MIGRATIONS_DIR: path.join(root, 'services/identity/migrations'),
+    KREIDE_WORKERS: '4',
+  };
+  const identity = new Daemon('identity', path.join(bin, 'kreide-identity'), [], identityEnv,
+    path.join(outDir, `${name}-identity.log`)).start();
+
+  const gws = [];
+  for (let i = 0; i < gateways; i++) {
+    const port = await freePort();
+    const gwEnv = {
+      ...base,
+      KREIDE_HTTP_ADDR: `127.0.0.1:${port}`,
+      KREIDE_HTTP_THREADS: '2',
+      KREIDE_IDENTITY_URL: identityUrl,
+      KREIDE_JWT_KEYS_DIR: keysDir,
+      KREIDE_ISSUER: `http://127.0.0.1:${port}`,
+      KREIDE_RPC_TIMEOUT_MS: extraEnv.KREIDE_RPC_TIMEOUT_MS || '3000',
+      KREIDE_MAX_BODY_BYTES: extraEnv.KREIDE_MAX_BODY_BYTES || '65536',
+    };
+    const d = new Daemon(`gateway${i}`, path.join(bin, 'kreide-gateway'), [], gwEnv,
+      path.join(outDir, `${name}-gateway${i}.log`)).start();
+    d.url = `http://127.0.0.1:${port}`;
+    gws.push(d);
+  }
+  const url = gws[0].url;
+  await until(async () => (await fetch(`${url}/readyz`)).status === 200, { what: 'gateway ready', timeoutMs: 20000 });
+
+  const suite = {
+    url, identity, gateways: gws, dir, dbUrl, internalKeys, identityUrl, keysDir,
+    // A bearer token signed with this suite's key, as `kreidectl token` makes it.
+    token({ roles = [], sub, schools = [], ttl } = {}) {
+      const args = ['token', '--keys', keysDir];
+      for (const r of roles) args.push('--role', r);
+      if (sub) args.push('--sub', sub);
+      for (const s of schools) args.push('--school', s);
+      if (ttl) args.push('--ttl', String(ttl));
+      return execFileSync(path.join(bin, 'kreidectl'), args, { env: { ...process.env, KREIDE_ISSUER: url } })
+        .toString().trim();
+    },
+    // Sends one RPC straight to the identity socket (see `kreidectl rpc`).
+    rpc(method, json, { roles = [], seal = true, keys = internalKeys } = {}) {
+      const args = ['rpc', identityUrl, method, json];
+      for (const r of roles) args.push('--role', r);
+      if (!seal) args.push('--no-seal');
+      try {
+        const out = execFileSync(path.join(bin, 'kreidectl'), args,
+          { env: { ...process.env, KREIDE_INTERNAL_KEYS: keys }, stdio: ['ignore', 'pipe', 'pipe'] });
+        return JSON.parse(out.toString());
+      } catch (e) {
+        if (e.stdout && e.stdout.length) return JSON.parse(e.stdout.toString());
+        throw e;
+      }
+    },
+    async stop() {
+      await Promise.all(gws.map((g) => g.stop()));
+      await identity.stop();
+      try { psql(adminUrl, `DROP DATABASE IF EXISTS ${db} WITH (FORCE)`); } catch { /* best effort */ }
+    },
+  };
+  return suite;
+}
+
+// fetch + JSON body, never throwing on HTTP errors.
+export async function api(url, { method = 'GET', token, body, headers = {}, raw } = {}) {
+  const h = { ...headers };
+  if (token) h.authorization = `Bearer ${token}`;
+  let payload;
+  if (raw !== undefined) payload = raw;
+  else if (body !== undefined) payload = JSON.stringify(body);
+  if (payload !== undefined && !h['content-type']) h['content-type'] = 'application/json';
+  const res = await fetch(url, { method, headers: h, body: payload });
+  const text = await res.text();
+  let json;
+  try { json = JSON.parse(text); } catch { json = undefined; }
+  return { status: res.status, headers: res.headers, json, text };
+}
