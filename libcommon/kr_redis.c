@@ -241,7 +241,8 @@ static int parse_unix(const char *s, kr_redis_target *out, char *err, size_t err
             out->db = (int)v;
         } else if (key_len == 8 && memcmp(q, "password", 8) == 0) {
             if (pct_decode(eq + 1, val_len, out->password, sizeof(out->password)) != 0 || out->password[0] == '\0')
-                return url_fail(err, errlen, "password is empty, badly percent-encoded or longer than %d bytes", KR_REDIS_SECRET_MAX);
+                return url_fail(err, errlen, "password is empty, badly percent-encoded or longer than %d bytes",
+                                KR_REDIS_SECRET_MAX);
         } else {
             return url_fail(err, errlen, "unknown query parameter (known: db, password)");
         }
@@ -270,8 +271,9 @@ int kr_redis_url_parse(const char *url, kr_redis_target *out, char *err, size_t 
     if (strncasecmp(url, "unix://", 7) == 0)
         return parse_unix(url + 7, out, err, errlen);
     if (strncasecmp(url, "rediss://", 9) == 0)
-        return url_fail(err, errlen, "rediss:// (TLS) is not supported: hiredis 0.14 has no TLS; reach Redis over a private network "
-                                     "or a local TLS tunnel and use redis://");
+        return url_fail(err, errlen,
+                        "rediss:// (TLS) is not supported: hiredis 0.14 has no TLS; reach Redis over a private network "
+                        "or a local TLS tunnel and use redis://");
     return url_fail(err, errlen, "unsupported URL scheme; expected redis://host[:port][/db] or unix:///path.sock");
 }
 
@@ -358,8 +360,8 @@ static int setup_command(kr_redis *r, redisContext *c, const char *what, int arg
         return set_err(r, KR_REDIS_ECONNECT, "%s on %s failed: %s", what, where(r, w, sizeof(w)), c->errstr);
     int rc = 0;
     if (reply->type == REDIS_REPLY_ERROR)
-        rc = set_err(r, KR_REDIS_EAUTH, "%s refused by %s: %.*s", what, where(r, w, sizeof(w)), (int)(reply->len > 120 ? 120 : reply->len),
-                     reply->str);
+        rc = set_err(r, KR_REDIS_EAUTH, "%s refused by %s: %.*s", what, where(r, w, sizeof(w)),
+                     (int)(reply->len > 120 ? 120 : reply->len), reply->str);
     freeReplyObject(reply);
     return rc;
 }

@@ -51,13 +51,13 @@ const char *kr_redis_strerror(int err);
 
 /* Where and how to connect; filled by kr_redis_url_parse. */
 typedef struct {
-    bool is_unix;                          /* true: `path` is used, else host/port */
-    char host[KR_REDIS_HOST_MAX + 1];      /* name or address, IPv6 without brackets */
-    int port;                              /* 1..65535, default 6379 */
-    char path[KR_REDIS_PATH_MAX + 1];      /* absolute socket path */
-    char user[KR_REDIS_SECRET_MAX + 1];    /* empty: AUTH with the password alone */
+    bool is_unix;                           /* true: `path` is used, else host/port */
+    char host[KR_REDIS_HOST_MAX + 1];       /* name or address, IPv6 without brackets */
+    int port;                               /* 1..65535, default 6379 */
+    char path[KR_REDIS_PATH_MAX + 1];       /* absolute socket path */
+    char user[KR_REDIS_SECRET_MAX + 1];     /* empty: AUTH with the password alone */
     char password[KR_REDIS_SECRET_MAX + 1]; /* empty: no AUTH */
-    int db;                                /* database for SELECT; 0 is not selected */
+    int db;                                 /* database for SELECT; 0 is not selected */
 } kr_redis_target;
 
 /* Parses a Redis URL into `out`. Accepted forms:
@@ -112,7 +112,7 @@ __attribute__((warn_unused_result)) redisReply *kr_redis_command(kr_redis *r, kr
 /* Same with an argument vector: `argc` arguments, `argv[i]` of `argvlen[i]`
  * bytes (or strlen(argv[i]) when argvlen is NULL). */
 __attribute__((warn_unused_result)) redisReply *kr_redis_commandargv(kr_redis *r, kr_redis_retry retry, int argc, const char **argv,
-                                                                   const size_t *argvlen);
+                                                                     const size_t *argvlen);
 
 /* The kr_redis_err of the last failed call on `r`, 0 after a success. */
 int kr_redis_errcode(const kr_redis *r);
