@@ -362,6 +362,43 @@ static void reconnects_and_resubscribes_after_server_restart(void **state)
     free_client();
 }
 
+static bool has_error(void *arg)
+{
+    return kr_redis_async_errstr(arg)[0] != '\0';
+}
+
+static void starts_while_server_down_and_connects_when_it_appears(void **state)
+{
+    if (!server.own)
+        skip();
+    h2o_loop_t *loop = *state;
+    kr_test_redis_kill(&server);
+    kr_redis_async *r = new_client(loop);
+    assert_true(run_until(loop, has_error, r, 5000));
+    assert_non_null(strstr(kr_redis_async_errstr(r), "cannot connect"));
+    assert_false(kr_redis_async_is_connected(r));
+    reply_log l = {0};
+    /* between attempts there is no connection to queue on */
+    assert_true(run_until(loop, is_disconnected, r, 100));
+    int rc = kr_redis_async_command(r, log_reply, &l, "PING");
+    if (rc == 0) {
+        /* caught during an attempt: the attempt fails and reports NULL */
+        assert_true(run_until(loop, log_called, &l, 5000));
+        assert_int_equal(l.null_replies, 1);
+    } else {
+        assert_int_equal(rc, KR_REDIS_ENOTCONN);
+        assert_int_equal(l.calls, 0);
+    }
+
+    assert_int_equal(kr_test_redis_spawn(&server), 0);
+    assert_true(run_until(loop, is_connected, r, 10000));
+    reply_log pong = {0};
+    assert_int_equal(kr_redis_async_command(r, log_reply, &pong, "PING"), 0);
+    assert_true(run_until(loop, log_called, &pong, 5000));
+    assert_string_equal(pong.str, "PONG");
+    free_client();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -370,6 +407,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(free_calls_pending_callbacks_with_null, loop_setup, loop_teardown),
         cmocka_unit_test_setup_teardown(subscribe_receives_channel_and_pattern_messages, loop_setup, loop_teardown),
         cmocka_unit_test_setup_teardown(reconnects_and_resubscribes_after_server_restart, loop_setup, loop_teardown),
+        cmocka_unit_test_setup_teardown(starts_while_server_down_and_connects_when_it_appears, loop_setup, loop_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
