@@ -182,14 +182,12 @@ static void set_errstr(kr_redis_async *r, const char *fmt, ...) __attribute__((f
 
 static void set_errstr(kr_redis_async *r, const char *fmt, ...)
 {
-    char w[KR_REDIS_HOST_MAX + 16];
+    const kr_redis_target *t = &r->target;
     int n;
-    if (r->target.is_unix)
-        n = snprintf(w, sizeof(w), "unix:%s", r->target.path);
+    if (t->is_unix)
+        n = snprintf(r->errstr, sizeof(r->errstr), "unix:%s: ", t->path);
     else
-        n = snprintf(w, sizeof(w), strchr(r->target.host, ':') ? "[%s]:%d" : "%s:%d", r->target.host, r->target.port);
-    (void)n;
-    n = snprintf(r->errstr, sizeof(r->errstr), "%s: ", w);
+        n = snprintf(r->errstr, sizeof(r->errstr), strchr(t->host, ':') != NULL ? "[%s]:%d: " : "%s:%d: ", t->host, t->port);
     if (n < 0 || (size_t)n >= sizeof(r->errstr))
         return;
     va_list ap;

@@ -166,6 +166,56 @@ static void commands_queued_while_connecting_get_their_replies(void **state)
     free_client();
 }
 
+typedef struct {
+    int calls;
+    size_t len;
+    bool intact;
+} big_log;
+
+static void check_big(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    big_log *l = privdata;
+    redisReply *r = reply;
+    l->calls++;
+    if (r == NULL || r->type != REDIS_REPLY_STRING)
+        return;
+    l->len = r->len;
+    l->intact = true;
+    for (size_t i = 0; i < r->len; i++)
+        if (r->str[i] != (char)('a' + i % 26))
+            l->intact = false;
+}
+
+static bool big_called(void *arg)
+{
+    return ((big_log *)arg)->calls > 0;
+}
+
+/* Far larger than a socket buffer: the write goes out in many pieces, each
+ * waiting for h2o to report the socket writable again. */
+static void large_values_cross_the_adapter_in_pieces(void **state)
+{
+    h2o_loop_t *loop = *state;
+    char k[128];
+    const size_t size = 4u << 20;
+    char *value = malloc(size);
+    assert_non_null(value);
+    for (size_t i = 0; i < size; i++)
+        value[i] = (char)('a' + i % 26);
+
+    kr_redis_async *r = new_client(loop);
+    reply_log set = {0};
+    big_log get = {0};
+    assert_int_equal(kr_redis_async_command(r, log_reply, &set, "SET %s %b", key(k, sizeof(k), "big"), value, size), 0);
+    free(value);
+    assert_int_equal(kr_redis_async_command(r, check_big, &get, "GETDEL %s", k), 0);
+    assert_true(run_until(loop, big_called, &get, 10000));
+    assert_string_equal(set.str, "OK");
+    assert_int_equal(get.len, size);
+    assert_true(get.intact);
+    free_client();
+}
+
 static void free_calls_pending_callbacks_with_null(void **state)
 {
     h2o_loop_t *loop = *state;
@@ -404,6 +454,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(new_and_attach_reject_bad_arguments, loop_setup, loop_teardown),
         cmocka_unit_test_setup_teardown(commands_queued_while_connecting_get_their_replies, loop_setup, loop_teardown),
+        cmocka_unit_test_setup_teardown(large_values_cross_the_adapter_in_pieces, loop_setup, loop_teardown),
         cmocka_unit_test_setup_teardown(free_calls_pending_callbacks_with_null, loop_setup, loop_teardown),
         cmocka_unit_test_setup_teardown(subscribe_receives_channel_and_pattern_messages, loop_setup, loop_teardown),
         cmocka_unit_test_setup_teardown(reconnects_and_resubscribes_after_server_restart, loop_setup, loop_teardown),
