@@ -281,7 +281,17 @@ int main(int argc, char **argv)
     for (int i = 0; i < nthreads; i++)
         pthread_join(tids[i], NULL);
     kr_log(KR_LOG_INFO, "stopped", NULL);
-    /* Loops, contexts and clients are left to process exit: h2o 2.2 offers no
-     * full teardown of a context with connections that were cut off. */
+    /* h2o's loops and contexts are left to process exit: h2o 2.2 offers no
+     * teardown of a context whose connections were cut off by the drain. */
+    for (int i = 0; i < nthreads; i++)
+        kr_jwt_cache_free(threads[i].jwt_cache);
+    for (size_t i = 0; i < gw.nservices; i++)
+        kr_rpc_client_free(services[i].client);
+    free(tids);
+    free(gw.openapi_json);
+    kr_jwt_keyset_free((kr_jwt_keyset *)gw.jwt_keys);
+    kr_keyring_free(keys);
+    kr_config_free(cfg);
+    freeaddrinfo(listen_ai);
     return 0;
 }

@@ -137,13 +137,14 @@ typedef struct {
 
 struct st_readiness_t {
     h2o_req_t *req; /* NULL once the request is gone */
+    struct st_readiness_guard_t *guard;
     size_t waiting;
     json_t *services;
     bool ready;
     readiness_probe probes[];
 };
 
-typedef struct {
+typedef struct st_readiness_guard_t {
     readiness *r;
 } readiness_guard;
 
@@ -168,6 +169,7 @@ static void on_probe(void *arg, kr_rpc_result *res)
     if (--r->waiting > 0)
         return;
     if (r->req != NULL) {
+        r->guard->r = NULL;
         json_t *body = json_pack("{s:b, s:O}", "ready", r->ready, "services", r->services);
         char *text = json_dumps(body, JSON_COMPACT);
         gw_send_json(r->req, r->ready ? 200 : 503, text, strlen(text));
@@ -190,6 +192,7 @@ static int on_readyz(h2o_handler_t *self, h2o_req_t *req)
     r->waiting = gw.nservices;
     readiness_guard *g = h2o_mem_alloc_shared(&req->pool, sizeof(*g), readiness_disposed);
     g->r = r;
+    r->guard = g;
     if (gw.nservices == 0) {
         gw_send_json(req, 200, H2O_STRLIT("{\"ready\":true,\"services\":{}}"));
         g->r = NULL;
@@ -211,8 +214,6 @@ static int on_readyz(h2o_handler_t *self, h2o_req_t *req)
         r->probes[i].index = i;
         kr_rpc_h2o_call(t->rpc, gw.services[i].client, &rq, on_probe, &r->probes[i]);
     }
-    /* The request may outlive the guard's owner only through `r`; once the
-     * last probe answers, `r` is freed, so the guard must forget it then. */
     return 0;
 }
 
