@@ -91,7 +91,7 @@ static char *base64_encode(const uint8_t *data, size_t len)
     return out;
 }
 
-/* Value of one base64 digit in either alphabet; `*url` records which
+/* Value of one base64 digit in either alphabet; `*alphabet` records which
  * alphabet the digit belongs to (0 = both, 1 = standard, 2 = URL-safe). */
 static int b64_digit(unsigned char c, int *alphabet)
 {
@@ -745,6 +745,9 @@ static bool decode_value(decode_ctx *c, const ProtobufCFieldDescriptor *f, const
             fail(c, true, "strings must not contain the character U+0000");
             return false;
         }
+        /* Always a fresh allocation, even for "": free_unpacked frees every
+         * repeated element and every singular string that is not the
+         * descriptor's shared default. */
         *(char **)slot = xstrndup(json_string_value(v), json_string_length(v));
         return true;
     case PROTOBUF_C_TYPE_BYTES: {

@@ -701,20 +701,22 @@ static void failed_decodes_free_partial_messages(void **state)
     expect_all_error("{\"r_bytes\": [\"AA\", \"!\"]}", "r_bytes[1]", "expected base64");
 }
 
-/* A program that set a locale with ',' as decimal separator must still get
+/* A thread whose locale writes ',' as decimal separator must still get
  * JSON numbers. Skipped where no such locale is installed. */
 static void numbers_ignore_the_program_locale(void **state)
 {
     const char *names[] = {"de_DE.UTF-8", "de_DE.utf8", "fr_FR.UTF-8", "fr_FR.utf8"};
-    bool set = false;
-    for (size_t i = 0; i < sizeof names / sizeof names[0] && !set; i++)
-        set = setlocale(LC_NUMERIC, names[i]) != NULL;
-    if (!set)
+    locale_t comma = (locale_t)0;
+    for (size_t i = 0; i < sizeof names / sizeof names[0] && comma == (locale_t)0; i++)
+        comma = newlocale(LC_NUMERIC_MASK, names[i], (locale_t)0);
+    if (comma == (locale_t)0)
         skip();
+    uselocale(comma);
     AllTypes *m = decode_all("{\"f_double\": \"2.5\", \"f_float\": 0.25}");
+    char *s = kr_json_encode(&m->base, NULL);
+    uselocale(LC_GLOBAL_LOCALE);
+    freelocale(comma);
     assert_true(m->f_double == 2.5);
-    char *s = encode(m);
-    setlocale(LC_NUMERIC, "C");
     assert_non_null(strstr(s, "\"f_double\":2.5,\"f_float\":0.25,"));
     free(s);
     protobuf_c_message_free_unpacked(&m->base, NULL);

@@ -6,7 +6,8 @@
  * never builds (unknown enum numbers, invalid UTF-8, NaN payloads); its
  * output must then still be valid JSON.
  *
- *   make fuzz && build/fuzz/json_fuzz -max_total_time=120 libcommon/fuzz/json_corpus
+ *   make fuzz && mkdir -p build/fuzz/json_corpus
+ *   build/fuzz/json_fuzz -max_total_time=120 build/fuzz/json_corpus libcommon/fuzz/json_corpus
  */
 #include <stddef.h>
 #include <stdint.h>
