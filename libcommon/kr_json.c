@@ -2,7 +2,9 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <locale.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -45,6 +47,24 @@ static json_t *must(json_t *v)
 #define MEMBER(type, msg, offset) (*(type *)((char *)(msg) + (offset)))
 #define CMEMBER(type, msg, offset) (*(const type *)((const char *)(msg) + (offset)))
 
+/* strtod and printf follow LC_NUMERIC, JSON numbers always use '.': every
+ * entry point switches its thread to the C locale for the duration. */
+static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
+static locale_t c_locale;
+
+static void c_locale_init(void)
+{
+    c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+    if (c_locale == (locale_t)0)
+        abort();
+}
+
+static locale_t enter_c_locale(void)
+{
+    pthread_once(&c_locale_once, c_locale_init);
+    return uselocale(c_locale);
+}
+
 /* ---------------------------------------------------------------- base64 */
 
 static const char b64_std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -71,7 +91,7 @@ static char *base64_encode(const uint8_t *data, size_t len)
     return out;
 }
 
-/* Value of one base64 digit in either alphabet; `*url` records which
+/* Value of one base64 digit in either alphabet; `*alphabet` records which
  * alphabet the digit belongs to (0 = both, 1 = standard, 2 = URL-safe). */
 static int b64_digit(unsigned char c, int *alphabet)
 {
@@ -725,6 +745,9 @@ static bool decode_value(decode_ctx *c, const ProtobufCFieldDescriptor *f, const
             fail(c, true, "strings must not contain the character U+0000");
             return false;
         }
+        /* Always a fresh allocation, even for "": free_unpacked frees every
+         * repeated element and every singular string that is not the
+         * descriptor's shared default. */
         *(char **)slot = xstrndup(json_string_value(v), json_string_length(v));
         return true;
     case PROTOBUF_C_TYPE_BYTES: {
@@ -887,7 +910,7 @@ static bool decode_message_into(decode_ctx *c, const ProtobufCMessageDescriptor 
     return ok;
 }
 
-ProtobufCMessage *kr_json_decode_obj(const ProtobufCMessageDescriptor *desc, const json_t *obj, kr_json_error *err)
+static ProtobufCMessage *decode_root(const ProtobufCMessageDescriptor *desc, const json_t *obj, kr_json_error *err)
 {
     decode_ctx c = {.err = err};
     if (err) {
@@ -907,6 +930,14 @@ ProtobufCMessage *kr_json_decode_obj(const ProtobufCMessageDescriptor *desc, con
         protobuf_c_message_free_unpacked(msg, NULL);
         return NULL;
     }
+    return msg;
+}
+
+ProtobufCMessage *kr_json_decode_obj(const ProtobufCMessageDescriptor *desc, const json_t *obj, kr_json_error *err)
+{
+    locale_t old = enter_c_locale();
+    ProtobufCMessage *msg = decode_root(desc, obj, err);
+    uselocale(old);
     return msg;
 }
 
@@ -1073,7 +1104,10 @@ static json_t *encode_message(const ProtobufCMessage *msg, int depth)
 
 json_t *kr_json_encode_obj(const ProtobufCMessage *msg)
 {
-    return encode_message(msg, 1);
+    locale_t old = enter_c_locale();
+    json_t *obj = encode_message(msg, 1);
+    uselocale(old);
+    return obj;
 }
 
 /* Output buffer with a hard ceiling (KR_JSON_MAX_OUTPUT). */
@@ -1214,7 +1248,9 @@ char *kr_json_encode(const ProtobufCMessage *msg, size_t *len_out)
     if (obj == NULL)
         return NULL;
     outbuf b = {0};
+    locale_t old = enter_c_locale();
     out_value(&b, obj);
+    uselocale(old);
     json_decref(obj);
     if (b.overflow) {
         free(b.p);

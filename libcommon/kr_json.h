@@ -24,7 +24,8 @@
  *     enum and repeated fields even when they hold the default, omits unset
  *     sub-messages and unset oneof members.
  *
- * Thread safety: every function is reentrant; no global state.
+ * Thread safety: every function may be called from any thread at any time.
+ * Results do not depend on the program's locale.
  */
 #ifndef KR_JSON_H
 #define KR_JSON_H

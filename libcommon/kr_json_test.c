@@ -3,7 +3,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <locale.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -496,7 +498,9 @@ static void unknown_fields_are_rejected(void **state)
     expect_all_error("{\"fint32\": 1}", "fint32", "unknown field");
     expect_all_error("{\"\": 1}", "", "unknown field ''");
     /* Quotes and control characters in keys do not garble the message. */
-    expect_all_error("{\"a'\\\"\\n\": 1}", "a???", "unknown field 'a??" "?'");
+    expect_all_error("{\"a'\\\"\\n\": 1}", "a???",
+                     "unknown field 'a??"
+                     "?'");
 }
 
 static void json_names_are_accepted(void **state)
@@ -697,6 +701,27 @@ static void failed_decodes_free_partial_messages(void **state)
     expect_all_error("{\"r_bytes\": [\"AA\", \"!\"]}", "r_bytes[1]", "expected base64");
 }
 
+/* A thread whose locale writes ',' as decimal separator must still get
+ * JSON numbers. Skipped where no such locale is installed. */
+static void numbers_ignore_the_program_locale(void **state)
+{
+    const char *names[] = {"de_DE.UTF-8", "de_DE.utf8", "fr_FR.UTF-8", "fr_FR.utf8"};
+    locale_t comma = (locale_t)0;
+    for (size_t i = 0; i < sizeof names / sizeof names[0] && comma == (locale_t)0; i++)
+        comma = newlocale(LC_NUMERIC_MASK, names[i], (locale_t)0);
+    if (comma == (locale_t)0)
+        skip();
+    uselocale(comma);
+    AllTypes *m = decode_all("{\"f_double\": \"2.5\", \"f_float\": 0.25}");
+    char *s = kr_json_encode(&m->base, NULL);
+    uselocale(LC_GLOBAL_LOCALE);
+    freelocale(comma);
+    assert_true(m->f_double == 2.5);
+    assert_non_null(strstr(s, "\"f_double\":2.5,\"f_float\":0.25,"));
+    free(s);
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -729,6 +754,7 @@ int main(void)
         cmocka_unit_test(decode_obj_leaves_the_callers_object_alone),
         cmocka_unit_test(encode_obj_matches_encode),
         cmocka_unit_test(failed_decodes_free_partial_messages),
+        cmocka_unit_test(numbers_ignore_the_program_locale),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,6 +24,6 @@
  * Returns a new reference to {"$ref": "#/components/schemas/<full name>"};
  * the caller releases it (or hands it to json_object_set_new). Never fails:
  * aborts when out of memory. `schemas` must be a JSON object. */
-json_t *kr_openapi_schema_ref(const ProtobufCMessageDescriptor *desc, json_t *schemas);
+__attribute__((warn_unused_result)) json_t *kr_openapi_schema_ref(const ProtobufCMessageDescriptor *desc, json_t *schemas);
 
 #endif
