@@ -85,8 +85,10 @@ export async function startSuite({ gateways = 1, name = 'suite', env: extraEnv =
   const internalKeys = `t1:${randomBytes(32).toString('base64')}`;
   const identityUrl = `ipc://${dir}/identity.sock`;
 
+  const passThrough = ['ASAN_OPTIONS', 'UBSAN_OPTIONS', 'LSAN_OPTIONS', 'TMPDIR'];
   const base = {
     PATH: process.env.PATH,
+    ...Object.fromEntries(passThrough.filter((k) => process.env[k]).map((k) => [k, process.env[k]])),
     KREIDE_LOG_LEVEL: 'info',
     KREIDE_INTERNAL_KEYS: internalKeys,
     ...extraEnv,
