@@ -272,7 +272,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     protobuf_c_message_free_unpacked(in, NULL);
 
     char method[256];
-    snprintf(method, sizeof(method), "%s/%s", route->_svc->desc->name, route->rpc);
+    snprintf(method, sizeof(method), "%s/%s", (route->iface ? route->iface : route->_svc->desc)->name, route->rpc);
     kr_rpc_request rq = {
         .method = method,
         .request_id = rid,

@@ -51,6 +51,9 @@ typedef struct {
     gw_auth auth;
     int success_status;        /* 200 or 201 */
     const char *summary;       /* one line for the OpenAPI document */
+    /* The interface the method belongs to when it is not the service's own,
+     * e.g. the kreide.Health every daemon answers; NULL for the service's. */
+    const ProtobufCServiceDescriptor *iface;
     /* Resolved at start: */
     gw_service *_svc;
     const ProtobufCMethodDescriptor *_md;

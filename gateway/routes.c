@@ -9,9 +9,11 @@
  * the service's .proto: the body, parameters and response are transcoded from
  * the method's descriptors, and the OpenAPI document follows by itself. */
 static gw_route routes[] = {
-    {"POST", "/api/v1/schools", "identity", "CreateSchool", GW_AUTH_BEARER, 201, "Create a school (operators)", NULL, NULL},
-    {"GET", "/api/v1/schools", "identity", "ListSchools", GW_AUTH_BEARER, 200, "List schools by name (operators)", NULL, NULL},
-    {"GET", "/api/v1/schools/{id}", "identity", "GetSchool", GW_AUTH_PUBLIC, 200, "Read a school's public record", NULL, NULL},
+    {"POST", "/api/v1/schools", "identity", "CreateSchool", GW_AUTH_BEARER, 201, "Create a school (operators)", NULL, NULL, NULL},
+    {"GET", "/api/v1/schools", "identity", "ListSchools", GW_AUTH_BEARER, 200, "List schools by name (operators)", NULL, NULL, NULL},
+    {"GET", "/api/v1/schools/{id}", "identity", "GetSchool", GW_AUTH_PUBLIC, 200, "Read a school's public record", NULL, NULL, NULL},
+    {"GET", "/api/v1/status/identity", "identity", "Check", GW_AUTH_PUBLIC, 200, "Whether the identity service and its database are up",
+     &kreide__health__descriptor, NULL, NULL},
 };
 static const size_t nroutes = sizeof(routes) / sizeof(routes[0]);
 
@@ -34,9 +36,10 @@ int gw_routes_init(gw_service *services, size_t nservices, char *err, size_t err
             snprintf(err, errlen, "route %s %s: no service '%s'", r->method, r->pattern, r->service);
             return -1;
         }
-        r->_md = protobuf_c_service_descriptor_get_method_by_name(r->_svc->desc, r->rpc);
+        const ProtobufCServiceDescriptor *sd = r->iface ? r->iface : r->_svc->desc;
+        r->_md = protobuf_c_service_descriptor_get_method_by_name(sd, r->rpc);
         if (r->_md == NULL) {
-            snprintf(err, errlen, "route %s %s: %s has no method %s", r->method, r->pattern, r->_svc->desc->name, r->rpc);
+            snprintf(err, errlen, "route %s %s: %s has no method %s", r->method, r->pattern, sd->name, r->rpc);
             return -1;
         }
         /* Every {param} must name a field of the input message. */
@@ -214,7 +217,7 @@ json_t *gw_openapi_build(const char *server_url)
         json_object_set_new(op, "summary", json_string(r->summary));
         json_object_set_new(op, "operationId", json_string(r->rpc));
         json_object_set_new(op, "tags", json_pack("[s]", r->service));
-        json_object_set_new(op, "x-kreide-rpc", json_sprintf("%s/%s", r->_svc->desc->name, r->rpc));
+        json_object_set_new(op, "x-kreide-rpc", json_sprintf("%s/%s", (r->iface ? r->iface : r->_svc->desc)->name, r->rpc));
 
         json_t *params = json_array();
         for (const char *p = strchr(r->pattern, '{'); p != NULL; p = strchr(p + 1, '{')) {

@@ -9,7 +9,10 @@
 #include <string.h>
 #include <time.h>
 
-#define MAX_DIALERS 16
+#define MAX_DIALERS 64
+/* Connections per URL: nng moves one message at a time through a pipe, so
+ * several pipes to the same daemon let requests overlap. */
+#define CONNS_PER_URL 4
 
 typedef struct st_call_t call;
 
@@ -94,16 +97,18 @@ int kr_rpc_client_new(const char *service, const char *urls, const kr_keyring *k
             u++;
         if (*u == '\0')
             continue;
-        if (c->ndialers == MAX_DIALERS) {
-            snprintf(err, errlen, "%s: more than %d URLs", service, MAX_DIALERS);
-            goto fail;
+        for (int i = 0; i < CONNS_PER_URL; i++) {
+            if (c->ndialers == MAX_DIALERS) {
+                snprintf(err, errlen, "%s: more than %d URLs", service, MAX_DIALERS / CONNS_PER_URL);
+                goto fail;
+            }
+            rv = nng_dial(c->sock, u, &c->dialers[c->ndialers], NNG_FLAG_NONBLOCK);
+            if (rv != 0) {
+                snprintf(err, errlen, "%s: cannot dial '%s': %s", service, u, nng_strerror(rv));
+                goto fail;
+            }
+            c->ndialers++;
         }
-        rv = nng_dial(c->sock, u, &c->dialers[c->ndialers], NNG_FLAG_NONBLOCK);
-        if (rv != 0) {
-            snprintf(err, errlen, "%s: cannot dial '%s': %s", service, u, nng_strerror(rv));
-            goto fail;
-        }
-        c->ndialers++;
     }
     if (c->ndialers == 0) {
         snprintf(err, errlen, "%s: no URL to dial", service);
