@@ -34,7 +34,7 @@ void kr_uuid7_at(kr_uuid_str *out, uint64_t unix_ms)
     b[8] = (unsigned char)(0x80 | (b[8] & 0x3f)); /* variant 10 */
 
     static const char hex[] = "0123456789abcdef";
-    char *o = out->s;
+    char *o = out->s; /* cppcheck-suppress ctuuninitvar ; written, never read */
     for (int i = 0; i < 16; i++) {
         if (i == 4 || i == 6 || i == 8 || i == 10)
             *o++ = '-';

@@ -44,8 +44,10 @@ static int setup(void **state)
     mt *t = calloc(1, sizeof(*t));
     const char *tmp = getenv("TMPDIR");
     snprintf(t->dir, sizeof(t->dir), "%s/kreide-migtest-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(t->dir))
+    if (!mkdtemp(t->dir)) {
+        free(t);
         return -1;
+    }
     t->pg = kr_pg_new(fix.conninfo);
     *state = t;
     return 0;

@@ -305,6 +305,8 @@ static void idempotent_command_survives_server_restart(void **state)
     if (rep == NULL)
         print_error("%s\n", kr_redis_errstr(r));
     assert_non_null(rep);
+    if (rep == NULL)
+        return;
     assert_string_equal(rep->str, "OK");
     freeReplyObject(rep);
     rep = kr_redis_command(r, KR_REDIS_IDEMPOTENT, "GET %s", k);

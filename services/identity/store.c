@@ -16,7 +16,7 @@ static void row_to_school(kr_rpc_ctx *ctx, const PGresult *r, int row, Kreide__I
     s->id = kr_arena_strdup(ctx->arena, PQgetvalue(r, row, 0));
     s->name = kr_arena_strdup(ctx->arena, PQgetvalue(r, row, 1));
     s->kennung = kr_arena_strdup(ctx->arena, PQgetvalue(r, row, 2));
-    s->kind = (Kreide__Identity__SchoolKind)atoi(PQgetvalue(r, row, 3));
+    s->kind = (Kreide__Identity__SchoolKind)strtol(PQgetvalue(r, row, 3), NULL, 10);
     s->created_at = kr_arena_strdup(ctx->arena, PQgetvalue(r, row, 4));
 }
 

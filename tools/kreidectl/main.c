@@ -283,19 +283,25 @@ static int rpc(int argc, char **argv)
         const char *spec = getenv("KREIDE_INTERNAL_KEYS");
         if (kr_keyring_parse(spec, &keys, err, sizeof(err)) != 0) {
             fprintf(stderr, "kreidectl: KREIDE_INTERNAL_KEYS: %s\n", err);
+            free(body);
             return 1;
         }
         int rv = kr_seal_pack(keys, &env, kr_now_ms(), &msg);
         kr_keyring_free(keys);
         if (rv != 0)
-            return 1;
+            msg = NULL;
     } else {
         size_t n = kreide__envelope__get_packed_size(&env);
         if (nng_msg_alloc(&msg, n) != 0)
-            return 1;
-        kreide__envelope__pack(&env, nng_msg_body(msg));
+            msg = NULL;
+        else
+            kreide__envelope__pack(&env, nng_msg_body(msg));
     }
     free(body);
+    if (msg == NULL) {
+        fprintf(stderr, "kreidectl: cannot build the request\n");
+        return 1;
+    }
 
     nng_socket sock;
     int rv;
