@@ -117,7 +117,7 @@ void kr_config_fail(kr_config *cfg, const char *name, const char *fmt, ...)
 static const char *shown(const char *v, char *out, size_t outlen)
 {
     size_t o = 0, i;
-    for (i = 0; v[i] != '\0' && i < SHOWN_VALUE_MAX && o + 5 < outlen; i++) {
+    for (i = 0; i < SHOWN_VALUE_MAX && v[i] != '\0' && o + 5 < outlen; i++) {
         unsigned char c = (unsigned char)v[i];
         if (c >= 0x20 && c < 0x7f)
             out[o++] = (char)c;

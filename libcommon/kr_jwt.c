@@ -923,11 +923,11 @@ static int verify_token(const kr_jwt_keyset *ks, const char *token, size_t len, 
     if (!alg || json_object_get(hdr, "crit"))
         rc = KR_JWT_EMALFORMED;
     else if (strcmp(alg, alg_names[ALG_ES256]) != 0 && strcmp(alg, alg_names[ALG_RS256]) != 0)
-        rc = KR_JWT_EALG; /* none, HS256 and the rest are never accepted */
+        rc = KR_JWT_EALG; /* NOLINT(bugprone-branch-clone): none, HS256 and the rest are never accepted */
     else if (!kid || !(k = find_key(ks, kid)))
         rc = KR_JWT_EKID;
     else if (strcmp(alg, alg_names[k->alg]) != 0)
-        rc = KR_JWT_EALG; /* NOLINT(bugprone-branch-clone): a different reason, same answer */
+        rc = KR_JWT_EALG; /* a different reason, same answer */
     json_decref(hdr);
     if (rc)
         return rc;

@@ -862,6 +862,8 @@ static void cache_revoke_drops_and_denies(void **state)
     char *toks[] = {a, b, d};
     for (int i = 0; i < 3; i++) {
         assert_non_null(toks[i]);
+        if (toks[i] == NULL)
+            return;
         assert_int_equal(kr_jwt_cache_verify(cache, ks, toks[i], strlen(toks[i]), &now, &out), KR_JWT_OK);
         kr_jwt_claims_clear(&out);
     }
