@@ -81,7 +81,7 @@ $(BUILD)/obj/%.o: %.c | $(ALL_GEN_H)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
 
 # ---------------------------------------------------------------- services
-SERVICES := $(notdir $(wildcard services/*))
+SERVICES := $(patsubst services/%/,%,$(wildcard services/*/))
 define service_rules
 $(1)_SRC := $$(filter-out %_test.c,$$(wildcard services/$(1)/*.c))
 $(1)_OBJ := $$(patsubst %.c,$(BUILD)/obj/%.o,$$($(1)_SRC))
@@ -110,7 +110,7 @@ $(BUILD)/test/gateway_%_test: $(BUILD)/obj/gateway/%_test.o $(filter-out %/main.
 	$(CC) $(LDFLAGS) -o $@ $^ $(H2O_LIBS) $(LIBS) -lcmocka
 
 # ------------------------------------------------------------------- tools
-TOOLS := $(notdir $(wildcard tools/*))
+TOOLS := $(patsubst tools/%/,%,$(wildcard tools/*/))
 define tool_rules
 $(1)_TSRC := $$(filter-out %_test.c,$$(wildcard tools/$(1)/*.c))
 $(BUILD)/bin/$(1): $$(patsubst %.c,$(BUILD)/obj/%.o,$$($(1)_TSRC)) $(COMMON_LIB) $(PROTO_LIB)
