@@ -103,7 +103,7 @@ static int on_metrics(h2o_handler_t *self, h2o_req_t *req)
     for (size_t i = 0; i < gw.nservices; i++) {
         char labels[64];
         snprintf(labels, sizeof(labels), "service=\"%s\"", gw.services[i].name);
-        kr_gauge_set(kr_metrics_gauge("kreide_gateway_rpc_peers", "Connected replicas per service", labels),
+        kr_gauge_set(kr_metrics_gauge("kreide_gateway_rpc_peers", "Open RPC connections per service (several per replica)", labels),
                      kr_rpc_client_peers(gw.services[i].client));
     }
     size_t len;
