@@ -102,7 +102,7 @@ test('metrics are exposed in Prometheus text format', async () => {
   assert.equal(r.status, 200);
   assert.match(r.headers.get('content-type'), /^text\/plain/);
   assert.match(r.text, /# TYPE kreide_http_api_requests_total counter/);
-  assert.match(r.text, /kreide_gateway_rpc_peers\{service="identity"\} [1-9]);
+  assert.match(r.text, /kreide_gateway_rpc_peers\{service="identity"\} [1-9]/);
 });
 
 test('security headers are on every response', async () => {
