@@ -69,6 +69,9 @@ void gw_send_json(h2o_req_t *req, int status, const char *body, size_t len)
     req->res.reason = status == 201 ? "Created" : status < 300 ? "OK" : "Error";
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    /* Without a length h2o 2.2 would chunk the body, which it does only for
+     * 200 and otherwise closes the connection after every error. */
+    req->res.content_length = len;
     h2o_send_inline(req, body, len);
 }
 
@@ -112,6 +115,7 @@ static int on_metrics(h2o_handler_t *self, h2o_req_t *req)
     req->res.status = 200;
     req->res.reason = "OK";
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/plain; version=0.0.4"));
+    req->res.content_length = len;
     h2o_send_inline(req, text, len);
     free(text);
     return 0;
@@ -123,6 +127,7 @@ static int on_openapi(h2o_handler_t *self, h2o_req_t *req)
     req->res.status = 200;
     req->res.reason = "OK";
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    req->res.content_length = gw.openapi_len;
     h2o_send_inline(req, gw.openapi_json, gw.openapi_len);
     return 0;
 }

@@ -113,6 +113,28 @@ test('security headers are on every response', async () => {
   }
 });
 
+test('error answers keep the connection open', async () => {
+  const { request } = await import('node:http');
+  const agent = new (await import('node:http')).Agent({ keepAlive: true, maxSockets: 1 });
+  const sockets = new Set();
+  for (let i = 0; i < 3; i++) {
+    await new Promise((resolve, reject) => {
+      const req = request(`${s.url}/api/v1/schools/not-a-uuid`, { agent }, (res) => {
+        sockets.add(req.socket);
+        assert.equal(res.statusCode, 400);
+        assert.notEqual(res.headers.connection, 'close');
+        res.resume();
+        res.on('end', resolve);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  }
+  agent.destroy();
+  assert.equal(sockets.size, 1, 'each error answer closed the connection');
+});
+
+
 test('SIGTERM drains and stops both daemons cleanly', async () => {
   const t0 = Date.now();
   const gw = await s.gateways[0].stop('SIGTERM');
