@@ -141,6 +141,13 @@ $(BUILD)/fuzz/%: libcommon/fuzz/%.c $(COMMON_SRC) $(PROTO_C) $(TEST_PROTO_C) | $
 	clang $(CPPFLAGS) -I$(BUILD)/gen $(FUZZ_FLAGS) -o $@ $< $(filter-out $(COMMON_H2O_SRC),$(COMMON_SRC)) \
 	    $(PROTO_C) $(TEST_PROTO_C) $(LIBS)
 
+# --------------------------------------------------------------- benchmarks
+# Floors measured beside the daemons by `make bench`.
+BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/bench/*.c))
+$(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
 # ----------------------------------------------------------------- targets
 .DEFAULT_GOAL := all
 .SECONDARY:
@@ -165,7 +172,7 @@ asan: bootstrap
 	BUILD=build/asan KREIDE_SANITIZED=1 scripts/test
 
 bench: bootstrap
-	$(MAKE) all
+	$(MAKE) all $(BENCH_BINS)
 	BUILD=$(BUILD) scripts/bench
 
 C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
