@@ -8,6 +8,9 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 #include <pthread.h>
@@ -831,32 +834,70 @@ static void client_reconnects_to_a_restarted_server(void **state)
 /* Regression: a connection that nng drops between accepting it and handing
  * it to the socket (here: the peer speaks the wrong protocol) was counted
  * out but never in, so the client believed it had fewer than no peers and
- * failed every later call without trying, even after a real server came
- * up. */
-static atomic_int rejected_pipes;
+ * failed every later call without trying, even with a real server up.
+ *
+ * The wrong peer is a plain Unix socket that completes nng's IPC handshake
+ * announcing itself as a REQ socket, which a REQ client rejects. (An nng
+ * socket in that role makes nng 1.5.2 leak the endpoint whose rejected
+ * connection races with its close.) */
+typedef struct {
+    int listen_fd;
+    atomic_int stop;
+    atomic_int rejected;
+} wrong_peer;
 
-static void count_rejected(nng_pipe p, nng_pipe_ev ev, void *arg)
+static void *wrong_peer_main(void *arg)
 {
-    atomic_fetch_add(&rejected_pipes, 1);
+    wrong_peer *wp = arg;
+    static const uint8_t hello[8] = {0, 'S', 'P', 0, 0x00, 0x30, 0, 0}; /* protocol 0x30: REQ */
+    while (!atomic_load(&wp->stop)) {
+        struct pollfd pl = {.fd = wp->listen_fd, .events = POLLIN};
+        if (poll(&pl, 1, 20) <= 0)
+            continue;
+        int fd = accept(wp->listen_fd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        uint8_t buf[64];
+        if (write(fd, hello, sizeof(hello)) == (ssize_t)sizeof(hello)) {
+            /* The client closes the connection once it has seen who we are. */
+            struct pollfd pc = {.fd = fd, .events = POLLIN};
+            while (poll(&pc, 1, SOON_MS) > 0 && read(fd, buf, sizeof(buf)) > 0)
+                ;
+            atomic_fetch_add(&wp->rejected, 1);
+        }
+        close(fd);
+    }
+    return NULL;
 }
 
 static void peer_count_survives_rejected_connections(void **state)
 {
     reset_seen(state);
-    char url[256];
+    char wrong_url[256], url[256], urls[520];
+    snprintf(wrong_url, sizeof(wrong_url), "%s", new_url());
     snprintf(url, sizeof(url), "%s", new_url());
-    nng_socket wrong;
-    assert_int_equal(nng_req0_open(&wrong), 0);
-    assert_int_equal(nng_pipe_notify(wrong, NNG_PIPE_EV_REM_POST, count_rejected, NULL), 0);
-    atomic_store(&rejected_pipes, 0);
-    assert_int_equal(nng_listen(wrong, url, NULL, 0), 0);
+    snprintf(urls, sizeof(urls), "%s,%s", wrong_url, url);
+
+    wrong_peer wp = {.listen_fd = socket(AF_UNIX, SOCK_STREAM, 0)};
+    assert_true(wp.listen_fd >= 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    const char *path = wrong_url + strlen("ipc://");
+    assert_true(strlen(path) < sizeof(sa.sun_path));
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    assert_int_equal(bind(wp.listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(wp.listen_fd, 8), 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, wrong_peer_main, &wp), 0);
 
     kr_rpc_client *c = NULL;
     char err[256];
-    assert_int_equal(kr_rpc_client_new("echo", url, keys, &c, err, sizeof(err)), 0);
-    assert_true(POLL_UNTIL(atomic_load(&rejected_pipes) >= 3, SOON_MS));
-    nng_close(wrong);
-    assert_true(POLL_UNTIL(kr_rpc_client_peers(c) == 0, SOON_MS));
+    assert_int_equal(kr_rpc_client_new("echo", urls, keys, &c, err, sizeof(err)), 0);
+    bool rejected = POLL_UNTIL(atomic_load(&wp.rejected) >= 3, SOON_MS);
+    atomic_store(&wp.stop, 1);
+    pthread_join(t, NULL);
+    close(wp.listen_fd);
+    unlink(sa.sun_path);
+    assert_true(rejected);
 
     kr_rpc_server *srv = start_echo(url, 1);
     bool ok = false;
@@ -1224,5 +1265,9 @@ int main(void)
         cmocka_unit_test(http_status_mapping),
         cmocka_unit_test(result_free_accepts_null),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
+    /* nng frees closed sockets' parts on a thread of its own; wait for it
+     * so the leak checker sees a settled heap. */
+    nng_fini();
+    return failed;
 }
