@@ -96,7 +96,7 @@ typedef struct {
     const char *listen_url;    /* nng URL, e.g. "ipc:///run/kreide/identity.sock", "tcp://0.0.0.0:7101" */
     int workers;               /* worker threads, >= 1 */
     const char *database_url;  /* libpq conninfo for the workers' connections; NULL = none */
-    const kr_keyring *keys;    /* verifies envelope seals; must outlive the server */
+    const kr_keyring *keys;    /* verifies envelope seals; required; must outlive the server */
     void *app;                 /* handed to every handler as ctx->app */
     const char *version;       /* reported by Health/Check */
 } kr_rpc_server_opts;
@@ -109,10 +109,17 @@ typedef struct st_kr_rpc_server_t kr_rpc_server;
 int kr_rpc_server_start(const kr_rpc_server_opts *opts, kr_rpc_server **out, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
-/* Graceful drain: stops taking new requests, lets every request already in a
- * handler finish and send its reply, then closes the socket and joins the
- * workers. Requests still queued are left to the client's resend, which
- * reaches another replica. Frees the server. */
+/* Graceful drain: refuses new connections and stops taking new requests,
+ * lets every request already in a handler finish and send its reply, joins
+ * the workers, then closes the socket. Requests still queued are left to the
+ * client's resend, which reaches another replica. Blocks until then; frees
+ * the server.
+ *
+ * Known limit of nng 1.5.2 (Debian bookworm): closing a connection while a
+ * message is arriving on it can hang the close for good (nanomsg/nng#1543,
+ * the TCP variant fixed upstream by nanomsg/nng#1636), so a drain under
+ * steady traffic may not return; the orchestrator's kill after its grace
+ * period ends such a process. */
 void kr_rpc_server_drain(kr_rpc_server *srv);
 
 /* Blocks SIGTERM, SIGINT and SIGPIPE in the calling thread; call before

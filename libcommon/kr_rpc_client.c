@@ -13,6 +13,8 @@
 /* Connections per URL: nng moves one message at a time through a pipe, so
  * several pipes to the same daemon let requests overlap. */
 #define CONNS_PER_URL 4
+/* A day: longer than any call may wait. */
+#define RESEND_NEVER_MS (24 * 3600 * 1000)
 
 typedef struct st_call_t call;
 
@@ -50,14 +52,21 @@ const char *kr_rpc_client_service(const kr_rpc_client *c)
 
 int kr_rpc_client_peers(const kr_rpc_client *c)
 {
-    return atomic_load(&((kr_rpc_client *)c)->peers);
+    int n = atomic_load(&((kr_rpc_client *)c)->peers);
+    return n > 0 ? n : 0;
 }
 
+/* Counts connections from ADD_PRE, not ADD_POST: nng reports REM_POST for
+ * every pipe that saw ADD_PRE, but a pipe dropped before it was fully added
+ * (the peer speaks another protocol, the socket is closing) never sees
+ * ADD_POST, which would leave the count one too low for good. The two
+ * callbacks may run in either order on different threads, so the count can
+ * dip below its true value for a moment, never for longer. */
 static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
     kr_rpc_client *c = arg;
     (void)p;
-    if (ev == NNG_PIPE_EV_ADD_POST)
+    if (ev == NNG_PIPE_EV_ADD_PRE)
         atomic_fetch_add(&c->peers, 1);
     else if (ev == NNG_PIPE_EV_REM_POST)
         atomic_fetch_sub(&c->peers, 1);
@@ -83,9 +92,13 @@ int kr_rpc_client_new(const char *service, const char *urls, const kr_keyring *k
     nng_socket_set_ms(c->sock, NNG_OPT_RECONNMINT, 50);
     nng_socket_set_ms(c->sock, NNG_OPT_RECONNMAXT, 2000);
     /* A request is resent only when its peer goes away (nng does that at
-     * once); never on a timer, which would repeat slow non-idempotent work. */
-    nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
-    nng_pipe_notify(c->sock, NNG_PIPE_EV_ADD_POST, pipe_event, c);
+     * once), so a draining replica's queue moves to another one; never on a
+     * timer, which would repeat slow non-idempotent work. nng 1.5 resends on
+     * a lost peer only while a resend time is set (with "infinite" it fails
+     * the call with NNG_ECONNRESET instead), so the timer is set longer than
+     * any deadline. */
+    nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME, RESEND_NEVER_MS);
+    nng_pipe_notify(c->sock, NNG_PIPE_EV_ADD_PRE, pipe_event, c);
     nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, pipe_event, c);
 
     char *copy = strdup(urls ? urls : "");
@@ -250,7 +263,7 @@ static call *take_call(kr_rpc_client *c)
 void kr_rpc_call(kr_rpc_client *c, const kr_rpc_request *req, kr_rpc_cb cb, void *arg)
 {
     char msg[160];
-    if (atomic_load(&c->peers) == 0) {
+    if (atomic_load(&c->peers) <= 0) {
         /* Fail fast instead of holding the caller until its deadline. */
         snprintf(msg, sizeof(msg), "the %s service is unavailable", c->service);
         cb(arg, new_result(KREIDE__STATUS__UNAVAILABLE, "rpc.unavailable", msg));

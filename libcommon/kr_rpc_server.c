@@ -5,6 +5,7 @@
 #include <nng/protocol/reqrep0/rep.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,10 +34,9 @@ struct st_kr_rpc_server_t {
     kr_rpc_server_opts opts;
     const kr_rpc_method **by_index; /* handler per descriptor method index */
     nng_socket sock;
-    nng_listener listener;
     worker *workers;
     int nworkers;
-    volatile int stopping; /* written under every worker's lock */
+    atomic_int stopping;
     kr_metric *m_bad_seal;
     kr_metric **m_latency; /* per descriptor method index */
 };
@@ -211,7 +211,7 @@ static void *worker_main(void *arg)
     kr_rpc_server *srv = w->srv;
     for (;;) {
         pthread_mutex_lock(&w->lock);
-        if (srv->stopping) {
+        if (atomic_load(&srv->stopping)) {
             pthread_mutex_unlock(&w->lock);
             break;
         }
@@ -269,11 +269,31 @@ static void free_server(kr_rpc_server *srv)
     free(srv);
 }
 
+/* Refuses connections that arrive while draining. Closing the listener
+ * instead would also close every connection it accepted, and with them the
+ * replies of the requests still being served. */
+static void refuse_while_draining(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+    kr_rpc_server *srv = arg;
+    (void)ev;
+    if (atomic_load(&srv->stopping))
+        nng_pipe_close(p);
+}
+
 int kr_rpc_server_start(const kr_rpc_server_opts *opts, kr_rpc_server **out, char *err, size_t errlen)
 {
     const ProtobufCServiceDescriptor *sd = opts->service;
+    if (sd == NULL) {
+        snprintf(err, errlen, "no service descriptor");
+        return -1;
+    }
     if (opts->workers < 1) {
         snprintf(err, errlen, "need at least one worker");
+        return -1;
+    }
+    if (opts->keys == NULL) {
+        /* Without a keyring no envelope could be verified. */
+        snprintf(err, errlen, "no internal keys to verify envelope seals");
         return -1;
     }
     kr_rpc_server *srv = calloc(1, sizeof(*srv));
@@ -310,6 +330,7 @@ int kr_rpc_server_start(const kr_rpc_server_opts *opts, kr_rpc_server **out, cha
         goto fail;
     }
     nng_socket_set_size(srv->sock, NNG_OPT_RECVMAXSZ, KR_RPC_MAX_MESSAGE);
+    nng_pipe_notify(srv->sock, NNG_PIPE_EV_ADD_PRE, refuse_while_draining, srv);
     srv->m_latency = calloc(sd->n_methods, sizeof(*srv->m_latency));
     if (srv->m_latency == NULL)
         abort();
@@ -337,7 +358,7 @@ int kr_rpc_server_start(const kr_rpc_server_opts *opts, kr_rpc_server **out, cha
         if (opts->database_url != NULL)
             w->pg = kr_pg_new(opts->database_url);
     }
-    if ((rv = nng_listen(srv->sock, opts->listen_url, &srv->listener, 0)) != 0) {
+    if ((rv = nng_listen(srv->sock, opts->listen_url, NULL, 0)) != 0) {
         snprintf(err, errlen, "cannot listen on %s: %s", opts->listen_url, nng_strerror(rv));
         nng_close(srv->sock);
         goto fail;
@@ -353,12 +374,14 @@ fail:
 
 void kr_rpc_server_drain(kr_rpc_server *srv)
 {
-    /* No new connections; existing peers may still have requests queued. */
-    nng_listener_close(srv->listener);
+    /* From here on new connections are refused (refuse_while_draining) and
+     * idle workers stop receiving. Connections already open stay open until
+     * every worker has sent its reply; what they still have queued is resent
+     * by the clients when the socket closes. */
+    atomic_store(&srv->stopping, 1);
     for (int i = 0; i < srv->nworkers; i++) {
         worker *w = &srv->workers[i];
         pthread_mutex_lock(&w->lock);
-        srv->stopping = 1;
         if (w->state == W_RECV)
             nng_aio_cancel(w->aio);
         pthread_mutex_unlock(&w->lock);
