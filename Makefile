@@ -12,6 +12,12 @@
 # `make -jN` is safe.
 
 BUILD   ?= build
+# `make V=1` shows every command.
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
 CC      ?= gcc
 SAN     ?=
 
@@ -48,20 +54,23 @@ ALL_GEN_H   := $(PROTO_H) $(TEST_PROTO_H)
 
 $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto $(PROTOS)
 	@mkdir -p $(BUILD)/gen
-	protoc-c --c_out=$(BUILD)/gen -Iproto $<
+	@echo "  PROTOC  $<"
+	$(Q)protoc-c --c_out=$(BUILD)/gen -Iproto $<
 
 $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: libcommon/testdata/%.proto
 	@mkdir -p $(BUILD)/gen
-	protoc-c --c_out=$(BUILD)/gen -Ilibcommon/testdata -Iproto $<
+	@echo "  PROTOC  $<"
+	$(Q)protoc-c --c_out=$(BUILD)/gen -Ilibcommon/testdata -Iproto $<
 
 # Generated code is compiled without -Werror on unused parameters etc.
 $(BUILD)/gen/%.pb-c.o: $(BUILD)/gen/%.pb-c.c | $(ALL_GEN_H)
-	$(CC) $(CPPFLAGS) -std=gnu11 $(CFLAGS) $(SAN_FLAGS) -w -c -o $@ $<
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CPPFLAGS) -std=gnu11 $(CFLAGS) $(SAN_FLAGS) -w -c -o $@ $<
 
 PROTO_LIB := $(BUILD)/lib/libkrproto.a
 $(PROTO_LIB): $(PROTO_C:.c=.o)
 	@mkdir -p $(dir $@)
-	$(AR) rcs $@ $^
+	$(Q)$(AR) rcs $@ $^
 
 # --------------------------------------------------------------- libcommon
 COMMON_SRC  := $(filter-out %_test.c,$(wildcard libcommon/*.c))
@@ -71,14 +80,15 @@ COMMON_H2O_SRC := $(filter libcommon/%_h2o.c,$(COMMON_SRC))
 
 $(COMMON_LIB): $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(AR) rcs $@ $^
+	$(Q)$(AR) rcs $@ $^
 
 # libcommon modules ending in _h2o.c adapt to h2o's event loop.
 $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_H2O_SRC)): CPPFLAGS += $(H2O_CFLAGS)
 
 $(BUILD)/obj/%.o: %.c | $(ALL_GEN_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
 
 # ---------------------------------------------------------------- services
 SERVICES := $(patsubst services/%/,%,$(wildcard services/*/))
@@ -87,12 +97,14 @@ $(1)_SRC := $$(filter-out %_test.c,$$(wildcard services/$(1)/*.c))
 $(1)_OBJ := $$(patsubst %.c,$(BUILD)/obj/%.o,$$($(1)_SRC))
 $(BUILD)/bin/kreide-$(1): $$($(1)_OBJ) $(COMMON_LIB) $(PROTO_LIB)
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(LDFLAGS) -o $$@ $$^ $(LIBS)
+	@echo "  LD      $$@"
+	$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $(LIBS)
 BINS += $(BUILD)/bin/kreide-$(1)
 UNIT_TESTS += $$(patsubst services/$(1)/%_test.c,$(BUILD)/test/$(1)_%_test,$$(wildcard services/$(1)/*_test.c))
 $(BUILD)/test/$(1)_%_test: $(BUILD)/obj/services/$(1)/%_test.o $$(filter-out %/main.o,$$($(1)_OBJ)) $(COMMON_LIB) $(PROTO_LIB)
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(LDFLAGS) -o $$@ $$^ $(LIBS) -lcmocka
+	@echo "  LD      $$@"
+	$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $(LIBS) -lcmocka
 endef
 $(foreach s,$(SERVICES),$(eval $(call service_rules,$(s))))
 
@@ -102,12 +114,14 @@ GW_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(GW_SRC))
 $(GW_OBJ) $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard gateway/*_test.c)): CPPFLAGS += $(H2O_CFLAGS)
 $(BUILD)/bin/kreide-gateway: $(GW_OBJ) $(COMMON_LIB) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(H2O_LIBS) $(LIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(H2O_LIBS) $(LIBS)
 BINS += $(BUILD)/bin/kreide-gateway
 UNIT_TESTS += $(patsubst gateway/%_test.c,$(BUILD)/test/gateway_%_test,$(wildcard gateway/*_test.c))
 $(BUILD)/test/gateway_%_test: $(BUILD)/obj/gateway/%_test.o $(filter-out %/main.o,$(GW_OBJ)) $(COMMON_LIB) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(H2O_LIBS) $(LIBS) -lcmocka
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(H2O_LIBS) $(LIBS) -lcmocka
 
 # ------------------------------------------------------------------- tools
 TOOLS := $(patsubst tools/%/,%,$(wildcard tools/*/))
@@ -115,7 +129,8 @@ define tool_rules
 $(1)_TSRC := $$(filter-out %_test.c,$$(wildcard tools/$(1)/*.c))
 $(BUILD)/bin/$(1): $$(patsubst %.c,$(BUILD)/obj/%.o,$$($(1)_TSRC)) $(COMMON_LIB) $(PROTO_LIB)
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(LDFLAGS) -o $$@ $$^ $(LIBS)
+	@echo "  LD      $$@"
+	$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $(LIBS)
 BINS += $(BUILD)/bin/$(1)
 endef
 $(foreach t,$(TOOLS),$(eval $(call tool_rules,$(t))))
@@ -125,11 +140,12 @@ UNIT_TESTS += $(patsubst libcommon/%_test.c,$(BUILD)/test/libcommon_%_test,$(wil
 TEST_PROTO_LIB := $(BUILD)/lib/libkrtestproto.a
 $(TEST_PROTO_LIB): $(TEST_PROTO_C:.c=.o)
 	@mkdir -p $(dir $@)
-	$(AR) rcs $@ $^
+	$(Q)$(AR) rcs $@ $^
 $(BUILD)/obj/libcommon/%_h2o_test.o: CPPFLAGS += $(H2O_CFLAGS)
 $(BUILD)/test/libcommon_%_test: $(BUILD)/obj/libcommon/%_test.o $(COMMON_LIB) $(PROTO_LIB) $(TEST_PROTO_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(H2O_LIBS) $(LIBS) -lcmocka
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(H2O_LIBS) $(LIBS) -lcmocka
 
 # -------------------------------------------------------------------- fuzz
 # libFuzzer drivers (clang) for every decoder of untrusted bytes.
@@ -138,7 +154,8 @@ FUZZ_BINS := $(patsubst libcommon/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -std=gnu11
 $(BUILD)/fuzz/%: libcommon/fuzz/%.c $(COMMON_SRC) $(PROTO_C) $(TEST_PROTO_C) | $(ALL_GEN_H)
 	@mkdir -p $(dir $@)
-	clang $(CPPFLAGS) -I$(BUILD)/gen $(FUZZ_FLAGS) -o $@ $< $(filter-out $(COMMON_H2O_SRC),$(COMMON_SRC)) \
+	@echo "  FUZZ    $@"
+	$(Q)clang $(CPPFLAGS) -I$(BUILD)/gen $(FUZZ_FLAGS) -o $@ $< $(filter-out $(COMMON_H2O_SRC),$(COMMON_SRC)) \
 	    $(PROTO_C) $(TEST_PROTO_C) $(LIBS)
 
 # --------------------------------------------------------------- benchmarks
@@ -146,7 +163,8 @@ $(BUILD)/fuzz/%: libcommon/fuzz/%.c $(COMMON_SRC) $(PROTO_C) $(TEST_PROTO_C) | $
 BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/bench/*.c))
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 # ----------------------------------------------------------------- targets
 .DEFAULT_GOAL := all
