@@ -32,6 +32,11 @@
 
 typedef struct kr_pg kr_pg; /* kr_pg.h */
 
+/* Connections the client opens to each URL: nng moves one message at a time
+ * through a connection, so several to the same daemon let requests overlap.
+ * kr_rpc_client_peers counts connections, not replicas. */
+#define KR_RPC_CONNS_PER_URL 4
+
 /* Largest request or reply message accepted, in bytes. */
 #define KR_RPC_MAX_MESSAGE (4u * 1024 * 1024)
 
@@ -147,7 +152,7 @@ void kr_rpc_client_free(kr_rpc_client *c);
 /* The service name given to kr_rpc_client_new. */
 const char *kr_rpc_client_service(const kr_rpc_client *c);
 
-/* Number of peers currently connected. */
+/* Number of connections currently open (KR_RPC_CONNS_PER_URL per replica). */
 int kr_rpc_client_peers(const kr_rpc_client *c);
 
 /* One call's input. All pointers only need to live until kr_rpc_call returns. */

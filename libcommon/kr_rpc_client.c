@@ -10,9 +10,6 @@
 #include <time.h>
 
 #define MAX_DIALERS 64
-/* Connections per URL: nng moves one message at a time through a pipe, so
- * several pipes to the same daemon let requests overlap. */
-#define CONNS_PER_URL 4
 /* A day: longer than any call may wait. */
 #define RESEND_NEVER_MS (24 * 3600 * 1000)
 
@@ -110,9 +107,9 @@ int kr_rpc_client_new(const char *service, const char *urls, const kr_keyring *k
             u++;
         if (*u == '\0')
             continue;
-        for (int i = 0; i < CONNS_PER_URL; i++) {
+        for (int i = 0; i < KR_RPC_CONNS_PER_URL; i++) {
             if (c->ndialers == MAX_DIALERS) {
-                snprintf(err, errlen, "%s: more than %d URLs", service, MAX_DIALERS / CONNS_PER_URL);
+                snprintf(err, errlen, "%s: more than %d URLs", service, MAX_DIALERS / KR_RPC_CONNS_PER_URL);
                 goto fail;
             }
             rv = nng_dial(c->sock, u, &c->dialers[c->ndialers], NNG_FLAG_NONBLOCK);

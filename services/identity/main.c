@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "identity.h"
 #include "kr_config.h"
@@ -15,6 +16,7 @@
 #include "kr_pg.h"
 
 #define VERSION "0.1.0"
+#define DRAIN_LIMIT_S 20
 
 typedef struct {
     const char *database_url;
@@ -102,6 +104,9 @@ int main(int argc, char **argv)
     kr_log(KR_LOG_INFO, "serving", "listen", s.listen, "version", VERSION, NULL);
     int sig = kr_rpc_wait_signal();
     kr_log(KR_LOG_INFO, "draining", "signal", sig == 2 ? "SIGINT" : "SIGTERM", NULL);
+    /* nng 1.5 can hang closing a connection on which a message is arriving
+     * (see kr_rpc_server_drain): a drain that takes too long ends by SIGALRM. */
+    alarm(DRAIN_LIMIT_S);
     kr_rpc_server_drain(srv);
     kr_keyring_free(keys);
     kr_config_free(cfg);
