@@ -31,7 +31,7 @@
 
 /* A daemon the gateway routes to. */
 typedef struct {
-    const char *name;                         /* "identity" */
+    const char *name; /* "identity" */
     const ProtobufCServiceDescriptor *desc;
     kr_rpc_client *client;
 } gw_service;
@@ -39,18 +39,18 @@ typedef struct {
 /* ---------------------------------------------------------------- routes */
 
 typedef enum {
-    GW_AUTH_PUBLIC = 0,   /* no credentials needed; a valid bearer is still used */
-    GW_AUTH_BEARER = 1,   /* a valid bearer token is required */
+    GW_AUTH_PUBLIC = 0, /* no credentials needed; a valid bearer is still used */
+    GW_AUTH_BEARER = 1, /* a valid bearer token is required */
 } gw_auth;
 
 typedef struct {
-    const char *method;        /* HTTP method */
-    const char *pattern;       /* "/api/v1/schools/{id}" */
-    const char *service;       /* gw_service name */
-    const char *rpc;           /* method name in the service descriptor */
+    const char *method;  /* HTTP method */
+    const char *pattern; /* "/api/v1/schools/{id}" */
+    const char *service; /* gw_service name */
+    const char *rpc;     /* method name in the service descriptor */
     gw_auth auth;
-    int success_status;        /* 200 or 201 */
-    const char *summary;       /* one line for the OpenAPI document */
+    int success_status;  /* 200 or 201 */
+    const char *summary; /* one line for the OpenAPI document */
     /* The interface the method belongs to when it is not the service's own,
      * e.g. the kreide.Health every daemon answers; NULL for the service's. */
     const ProtobufCServiceDescriptor *iface;
@@ -91,12 +91,12 @@ typedef struct {
     gw_service *services;
     size_t nservices;
     const kr_keyring *internal_keys;
-    const kr_jwt_keyset *jwt_keys;  /* NULL: bearer tokens are refused */
+    const kr_jwt_keyset *jwt_keys; /* NULL: bearer tokens are refused */
     const char *issuer;
     const char *audience;
     int64_t rpc_timeout_ms;
     size_t max_body;
-    char *openapi_json;             /* rendered once at start */
+    char *openapi_json; /* rendered once at start */
     size_t openapi_len;
 } gw_globals;
 
@@ -128,7 +128,7 @@ void gw_api_register(h2o_pathconf_t *pathconf);
 typedef enum {
     GW_AUTH_NONE_GIVEN = 0, /* no Authorization header */
     GW_AUTH_VALID,
-    GW_AUTH_INVALID,        /* malformed, bad signature, expired... */
+    GW_AUTH_INVALID, /* malformed, bad signature, expired... */
 } gw_auth_result;
 
 /* Reads the request's bearer token and fills `caller` (memory from the

@@ -10,10 +10,12 @@
  * the method's descriptors, and the OpenAPI document follows by itself. */
 static gw_route routes[] = {
     {"POST", "/api/v1/schools", "identity", "CreateSchool", GW_AUTH_BEARER, 201, "Create a school (operators)", NULL, NULL, NULL},
-    {"GET", "/api/v1/schools", "identity", "ListSchools", GW_AUTH_BEARER, 200, "List schools by name (operators)", NULL, NULL, NULL},
-    {"GET", "/api/v1/schools/{id}", "identity", "GetSchool", GW_AUTH_PUBLIC, 200, "Read a school's public record", NULL, NULL, NULL},
-    {"GET", "/api/v1/status/identity", "identity", "Check", GW_AUTH_PUBLIC, 200, "Whether the identity service and its database are up",
-     &kreide__health__descriptor, NULL, NULL},
+    {"GET", "/api/v1/schools", "identity", "ListSchools", GW_AUTH_BEARER, 200, "List schools by name (operators)", NULL, NULL,
+     NULL},
+    {"GET", "/api/v1/schools/{id}", "identity", "GetSchool", GW_AUTH_PUBLIC, 200, "Read a school's public record", NULL, NULL,
+     NULL},
+    {"GET", "/api/v1/status/identity", "identity", "Check", GW_AUTH_PUBLIC, 200,
+     "Whether the identity service and its database are up", &kreide__health__descriptor, NULL, NULL},
 };
 static const size_t nroutes = sizeof(routes) / sizeof(routes[0]);
 
@@ -148,8 +150,8 @@ gw_match_result gw_routes_match(h2o_mem_pool_t *pool, h2o_iovec_t method, h2o_io
         }
         res = GW_MATCH_WRONG_METHOD;
         if (strstr(allow, routes[i].method) == NULL)
-            alen += (size_t)snprintf(allow + alen, alen < allowlen ? allowlen - alen : 0, "%s%s", alen ? ", " : "",
-                                     routes[i].method);
+            alen +=
+                (size_t)snprintf(allow + alen, alen < allowlen ? allowlen - alen : 0, "%s%s", alen ? ", " : "", routes[i].method);
     }
     return res;
 }
@@ -184,9 +186,8 @@ static void add_query_params(json_t *params, const ProtobufCMessageDescriptor *i
             }
             continue;
         }
-        json_array_append_new(params,
-                              json_pack("{s:s, s:s, s:b, s:{s:s}}", "name", fd->name, "in", "query", "required", 0, "schema",
-                                        "type", fd->type == PROTOBUF_C_TYPE_BOOL ? "boolean" : "string"));
+        json_array_append_new(params, json_pack("{s:s, s:s, s:b, s:{s:s}}", "name", fd->name, "in", "query", "required", 0,
+                                                "schema", "type", fd->type == PROTOBUF_C_TYPE_BOOL ? "boolean" : "string"));
     }
     (void)schemas;
 }
@@ -222,8 +223,8 @@ json_t *gw_openapi_build(const char *server_url)
         json_t *params = json_array();
         for (const char *p = strchr(r->pattern, '{'); p != NULL; p = strchr(p + 1, '{')) {
             const char *q = strchr(p, '}');
-            json_array_append_new(params, json_pack("{s:s%, s:s, s:b, s:{s:s}}", "name", p + 1, (size_t)(q - p - 1), "in",
-                                                    "path", "required", 1, "schema", "type", "string"));
+            json_array_append_new(params, json_pack("{s:s%, s:s, s:b, s:{s:s}}", "name", p + 1, (size_t)(q - p - 1), "in", "path",
+                                                    "required", 1, "schema", "type", "string"));
         }
         bool has_body = strcmp(r->method, "GET") != 0 && strcmp(r->method, "DELETE") != 0;
         if (!has_body)
@@ -254,7 +255,7 @@ json_t *gw_openapi_build(const char *server_url)
     }
     return json_pack("{s:s, s:{s:s, s:s, s:s}, s:[{s:s}], s:o, s:{s:o, s:{s:{s:s, s:s, s:s}}}}", "openapi", "3.0.3", "info",
                      "title", "Kreide API", "version", "1", "description",
-                     "The JSON API of the Kreide gateway, generated from its route table and protobuf descriptors.",
-                     "servers", "url", server_url, "paths", paths, "components", "schemas", schemas, "securitySchemes",
-                     "bearer", "type", "http", "scheme", "bearer", "bearerFormat", "JWT");
+                     "The JSON API of the Kreide gateway, generated from its route table and protobuf descriptors.", "servers",
+                     "url", server_url, "paths", paths, "components", "schemas", schemas, "securitySchemes", "bearer", "type",
+                     "http", "scheme", "bearer", "bearerFormat", "JWT");
 }

@@ -18,7 +18,7 @@ typedef struct st_kr_arena_chunk_t kr_arena_chunk;
 /* An arena. Zero-initialise it or call kr_arena_init(); members are private. */
 typedef struct st_kr_arena_t {
     kr_arena_chunk *_head;
-    size_t _used; /* bytes used in the head chunk */
+    size_t _used;  /* bytes used in the head chunk */
     size_t _total; /* bytes handed out since the last reset */
 } kr_arena;
 

@@ -26,8 +26,7 @@ kr_metric *kr_metrics_gauge(const char *name, const char *help, const char *labe
 /* A histogram with the given ascending upper bounds (the +Inf bucket is
  * implicit); `nbuckets` at most 32. All histograms of one name must use the
  * same bounds. */
-kr_metric *kr_metrics_histogram(const char *name, const char *help, const char *labels, const double *bounds,
-                                size_t nbuckets);
+kr_metric *kr_metrics_histogram(const char *name, const char *help, const char *labels, const double *bounds, size_t nbuckets);
 
 /* Adds `n` to a counter. */
 void kr_counter_add(kr_metric *m, uint64_t n);

@@ -46,11 +46,11 @@ typedef struct kr_pg kr_pg; /* kr_pg.h */
 typedef struct st_kr_rpc_ctx_t {
     const Kreide__Caller *caller; /* verified; never NULL (ANONYMOUS when absent) */
     const char *request_id;
-    const char *method;           /* the method's short name, e.g. "CreateSchool" */
-    int64_t deadline_ms;          /* Unix ms; 0 = none */
-    kr_pg *pg;                    /* this worker's connection; NULL without a database */
-    void *app;                    /* the service's state from kr_rpc_server_opts */
-    kr_arena *arena;              /* request scratch, released after the reply is sent */
+    const char *method;  /* the method's short name, e.g. "CreateSchool" */
+    int64_t deadline_ms; /* Unix ms; 0 = none */
+    kr_pg *pg;           /* this worker's connection; NULL without a database */
+    void *app;           /* the service's state from kr_rpc_server_opts */
+    kr_arena *arena;     /* request scratch, released after the reply is sent */
     /* The failure reported by kr_rpc_fail; read by the server. */
     Kreide__Status _status;
     const char *_error_code;
@@ -65,23 +65,23 @@ typedef int (*kr_rpc_fn)(kr_rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCM
 
 /* One entry of a service's method table. */
 typedef struct {
-    const char *name;   /* method name as in the .proto, e.g. "CreateSchool" */
+    const char *name; /* method name as in the .proto, e.g. "CreateSchool" */
     kr_rpc_fn fn;
-    size_t in_size;     /* sizeof the typed input and output structs, checked */
-    size_t out_size;    /* against the descriptor when the server starts */
+    size_t in_size;  /* sizeof the typed input and output structs, checked */
+    size_t out_size; /* against the descriptor when the server starts */
 } kr_rpc_method;
 
 /* Defines a generic thunk `FN##_rpc` around the typed handler
  *   int FN(kr_rpc_ctx *, const IN_T *, OUT_T *);
  * and KR_RPC_ENTRY(name, FN, IN_T, OUT_T) builds its table entry. */
-#define KR_RPC_HANDLER(FN, IN_T, OUT_T)                                                                                \
-    static int FN##_rpc(kr_rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage *out)                          \
-    {                                                                                                                    \
-        return FN(ctx, (const IN_T *)in, (OUT_T *)out);                                                                \
+#define KR_RPC_HANDLER(FN, IN_T, OUT_T)                                                                                            \
+    static int FN##_rpc(kr_rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage *out)                                        \
+    {                                                                                                                              \
+        return FN(ctx, (const IN_T *)in, (OUT_T *)out);                                                                            \
     }
-#define KR_RPC_ENTRY(NAME, FN, IN_T, OUT_T)                                                                            \
-    {                                                                                                                    \
-        .name = (NAME), .fn = FN##_rpc, .in_size = sizeof(IN_T), .out_size = sizeof(OUT_T)                             \
+#define KR_RPC_ENTRY(NAME, FN, IN_T, OUT_T)                                                                                        \
+    {                                                                                                                              \
+        .name = (NAME), .fn = FN##_rpc, .in_size = sizeof(IN_T), .out_size = sizeof(OUT_T)                                         \
     }
 
 /* Records a failure for the reply and returns -1, for `return kr_rpc_fail(...)`.
@@ -98,12 +98,12 @@ typedef struct {
     const ProtobufCServiceDescriptor *service;
     const kr_rpc_method *methods;
     size_t nmethods;
-    const char *listen_url;    /* nng URL, e.g. "ipc:///run/kreide/identity.sock", "tcp://0.0.0.0:7101" */
-    int workers;               /* worker threads, >= 1 */
-    const char *database_url;  /* libpq conninfo for the workers' connections; NULL = none */
-    const kr_keyring *keys;    /* verifies envelope seals; required; must outlive the server */
-    void *app;                 /* handed to every handler as ctx->app */
-    const char *version;       /* reported by Health/Check */
+    const char *listen_url;   /* nng URL, e.g. "ipc:///run/kreide/identity.sock", "tcp://0.0.0.0:7101" */
+    int workers;              /* worker threads, >= 1 */
+    const char *database_url; /* libpq conninfo for the workers' connections; NULL = none */
+    const kr_keyring *keys;   /* verifies envelope seals; required; must outlive the server */
+    void *app;                /* handed to every handler as ctx->app */
+    const char *version;      /* reported by Health/Check */
 } kr_rpc_server_opts;
 
 typedef struct st_kr_rpc_server_t kr_rpc_server;
@@ -143,8 +143,8 @@ typedef struct st_kr_rpc_client_t kr_rpc_client;
  * "identity") dialling every URL in the comma-separated `urls`. Dialling is
  * non-blocking: peers that are not up yet are connected when they come up.
  * Returns -1 with a message in err on a malformed URL. */
-int kr_rpc_client_new(const char *service, const char *urls, const kr_keyring *keys, kr_rpc_client **out, char *err,
-                      size_t errlen) __attribute__((warn_unused_result));
+int kr_rpc_client_new(const char *service, const char *urls, const kr_keyring *keys, kr_rpc_client **out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 /* Closes the client; calls in flight complete with UNAVAILABLE first. */
 void kr_rpc_client_free(kr_rpc_client *c);
@@ -157,7 +157,7 @@ int kr_rpc_client_peers(const kr_rpc_client *c);
 
 /* One call's input. All pointers only need to live until kr_rpc_call returns. */
 typedef struct {
-    const char *method;           /* full name, "kreide.identity.Identity/GetSchool" */
+    const char *method; /* full name, "kreide.identity.Identity/GetSchool" */
     const char *request_id;
     int64_t deadline_ms;          /* Unix ms, required */
     const Kreide__Caller *caller; /* NULL = anonymous */
@@ -173,8 +173,8 @@ typedef struct {
     Kreide__Status status;
     const char *error_code;
     const char *message;
-    const char *field;            /* "" when none */
-    const uint8_t *body;          /* packed output message when status is OK */
+    const char *field;   /* "" when none */
+    const uint8_t *body; /* packed output message when status is OK */
     size_t body_len;
     int64_t latency_us;
     Kreide__Reply *_reply;

@@ -69,8 +69,7 @@ static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
         atomic_fetch_sub(&c->peers, 1);
 }
 
-int kr_rpc_client_new(const char *service, const char *urls, const kr_keyring *keys, kr_rpc_client **out, char *err,
-                      size_t errlen)
+int kr_rpc_client_new(const char *service, const char *urls, const kr_keyring *keys, kr_rpc_client **out, char *err, size_t errlen)
 {
     kr_rpc_client *c = calloc(1, sizeof(*c));
     if (c == NULL)

@@ -158,8 +158,7 @@ static void handle(worker *w, const uint8_t *data, size_t len, Kreide__Reply *re
         return;
     }
     const ProtobufCMethodDescriptor *md = NULL;
-    if (slash != NULL && svclen == strlen(srv->opts.service->name) &&
-        memcmp(env->method, srv->opts.service->name, svclen) == 0)
+    if (slash != NULL && svclen == strlen(srv->opts.service->name) && memcmp(env->method, srv->opts.service->name, svclen) == 0)
         md = protobuf_c_service_descriptor_get_method_by_name(srv->opts.service, slash + 1);
     if (md == NULL) {
         reply->status = KREIDE__STATUS__UNIMPLEMENTED;
@@ -200,8 +199,8 @@ static void handle(worker *w, const uint8_t *data, size_t len, Kreide__Reply *re
     kr_counter_add(kr_metrics_counter("kreide_rpc_served_total", "RPCs served, by method and status", labels), 1);
     if (reply->status != KREIDE__STATUS__OK && reply->status != KREIDE__STATUS__NOT_FOUND &&
         reply->status != KREIDE__STATUS__INVALID_ARGUMENT)
-        kr_log(KR_LOG_INFO, "rpc failed", "method", md->name, "status", status_name(reply->status), "error_code",
-               reply->error_code, NULL);
+        kr_log(KR_LOG_INFO, "rpc failed", "method", md->name, "status", status_name(reply->status), "error_code", reply->error_code,
+               NULL);
     kr_histogram_observe(srv->m_latency[md - srv->opts.service->methods], secs);
 }
 

@@ -59,12 +59,10 @@ const char *kr_keyring_active_id(const kr_keyring *kr);
  * and restored afterwards. On success *out is owned by the caller (or by nng
  * once sent). Returns 0, or an nng error code when the message cannot be
  * allocated. */
-int kr_seal_pack(const kr_keyring *kr, Kreide__Envelope *env, int64_t now_ms, nng_msg **out)
-    __attribute__((warn_unused_result));
+int kr_seal_pack(const kr_keyring *kr, Kreide__Envelope *env, int64_t now_ms, nng_msg **out) __attribute__((warn_unused_result));
 
 /* Verifies the seal of an unpacked envelope at `now_ms`. */
-kr_seal_error kr_seal_verify(const kr_keyring *kr, const Kreide__Envelope *env, int64_t now_ms)
-    __attribute__((warn_unused_result));
+kr_seal_error kr_seal_verify(const kr_keyring *kr, const Kreide__Envelope *env, int64_t now_ms) __attribute__((warn_unused_result));
 
 /* A short English description of a kr_seal_error. */
 const char *kr_seal_strerror(kr_seal_error e);

@@ -84,7 +84,7 @@ static void rotation_and_other_keys(void **state)
     Kreide__Envelope env = KREIDE__ENVELOPE__INIT;
     env.method = "m";
     Kreide__Envelope *u = roundtrip(old, &env, 1000);
-    assert_int_equal(kr_seal_verify(both, u, 1000), KR_SEAL_OK);   /* old key still verifies */
+    assert_int_equal(kr_seal_verify(both, u, 1000), KR_SEAL_OK);       /* old key still verifies */
     assert_int_equal(kr_seal_verify(other, u, 1000), KR_SEAL_BAD_MAC); /* same id, other secret */
     kreide__envelope__free_unpacked(u, NULL);
 

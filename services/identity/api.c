@@ -17,8 +17,7 @@ static int store_failure(kr_rpc_ctx *ctx, ident_store_result r, const char *what
     case IDENT_STORE_CONFLICT:
         return kr_rpc_fail(ctx, KREIDE__STATUS__ALREADY_EXISTS, "identity.conflict", NULL, "%s already exists", what);
     default:
-        return kr_rpc_fail(ctx, KREIDE__STATUS__UNAVAILABLE, "identity.database", NULL,
-                           "the directory is temporarily unavailable");
+        return kr_rpc_fail(ctx, KREIDE__STATUS__UNAVAILABLE, "identity.database", NULL, "the directory is temporarily unavailable");
     }
 }
 
@@ -57,8 +56,7 @@ static bool kennung_valid(const char *k)
 static int create_school(kr_rpc_ctx *ctx, const Kreide__Identity__CreateSchoolRequest *in, Kreide__Identity__School *out)
 {
     if (!ident_may_create_school(ctx->caller))
-        return kr_rpc_fail(ctx, KREIDE__STATUS__PERMISSION_DENIED, "identity.forbidden", NULL,
-                           "only operators may create schools");
+        return kr_rpc_fail(ctx, KREIDE__STATUS__PERMISSION_DENIED, "identity.forbidden", NULL, "only operators may create schools");
     long len = name_length(in->name);
     if (len < 1 || len > 200)
         return kr_rpc_fail(ctx, KREIDE__STATUS__INVALID_ARGUMENT, "identity.invalid_name", "name",
@@ -87,8 +85,7 @@ static int get_school(kr_rpc_ctx *ctx, const Kreide__Identity__GetSchoolRequest 
     return r == IDENT_STORE_OK ? 0 : store_failure(ctx, r, "school");
 }
 
-static int list_schools(kr_rpc_ctx *ctx, const Kreide__Identity__ListSchoolsRequest *in,
-                        Kreide__Identity__ListSchoolsReply *out)
+static int list_schools(kr_rpc_ctx *ctx, const Kreide__Identity__ListSchoolsRequest *in, Kreide__Identity__ListSchoolsReply *out)
 {
     if (!ident_may_list_schools(ctx->caller))
         return kr_rpc_fail(ctx, KREIDE__STATUS__PERMISSION_DENIED, "identity.forbidden", NULL,

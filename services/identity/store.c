@@ -8,7 +8,8 @@
 #include "kr_log.h"
 #include "kr_pg.h"
 
-#define SCHOOL_COLUMNS "id::text, name, coalesce(kennung, ''), kind, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+#define SCHOOL_COLUMNS                                                                                                             \
+    "id::text, name, coalesce(kennung, ''), kind, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
 static void row_to_school(kr_rpc_ctx *ctx, const PGresult *r, int row, Kreide__Identity__School *s)
 {
@@ -24,8 +25,7 @@ static ident_store_result failed(kr_rpc_ctx *ctx, const char *what, const char *
 {
     if (strcmp(kr_pg_sqlstate(ctx->pg), "23505") == 0)
         return IDENT_STORE_CONFLICT;
-    kr_log(KR_LOG_ERROR, "database statement failed", "statement", what, "error", err, "sqlstate", kr_pg_sqlstate(ctx->pg),
-           NULL);
+    kr_log(KR_LOG_ERROR, "database statement failed", "statement", what, "error", err, "sqlstate", kr_pg_sqlstate(ctx->pg), NULL);
     return IDENT_STORE_ERROR;
 }
 
@@ -53,8 +53,7 @@ ident_store_result ident_store_get_school(kr_rpc_ctx *ctx, const char *id, Kreid
 {
     const char *params[] = {id};
     char err[256];
-    PGresult *r = kr_pg_exec(ctx->pg, "SELECT " SCHOOL_COLUMNS " FROM identity.schools WHERE id = $1", 1, params, err,
-                             sizeof(err));
+    PGresult *r = kr_pg_exec(ctx->pg, "SELECT " SCHOOL_COLUMNS " FROM identity.schools WHERE id = $1", 1, params, err, sizeof(err));
     if (r == NULL)
         return failed(ctx, "select school", err);
     ident_store_result res = IDENT_STORE_NOT_FOUND;

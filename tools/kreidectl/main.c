@@ -99,9 +99,12 @@ static int keygen(int argc, char **argv)
 static int token(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"sub", required_argument, NULL, 's'},   {"role", required_argument, NULL, 'r'},
-        {"school", required_argument, NULL, 'S'}, {"scope", required_argument, NULL, 'c'},
-        {"ttl", required_argument, NULL, 't'},   {"keys", required_argument, NULL, 'k'},
+        {"sub", required_argument, NULL, 's'},
+        {"role", required_argument, NULL, 'r'},
+        {"school", required_argument, NULL, 'S'},
+        {"scope", required_argument, NULL, 'c'},
+        {"ttl", required_argument, NULL, 't'},
+        {"keys", required_argument, NULL, 'k'},
         {NULL, 0, NULL, 0},
     };
     const char *keys = getenv("KREIDE_JWT_KEYS_DIR"), *scope = NULL;
