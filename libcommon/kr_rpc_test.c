@@ -200,8 +200,8 @@ typedef struct {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     kr_rpc_result *res;
-    int times;         /* how often the callback ran */
     pthread_t thread;  /* where it ran */
+    int times;         /* how often the callback ran */
     int finished_then; /* seen.finished when it ran */
 } waiter;
 

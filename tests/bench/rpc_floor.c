@@ -75,6 +75,18 @@ static void *server(void *arg)
     return NULL;
 }
 
+/* A decimal argument in [min, max]; exits with usage on anything else. */
+static int number(const char *s, long min, long max)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < min || v > max) {
+        fprintf(stderr, "rpc_floor: '%s' is not a number from %ld to %ld\n", s, min, max);
+        exit(2);
+    }
+    return (int)v;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 5) {
@@ -82,9 +94,9 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *url = argv[1];
-    int secs = atoi(argv[2]), inflight = atoi(argv[3]), workers = atoi(argv[4]);
+    int secs = number(argv[2], 1, 3600), inflight = number(argv[3], 1, 4096), workers = number(argv[4], 1, 256);
     if (argc > 5)
-        bytes = (size_t)atoi(argv[5]);
+        bytes = (size_t)number(argv[5], 0, 1 << 20);
     int rv;
     if ((rv = nng_rep0_open(&rep)) != 0 || (rv = nng_listen(rep, url, NULL, 0)) != 0 || (rv = nng_req0_open(&req)) != 0 ||
         (rv = nng_dial(req, url, NULL, 0)) != 0) {
