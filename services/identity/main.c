@@ -27,7 +27,9 @@ typedef struct {
     bool migrate_on_start;
 } settings;
 
-static int read_settings(settings *s, kr_config *cfg)
+/* `migrate_only` needs the database and nothing else: the migration Job
+ * runs before the daemon's other secrets exist. */
+static int read_settings(settings *s, kr_config *cfg, bool migrate_only)
 {
     kr_log_level level = KR_LOG_INFO;
     const char *lvl = kr_config_str(cfg, "KREIDE_LOG_LEVEL", "info", 0);
@@ -35,7 +37,8 @@ static int read_settings(settings *s, kr_config *cfg)
         kr_config_fail(cfg, "KREIDE_LOG_LEVEL", "expected debug, info, warn or error, got '%s'", lvl);
     kr_log_init("identity", level);
     s->database_url = kr_config_str(cfg, "KREIDE_DATABASE_URL", NULL, KR_CFG_REQUIRED | KR_CFG_SECRET);
-    s->internal_keys = kr_config_str(cfg, "KREIDE_INTERNAL_KEYS", NULL, KR_CFG_REQUIRED | KR_CFG_SECRET);
+    s->internal_keys =
+        kr_config_str(cfg, "KREIDE_INTERNAL_KEYS", NULL, (migrate_only ? 0 : KR_CFG_REQUIRED) | KR_CFG_SECRET);
     s->listen = kr_config_str(cfg, "KREIDE_IDENTITY_LISTEN", "tcp://127.0.0.1:7101", 0);
     s->migrations_dir = kr_config_str(cfg, "KREIDE_MIGRATIONS_DIR", "/usr/share/kreide/migrations/identity", 0);
     s->workers = (int)kr_config_int(cfg, "KREIDE_WORKERS", 4, 1, 256);
@@ -72,19 +75,19 @@ int main(int argc, char **argv)
     kr_rpc_block_signals();
     kr_config *cfg = kr_config_new();
     settings s;
-    if (read_settings(&s, cfg) != 0)
+    if (read_settings(&s, cfg, migrate_only) != 0)
         return 1;
 
+    if (migrate_only)
+        return migrate(&s) == 0 ? 0 : 1;
     kr_keyring *keys = NULL;
     char err[512];
     if (kr_keyring_parse(s.internal_keys, &keys, err, sizeof(err)) != 0) {
         fprintf(stderr, "kreide-identity: KREIDE_INTERNAL_KEYS: %s\n", err);
         return 1;
     }
-    if ((migrate_only || s.migrate_on_start) && migrate(&s) != 0)
+    if (s.migrate_on_start && migrate(&s) != 0)
         return 1;
-    if (migrate_only)
-        return 0;
 
     kr_rpc_server_opts opts = {
         .service = &kreide__identity__identity__descriptor,

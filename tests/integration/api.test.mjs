@@ -135,6 +135,23 @@ test('error answers keep the connection open', async () => {
 });
 
 
+test('`kreide-identity migrate` needs only the database and is idempotent', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const path = await import('node:path');
+  const { bin, root } = await import('../lib/kreide.mjs');
+  const env = {
+    PATH: process.env.PATH,
+    KREIDE_DATABASE_URL: s.dbUrl,
+    KREIDE_MIGRATIONS_DIR: path.join(root, 'services/identity/migrations'),
+  };
+  const r = spawnSync(path.join(bin, 'kreide-identity'), ['migrate'], { env, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const line = JSON.parse(r.stderr.trim().split('\n').pop());
+  assert.equal(line.msg, 'schema up to date');
+  assert.equal(line.applied, '0', 'the daemon already applied everything');
+  assert.ok(Number(line.version) >= 1);
+});
+
 test('SIGTERM drains and stops both daemons cleanly', async () => {
   const t0 = Date.now();
   const gw = await s.gateways[0].stop('SIGTERM');

@@ -8,7 +8,7 @@ import net from 'node:net';
 import path from 'node:path';
 import os from 'node:os';
 
-const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
+export const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
 export const bin = path.resolve(root, process.env.BUILD || 'build', 'bin');
 const outDir = process.env.KREIDE_TEST_OUT || path.join(os.tmpdir(), 'kreide-test-out');
 
