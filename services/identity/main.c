@@ -65,6 +65,47 @@ static int migrate(const settings *s)
     return 0;
 }
 
+/* Serves until SIGTERM/SIGINT; returns the exit status. */
+static int serve(const settings *s)
+{
+    kr_keyring *keys = NULL;
+    char err[512];
+    if (kr_keyring_parse(s->internal_keys, &keys, err, sizeof(err)) != 0) {
+        fprintf(stderr, "kreide-identity: KREIDE_INTERNAL_KEYS: %s\n", err);
+        return 1;
+    }
+    if (s->migrate_on_start && migrate(s) != 0) {
+        kr_keyring_free(keys);
+        return 1;
+    }
+    kr_rpc_server_opts opts = {
+        .service = &kreide__identity__identity__descriptor,
+        .methods = ident_methods,
+        .nmethods = ident_nmethods,
+        .listen_url = s->listen,
+        .workers = s->workers,
+        .database_url = s->database_url,
+        .keys = keys,
+        .version = VERSION,
+    };
+    kr_rpc_server *srv;
+    if (kr_rpc_server_start(&opts, &srv, err, sizeof(err)) != 0) {
+        kr_log(KR_LOG_ERROR, "cannot start", "error", err, NULL);
+        kr_keyring_free(keys);
+        return 1;
+    }
+    kr_log(KR_LOG_INFO, "serving", "listen", s->listen, "version", VERSION, NULL);
+    int sig = kr_rpc_wait_signal();
+    kr_log(KR_LOG_INFO, "draining", "signal", sig == 2 ? "SIGINT" : "SIGTERM", NULL);
+    /* nng 1.5 can hang closing a connection on which a message is arriving
+     * (see kr_rpc_server_drain): a drain that takes too long ends by SIGALRM. */
+    alarm(DRAIN_LIMIT_S);
+    kr_rpc_server_drain(srv);
+    kr_keyring_free(keys);
+    kr_log(KR_LOG_INFO, "stopped", NULL);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     bool migrate_only = argc > 1 && strcmp(argv[1], "migrate") == 0;
@@ -75,44 +116,13 @@ int main(int argc, char **argv)
     kr_rpc_block_signals();
     kr_config *cfg = kr_config_new();
     settings s;
+    int rc;
     if (read_settings(&s, cfg, migrate_only) != 0)
-        return 1;
-
-    if (migrate_only)
-        return migrate(&s) == 0 ? 0 : 1;
-    kr_keyring *keys = NULL;
-    char err[512];
-    if (kr_keyring_parse(s.internal_keys, &keys, err, sizeof(err)) != 0) {
-        fprintf(stderr, "kreide-identity: KREIDE_INTERNAL_KEYS: %s\n", err);
-        return 1;
-    }
-    if (s.migrate_on_start && migrate(&s) != 0)
-        return 1;
-
-    kr_rpc_server_opts opts = {
-        .service = &kreide__identity__identity__descriptor,
-        .methods = ident_methods,
-        .nmethods = ident_nmethods,
-        .listen_url = s.listen,
-        .workers = s.workers,
-        .database_url = s.database_url,
-        .keys = keys,
-        .version = VERSION,
-    };
-    kr_rpc_server *srv;
-    if (kr_rpc_server_start(&opts, &srv, err, sizeof(err)) != 0) {
-        kr_log(KR_LOG_ERROR, "cannot start", "error", err, NULL);
-        return 1;
-    }
-    kr_log(KR_LOG_INFO, "serving", "listen", s.listen, "version", VERSION, NULL);
-    int sig = kr_rpc_wait_signal();
-    kr_log(KR_LOG_INFO, "draining", "signal", sig == 2 ? "SIGINT" : "SIGTERM", NULL);
-    /* nng 1.5 can hang closing a connection on which a message is arriving
-     * (see kr_rpc_server_drain): a drain that takes too long ends by SIGALRM. */
-    alarm(DRAIN_LIMIT_S);
-    kr_rpc_server_drain(srv);
-    kr_keyring_free(keys);
+        rc = 1;
+    else if (migrate_only)
+        rc = migrate(&s) == 0 ? 0 : 1;
+    else
+        rc = serve(&s);
     kr_config_free(cfg);
-    kr_log(KR_LOG_INFO, "stopped", NULL);
-    return 0;
+    return rc;
 }
