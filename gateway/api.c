@@ -5,6 +5,7 @@
 #include "gateway.h"
 #include "kr_json.h"
 #include "kr_log.h"
+#include "kr_url.h"
 
 /* A call in flight. Lives outside the request's pool because the request
  * may be gone (client disconnected) when the reply arrives. */
@@ -39,17 +40,6 @@ static bool is_json_content_type(h2o_req_t *req)
            (v.len == sizeof(json) - 1 || v.base[sizeof(json) - 1] == ';' || v.base[sizeof(json) - 1] == ' ');
 }
 
-static int unhex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes application/x-www-form-urlencoded text into a new NUL-terminated
  * string (malloc); NULL when malformed. */
 static char *form_decode(const char *s, size_t len)
@@ -57,23 +47,10 @@ static char *form_decode(const char *s, size_t len)
     char *out = malloc(len + 1);
     if (out == NULL)
         abort();
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '+') {
-            out[o++] = ' ';
-        } else if (s[i] == '%') {
-            int hi = i + 2 < len ? unhex(s[i + 1]) : -1, lo = i + 2 < len ? unhex(s[i + 2]) : -1;
-            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-                free(out);
-                return NULL;
-            }
-            out[o++] = (char)(hi << 4 | lo);
-            i += 2;
-        } else {
-            out[o++] = s[i];
-        }
+    if (kr_url_decode(s, len, out, len + 1, KR_URL_FORM) < 0) {
+        free(out);
+        return NULL;
     }
-    out[o] = '\0';
     return out;
 }
 

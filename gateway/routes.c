@@ -4,6 +4,7 @@
 
 #include "gateway.h"
 #include "kr_openapi.h"
+#include "kr_url.h"
 
 /* Every JSON API route. Adding an endpoint is one line here plus the RPC in
  * the service's .proto: the body, parameters and response are transcoded from
@@ -60,43 +61,15 @@ int gw_routes_init(gw_service *services, size_t nservices, char *err, size_t err
     return 0;
 }
 
-static int hex_nibble(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes %XX escapes of one path segment into the pool; NULL when malformed
  * or when it decodes to a '/' or a NUL, which never belong in an id. */
 static char *decode_segment(h2o_mem_pool_t *pool, const char *s, size_t len, size_t *outlen)
 {
     char *out = h2o_mem_alloc_pool(pool, len + 1);
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '%') {
-            int hi, lo;
-            if (i + 2 >= len)
-                return NULL;
-            hi = hex_nibble(s[i + 1]);
-            lo = hex_nibble(s[i + 2]);
-            if (hi < 0 || lo < 0)
-                return NULL;
-            char c = (char)(hi << 4 | lo);
-            if (c == '/' || c == '\0')
-                return NULL;
-            out[o++] = c;
-            i += 2;
-        } else {
-            out[o++] = s[i];
-        }
-    }
-    out[o] = '\0';
-    *outlen = o;
+    long n = kr_url_decode(s, len, out, len + 1, KR_URL_NO_SLASH);
+    if (n < 0)
+        return NULL;
+    *outlen = (size_t)n;
     return out;
 }
 

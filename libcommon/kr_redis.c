@@ -1,5 +1,7 @@
 #include "kr_redis.h"
 
+#include "kr_url.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -64,41 +66,11 @@ static int url_fail(char *err, size_t errlen, const char *fmt, ...)
     return KR_REDIS_EINVAL;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes src[0..len) into dst (capacity cap, NUL-terminated).
  * Returns 0, or -1 for a bad escape, a decoded NUL or an overlong result. */
 static int pct_decode(const char *src, size_t len, char *dst, size_t cap)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = src[i];
-        if (c == '%') {
-            int hi, lo;
-            if (i + 2 >= len)
-                return -1;
-            hi = hexval(src[i + 1]);
-            lo = hexval(src[i + 2]);
-            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
-                return -1;
-            c = (char)(hi * 16 + lo);
-            i += 2;
-        }
-        if (o + 1 >= cap)
-            return -1;
-        dst[o++] = c;
-    }
-    dst[o] = '\0';
-    return 0;
+    return kr_url_decode(src, len, dst, cap, 0) < 0 ? -1 : 0;
 }
 
 /* Parses exactly src[0..len) as a decimal number in [min, max]. */

@@ -37,8 +37,7 @@ static int read_settings(settings *s, kr_config *cfg, bool migrate_only)
         kr_config_fail(cfg, "KREIDE_LOG_LEVEL", "expected debug, info, warn or error, got '%s'", lvl);
     kr_log_init("identity", level);
     s->database_url = kr_config_str(cfg, "KREIDE_DATABASE_URL", NULL, KR_CFG_REQUIRED | KR_CFG_SECRET);
-    s->internal_keys =
-        kr_config_str(cfg, "KREIDE_INTERNAL_KEYS", NULL, (migrate_only ? 0 : KR_CFG_REQUIRED) | KR_CFG_SECRET);
+    s->internal_keys = kr_config_str(cfg, "KREIDE_INTERNAL_KEYS", NULL, (migrate_only ? 0 : KR_CFG_REQUIRED) | KR_CFG_SECRET);
     s->listen = kr_config_str(cfg, "KREIDE_IDENTITY_LISTEN", "tcp://127.0.0.1:7101", 0);
     s->migrations_dir = kr_config_str(cfg, "KREIDE_MIGRATIONS_DIR", "/usr/share/kreide/migrations/identity", 0);
     s->workers = (int)kr_config_int(cfg, "KREIDE_WORKERS", 4, 1, 256);
