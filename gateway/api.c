@@ -59,33 +59,39 @@ static char *form_decode(const char *s, size_t len)
 static bool set_param(json_t *obj, const char *key, const char *value)
 {
     const char *dot = strchr(key, '.');
-    if (key[0] == '\0' || (dot != NULL && (dot == key || dot[1] == '\0' || strchr(dot + 1, '.') != NULL)))
+    size_t keylen = strlen(key);
+    if (keylen == 0 || keylen > 128 ||
+        (dot != NULL && (dot == key || dot[1] == '\0' || strchr(dot + 1, '.') != NULL)))
+        return false;
+    json_t *v = json_string(value); /* NULL when the value is not UTF-8 */
+    if (v == NULL)
         return false;
     json_t *target = obj;
-    char head[128];
     if (dot != NULL) {
+        char head[129];
         snprintf(head, sizeof(head), "%.*s", (int)(dot - key), key);
         target = json_object_get(obj, head);
         if (target == NULL) {
             target = json_object();
-            json_object_set_new(obj, head, target);
-        } else if (!json_is_object(target)) {
+            /* On failure (a key that is not UTF-8) jansson drops `target`. */
+            if (json_object_set_new(obj, head, target) != 0)
+                target = NULL;
+        }
+        if (!json_is_object(target)) {
+            json_decref(v);
             return false;
         }
         key = dot + 1;
     }
     json_t *old = json_object_get(target, key);
-    if (old == NULL) {
-        json_object_set_new(target, key, json_string(value));
-    } else if (json_is_array(old)) {
-        json_array_append_new(old, json_string(value));
-    } else {
-        json_t *arr = json_array();
-        json_array_append(arr, old);
-        json_array_append_new(arr, json_string(value));
-        json_object_set_new(target, key, arr);
-    }
-    return true;
+    if (old == NULL)
+        return json_object_set_new(target, key, v) == 0;
+    if (json_is_array(old))
+        return json_array_append_new(old, v) == 0;
+    json_t *arr = json_array();
+    json_array_append(arr, old);
+    json_array_append_new(arr, v);
+    return json_object_set_new(target, key, arr) == 0;
 }
 
 /* Adds the query string's parameters to `obj`; sets *bad to the offending

@@ -144,3 +144,16 @@ test('the gateway keeps serving after all of it', async () => {
   assert.equal((await api(`${s.url}/healthz`)).status, 200);
   assert.equal((await api(`${s.url}/readyz`)).status, 200);
 });
+
+test('query parameters that are not UTF-8 or too long are refused, never dropped', async () => {
+  let res = await api(`${s.url}/api/v1/schools?name_prefix=%FF%FE`, { token: op });
+  isError(res, 400);
+  assert.equal(res.json.error.code, 'request.malformed_query');
+  res = await api(`${s.url}/api/v1/schools?%FF.limit=1`, { token: op });
+  isError(res, 400);
+  res = await api(`${s.url}/api/v1/schools?${'k'.repeat(200)}=1`, { token: op });
+  isError(res, 400);
+  res = await api(`${s.url}/api/v1/schools?page.limit=1&page.limit=2`, { token: op });
+  isError(res, 400);
+  assert.equal(res.json.error.field, 'page.limit');
+});
