@@ -271,6 +271,9 @@ int main(int argc, char **argv)
 
     kr_rpc_wait_signal();
     kr_log(KR_LOG_INFO, "draining", NULL);
+    /* Bound the whole shutdown: nng 1.5 can hang closing a connection on
+     * which a message is arriving (see kr_rpc_server_drain). */
+    alarm(DRAIN_MS / 1000 + 10);
     atomic_store(&stopping, 1);
     for (int i = 0; i < nthreads; i++) {
         stop_message *m = calloc(1, sizeof(*m));
