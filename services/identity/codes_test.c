@@ -66,8 +66,8 @@ static void characters_are_uniform(void **state)
 static void normalises_what_people_type(void **state)
 {
     ident_code_canon c;
-    const char *same[] = {"K7MR-3XWC-HTEA", "k7mr-3xwc-htea", "K7MR 3XWC HTEA", " k7mr3xwchtea ", "K7-MR-3X-WC-HT-EA",
-                          "k7mr.3xwc.htea", "K7MR_3XWC_HTEA"};
+    const char *same[] = {"K7MR-3XWC-HTEA",    "k7mr-3xwc-htea", "K7MR 3XWC HTEA", " k7mr3xwchtea ",
+                          "K7-MR-3X-WC-HT-EA", "k7mr.3xwc.htea", "K7MR_3XWC_HTEA"};
     for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
         if (ident_code_normalize(same[i], &c) != 0)
             fail_msg("'%s' refused", same[i]);
@@ -83,12 +83,12 @@ static void refuses_what_is_not_a_code(void **state)
     ident_code_canon c;
     const char *bad[] = {
         "",
-        "K7MR-3XWC-HTE",        /* 11 characters */
-        "K7MR-3XWC-HTEAA",      /* 13 */
-        "K7MR-3XWC-HTE0",       /* 0 is not in the alphabet and has no single partner */
-        "K7MR-3XWC-HTEO",       /* O */
-        "K7MR-3XWC-HTE1",       /* 1 */
-        "K7MR-3XWC-HTEB",       /* B */
+        "K7MR-3XWC-HTE",         /* 11 characters */
+        "K7MR-3XWC-HTEAA",       /* 13 */
+        "K7MR-3XWC-HTE0",        /* 0 is not in the alphabet and has no single partner */
+        "K7MR-3XWC-HTEO",        /* O */
+        "K7MR-3XWC-HTE1",        /* 1 */
+        "K7MR-3XWC-HTEB",        /* B */
         "K7MR-3XWC-HTE\xc3\x84", /* Ä */
         "K7MR/3XWC/HTEA",
         "K7MR-3XWC-HTEA-K7MR-3XWC-HTEA-K7MR-3XWC-HTEA-K7MR-3XWC-HTEA-K7MR",

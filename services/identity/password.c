@@ -51,8 +51,8 @@ int ident_password_hash(const ident_argon2_params *p, const char *password, size
     if (!ident_argon2_params_valid(p) || password == NULL || len > IDENT_PASSWORD_MAX_BYTES || out == NULL ||
         outlen < IDENT_PASSWORD_HASH_MAX)
         return IDENT_PW_EINVAL;
-    if (argon2_encodedlen(p->iterations, p->memory_kib, p->lanes, IDENT_ARGON2_SALT_BYTES, IDENT_ARGON2_HASH_BYTES,
-                          Argon2_id) > outlen)
+    if (argon2_encodedlen(p->iterations, p->memory_kib, p->lanes, IDENT_ARGON2_SALT_BYTES, IDENT_ARGON2_HASH_BYTES, Argon2_id) >
+        outlen)
         return IDENT_PW_EINVAL;
     uint8_t salt[IDENT_ARGON2_SALT_BYTES];
     kr_random_bytes(salt, sizeof(salt));
@@ -165,7 +165,8 @@ const char *ident_pwp_message(ident_pwp_reason r, const char *lang)
     case IDENT_PWP_OK:
         return de ? "Das Passwort ist in Ordnung." : "The password is fine.";
     case IDENT_PWP_INVALID_CHARS:
-        return de ? "Das Passwort enthält Zeichen, die nicht erlaubt sind." : "The password contains characters that are not allowed.";
+        return de ? "Das Passwort enthält Zeichen, die nicht erlaubt sind."
+                  : "The password contains characters that are not allowed.";
     case IDENT_PWP_TOO_SHORT:
         return de ? "Das Passwort muss mindestens 8 Zeichen lang sein. Ein kurzer Satz ist leicht zu merken."
                   : "The password must be at least 8 characters long. A short sentence is easy to remember.";
@@ -511,8 +512,12 @@ static bool is_repetition(const uint32_t *cp, size_t n)
 /* Keyboard rows (German QWERTZ after folding, English QWERTY, French AZERTY),
  * the alphabet and the digits, each read forwards or backwards. */
 static const char *const sequences[] = {
-    "01234567890", "abcdefghijklmnopqrstuvwxyz", "qwertzuiopue", "asdfghjkloeae", "yxcvbnm",   "qwertyuiop",
-    "asdfghjkl",   "zxcvbnm",                    "azertyuiop",   "qsdfghjklm",    "wxcvbnm",   "1qaz2wsx3edc",
+    "01234567890",  "abcdefghijklmnopqrstuvwxyz",
+    "qwertzuiopue", "asdfghjkloeae",
+    "yxcvbnm",      "qwertyuiop",
+    "asdfghjkl",    "zxcvbnm",
+    "azertyuiop",   "qsdfghjklm",
+    "wxcvbnm",      "1qaz2wsx3edc",
 };
 
 static bool in_sequence(const char *s, size_t len)

@@ -183,10 +183,12 @@ static void no_composition_rules(void **state)
 
 static void invalid_utf8_and_controls(void **state)
 {
-    expect("abc\xff" "defghij", NULL, IDENT_PWP_INVALID_CHARS);
-    expect("abcdefg\xc3", NULL, IDENT_PWP_INVALID_CHARS);           /* truncated */
-    expect("abcdefgh\xc0\xaf", NULL, IDENT_PWP_INVALID_CHARS);      /* overlong '/' */
-    expect("abcdefgh\xed\xa0\x80", NULL, IDENT_PWP_INVALID_CHARS);  /* surrogate */
+    expect("abc\xff"
+           "defghij",
+           NULL, IDENT_PWP_INVALID_CHARS);
+    expect("abcdefg\xc3", NULL, IDENT_PWP_INVALID_CHARS);              /* truncated */
+    expect("abcdefgh\xc0\xaf", NULL, IDENT_PWP_INVALID_CHARS);         /* overlong '/' */
+    expect("abcdefgh\xed\xa0\x80", NULL, IDENT_PWP_INVALID_CHARS);     /* surrogate */
     expect("abcdefgh\xf4\x90\x80\x80", NULL, IDENT_PWP_INVALID_CHARS); /* beyond U+10FFFF */
     expect("abcd\tefghij", NULL, IDENT_PWP_INVALID_CHARS);
     expect("abcdefghij\x7f", NULL, IDENT_PWP_INVALID_CHARS);

@@ -156,8 +156,8 @@ static bool put_escaped(char *out, size_t outlen, size_t *o, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
     for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        bool plain = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' ||
-                     *p == '.' || *p == '_' || *p == '~';
+        bool plain = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' ||
+                     *p == '_' || *p == '~';
         size_t need = plain ? 1 : 3;
         if (*o + need >= outlen)
             return false;
@@ -184,8 +184,8 @@ static bool put_raw(char *out, size_t outlen, size_t *o, const char *s)
 
 int ident_totp_uri(const char *issuer, const char *account, const uint8_t *secret, size_t len, char *out, size_t outlen)
 {
-    if (issuer == NULL || issuer[0] == '\0' || account == NULL || account[0] == '\0' || secret == NULL || len == 0 ||
-        len > 64 || out == NULL || outlen == 0)
+    if (issuer == NULL || issuer[0] == '\0' || account == NULL || account[0] == '\0' || secret == NULL || len == 0 || len > 64 ||
+        out == NULL || outlen == 0)
         return -1;
     char b[104];
     if (ident_base32_encode(secret, len, false, b, sizeof(b)) != 0)
@@ -194,9 +194,9 @@ int ident_totp_uri(const char *issuer, const char *account, const uint8_t *secre
     snprintf(tail, sizeof(tail), "&algorithm=SHA1&digits=%d&period=%d", IDENT_TOTP_DIGITS, IDENT_TOTP_STEP_S);
     size_t o = 0;
     bool ok = put_raw(out, outlen, &o, "otpauth://totp/") && put_escaped(out, outlen, &o, issuer) &&
-              put_raw(out, outlen, &o, ":") && put_escaped(out, outlen, &o, account) &&
-              put_raw(out, outlen, &o, "?secret=") && put_raw(out, outlen, &o, b) && put_raw(out, outlen, &o, "&issuer=") &&
-              put_escaped(out, outlen, &o, issuer) && put_raw(out, outlen, &o, tail);
+              put_raw(out, outlen, &o, ":") && put_escaped(out, outlen, &o, account) && put_raw(out, outlen, &o, "?secret=") &&
+              put_raw(out, outlen, &o, b) && put_raw(out, outlen, &o, "&issuer=") && put_escaped(out, outlen, &o, issuer) &&
+              put_raw(out, outlen, &o, tail);
     if (!ok) {
         out[0] = '\0';
         return -1;

@@ -35,7 +35,7 @@ static void totp_rfc6238_vectors(void **state)
         int64_t t;
         uint32_t code;
     } rows[] = {
-        {59, 94287082},         {1111111109, 7081804}, {1111111111, 14050471},
+        {59, 94287082},         {1111111109, 7081804},  {1111111111, 14050471},
         {1234567890, 89005924}, {2000000000, 69279037}, {20000000000LL, 65353130},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
@@ -171,7 +171,8 @@ static void base32_decode_is_strict(void **state)
 static void otpauth_uri(void **state)
 {
     char uri[512];
-    assert_int_equal(ident_totp_uri("Kreide Grundschule Am Park", "lisa.mueller@gs-am-park", rfc_key, RFC_KEY_LEN, uri, sizeof(uri)), 0);
+    assert_int_equal(
+        ident_totp_uri("Kreide Grundschule Am Park", "lisa.mueller@gs-am-park", rfc_key, RFC_KEY_LEN, uri, sizeof(uri)), 0);
     assert_string_equal(uri, "otpauth://totp/Kreide%20Grundschule%20Am%20Park:lisa.mueller%40gs-am-park"
                              "?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=Kreide%20Grundschule%20Am%20Park"
                              "&algorithm=SHA1&digits=6&period=30");
