@@ -34,9 +34,11 @@
 /* ------------------------------------------------------------- hashing */
 
 /* Defaults: 28 MiB, 2 passes, 1 lane. Measured with tests/bench/argon2_cost
- * (CPU time of one thread pinned to one core, median of 31 runs): about
- * 50-55 ms on the 2-core reference machine. Each login in flight holds the
- * memory for that long, so 4 workers need about 112 MiB at most. */
+ * (`taskset -c 1 build/bench/argon2_cost 28672 2 1`: CPU time of one hash on
+ * one pinned core, 31 runs) on the 2-core reference machine: minimum 50 ms,
+ * median 53 ms when the machine was quiet, 60-65 ms with busy neighbours.
+ * Each login in flight holds the memory for that long, so 4 workers need
+ * about 112 MiB at most. */
 #define IDENT_ARGON2_DEFAULT_MEMORY_KIB 28672u
 #define IDENT_ARGON2_DEFAULT_ITERATIONS 2u
 #define IDENT_ARGON2_DEFAULT_LANES 1u

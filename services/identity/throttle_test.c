@@ -25,7 +25,7 @@ static long long hget_n(const char *kind, const char *who)
 {
     redisReply *r = kr_redis_command(rc, KR_REDIS_IDEMPOTENT, "HGET " IDENT_THROTTLE_KEY_PREFIX "%s:%s n", kind, who);
     assert_non_null(r);
-    long long n = r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
+    long long n = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : -1;
     freeReplyObject(r);
     return n;
 }
