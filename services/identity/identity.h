@@ -9,6 +9,12 @@
  *   api.c      RPC handlers: validate input, ask policy, call the store
  *   policy.c   who may do what
  *   store.c    every SQL statement of the service
+ *
+ * Credential building blocks, each with its own header:
+ *   password.h  argon2id hashes and the password policy
+ *   codes.h     one-time enrollment and reset codes
+ *   totp.h      the TOTP second factor
+ *   throttle.h  brute-force protection in Redis
  */
 #ifndef IDENTITY_H
 #define IDENTITY_H
