@@ -24,8 +24,6 @@
 
 #define DRAIN_MS 5000
 
-gw_globals gw;
-
 static h2o_globalconf_t config;
 static struct addrinfo *listen_ai;
 static gw_thread *threads;
