@@ -163,11 +163,8 @@ static void redirect_uri_check_refuses_the_rest(void **state)
 }
 
 static const char *const registered[] = {
-    "https://rp.example.org/cb",
-    "https://rp.example.org/cb?tenant=a",
-    "http://127.0.0.1:8000/native",
-    "http://[::1]/v6",
-    "http://localhost:3000/cb",
+    "https://rp.example.org/cb", "https://rp.example.org/cb?tenant=a", "http://127.0.0.1:8000/native",
+    "http://[::1]/v6",           "http://localhost:3000/cb",
 };
 #define NREG (sizeof(registered) / sizeof(registered[0]))
 
@@ -222,8 +219,8 @@ static void redirect_code_keeps_the_query_and_encodes(void **state)
     assert_int_equal(r.len, strlen(r.base));
 
     r = gw_oidc_redirect_code(&pool, "https://rp.example.org/cb?tenant=a", "c", "a b&c=d#e+f%", "http://127.0.0.1:8080");
-    assert_string_equal(r.base,
-                        "https://rp.example.org/cb?tenant=a&code=c&state=a%20b%26c%3Dd%23e%2Bf%25&iss=http%3A%2F%2F127.0.0.1%3A8080");
+    assert_string_equal(
+        r.base, "https://rp.example.org/cb?tenant=a&code=c&state=a%20b%26c%3Dd%23e%2Bf%25&iss=http%3A%2F%2F127.0.0.1%3A8080");
 
     r = gw_oidc_redirect_code(&pool, "https://rp.example.org/cb?", "c", NULL, "i");
     assert_string_equal(r.base, "https://rp.example.org/cb?code=c&iss=i");
@@ -237,8 +234,8 @@ static void redirect_code_keeps_the_query_and_encodes(void **state)
 
 static void redirect_error_carries_state_and_iss(void **state)
 {
-    h2o_iovec_t r =
-        gw_oidc_redirect_error(&pool, "https://rp.example.org/cb", "access_denied", "the user said no", "s1", "https://sso.example.org");
+    h2o_iovec_t r = gw_oidc_redirect_error(&pool, "https://rp.example.org/cb", "access_denied", "the user said no", "s1",
+                                           "https://sso.example.org");
     assert_string_equal(r.base, "https://rp.example.org/cb?error=access_denied&error_description=the%20user%20said%20no&state=s1&"
                                 "iss=https%3A%2F%2Fsso.example.org");
     r = gw_oidc_redirect_error(&pool, "https://rp.example.org/cb", "login_required", NULL, NULL, "i");
