@@ -136,7 +136,8 @@ gw_lang gw_html_lang_negotiate(const char *ui_locales, size_t ui_len, const char
     for (int l = 0; l < 2; l++)
         if (q[l] < 0)
             q[l] = star_q, pos[l] = star_pos;
-    if (q[GW_LANG_EN] > 0 && (q[GW_LANG_EN] > q[GW_LANG_DE] || (q[GW_LANG_EN] == q[GW_LANG_DE] && pos[GW_LANG_EN] < pos[GW_LANG_DE])))
+    if (q[GW_LANG_EN] > 0 &&
+        (q[GW_LANG_EN] > q[GW_LANG_DE] || (q[GW_LANG_EN] == q[GW_LANG_DE] && pos[GW_LANG_EN] < pos[GW_LANG_DE])))
         return GW_LANG_EN;
     return GW_LANG_DE;
 }
@@ -528,8 +529,8 @@ int gw_html_render_consent(h2o_mem_pool_t *pool, const gw_html_consent *page, h2
         put(&b, "</li>\n");
     }
     put(&b, "</ul>\n<p class=\"small\">");
-    put(&b, T(l, "Die Entscheidung lässt sich später in den Kontoeinstellungen zurücknehmen.",
-              "This decision can be withdrawn later in the account settings."));
+    put(&b, T(l, "Nur erlauben, wenn diese Anwendung bekannt und vertrauenswürdig ist.",
+              "Only allow this if you know and trust this application."));
     put(&b, "</p>\n");
     form_open(&b, f, "/oidc/consent");
     put(&b, "<button type=\"submit\" name=\"decision\" value=\"allow\">");
@@ -582,8 +583,9 @@ int gw_html_render_error(h2o_mem_pool_t *pool, const gw_html_error *page, h2o_io
     put(&b, "<p>");
     put_text(&b, gw_html_msg_text(page->message, l));
     put(&b, "</p>\n<p>");
-    put(&b, T(l, "Bitte zur Anwendung zurückkehren und die Anmeldung dort neu beginnen. Wenn es wieder passiert, hilft die "
-                 "Schulverwaltung mit den Angaben unten weiter.",
+    put(&b, T(l,
+              "Bitte zur Anwendung zurückkehren und die Anmeldung dort neu beginnen. Wenn es wieder passiert, hilft die "
+              "Schulverwaltung mit den Angaben unten weiter.",
               "Please go back to the application and start signing in again from there. If it happens again, the school "
               "office can help with the details below."));
     put(&b, "</p>\n");

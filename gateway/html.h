@@ -131,8 +131,7 @@ typedef struct {
 /* Renders a page into `pool`; on success *out is the NUL-terminated page.
  * Returns GW_HTML_OK or GW_HTML_ETOOBIG (then *out is empty). */
 int gw_html_render_login(h2o_mem_pool_t *pool, const gw_html_login *page, h2o_iovec_t *out) __attribute__((warn_unused_result));
-int gw_html_render_consent(h2o_mem_pool_t *pool, const gw_html_consent *page, h2o_iovec_t *out)
-    __attribute__((warn_unused_result));
+int gw_html_render_consent(h2o_mem_pool_t *pool, const gw_html_consent *page, h2o_iovec_t *out) __attribute__((warn_unused_result));
 int gw_html_render_enroll(h2o_mem_pool_t *pool, const gw_html_enroll *page, h2o_iovec_t *out) __attribute__((warn_unused_result));
 int gw_html_render_error(h2o_mem_pool_t *pool, const gw_html_error *page, h2o_iovec_t *out) __attribute__((warn_unused_result));
 

@@ -54,8 +54,11 @@ static void escape_replaces_the_five_characters(void **state)
 static void escape_keeps_utf8_and_replaces_the_rest(void **state)
 {
     assert_string_equal(esc("Grüße, Jürgen – ☀ 🙂"), "Grüße, Jürgen – ☀ 🙂");
-    assert_string_equal(esc("a\xff" "b"), "a\xef\xbf\xbd" "b");
-    assert_string_equal(esc("\xc3"), "\xef\xbf\xbd");              /* cut short */
+    assert_string_equal(esc("a\xff"
+                            "b"),
+                        "a\xef\xbf\xbd"
+                        "b");
+    assert_string_equal(esc("\xc3"), "\xef\xbf\xbd");                 /* cut short */
     assert_string_equal(esc("\xc0\xbc"), "\xef\xbf\xbd\xef\xbf\xbd"); /* overlong '<' */
     assert_string_equal(esc("\xed\xa0\x80"), "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
     assert_string_equal(esc("tab\tnl\ncr\r"), "tab\tnl\ncr\r");
@@ -111,7 +114,7 @@ static void lang_skips_malformed_ranges(void **state)
     assert_int_equal(al("en;q="), GW_LANG_DE);
     assert_int_equal(al("en;x=1"), GW_LANG_DE);
     assert_int_equal(al("e n"), GW_LANG_DE);
-    assert_int_equal(al("english"), GW_LANG_DE);   /* primary subtag "english" is not "en" */
+    assert_int_equal(al("english"), GW_LANG_DE); /* primary subtag "english" is not "en" */
     assert_int_equal(al("en-"), GW_LANG_DE);
     assert_int_equal(al("en-toolongsubtag"), GW_LANG_DE);
     assert_int_equal(al("en;q=2, de;q=0.1"), GW_LANG_DE);
@@ -203,7 +206,9 @@ static void login_page_in_both_languages(void **state)
 static void login_page_escapes_what_it_echoes(void **state)
 {
     gw_html_login page = {
-        .form = {.lang = GW_LANG_DE, .csrf_token = "\" autofocus onfocus=\"alert(1)", .request = "r<1>",
+        .form = {.lang = GW_LANG_DE,
+                 .csrf_token = "\" autofocus onfocus=\"alert(1)",
+                 .request = "r<1>",
                  .error = GW_HTML_MSG_BAD_CREDENTIALS},
         .client_name = "<img src=x onerror=alert(1)>",
         .username = "\"><script>alert('x')</script>",
@@ -221,7 +226,8 @@ static void login_page_escapes_what_it_echoes(void **state)
     assert_non_null(strstr(out.base, "weiter zu „&lt;img src=x onerror=alert(1)&gt;“"));
     assert_null(strstr(out.base, "<img"));
     /* the error is announced and tied to the fields */
-    assert_non_null(strstr(out.base, "<p class=\"error\" role=\"alert\" id=\"form-error\">Benutzername oder Passwort ist falsch.</p>"));
+    assert_non_null(
+        strstr(out.base, "<p class=\"error\" role=\"alert\" id=\"form-error\">Benutzername oder Passwort ist falsch.</p>"));
     assert_int_equal(count(out.base, "aria-describedby=\"form-error\""), 2);
     assert_int_equal(count(out.base, "aria-invalid=\"true\""), 2);
 }
@@ -273,8 +279,8 @@ static void enroll_page_has_code_and_two_new_passwords(void **state)
 
 static void error_page_never_leads_back(void **state)
 {
-    gw_html_error page = {.lang = GW_LANG_EN, .message = GW_HTML_MSG_BAD_REDIRECT_URI, .code = "invalid_request<x>",
-                          .request_id = "01J-abc"};
+    gw_html_error page = {
+        .lang = GW_LANG_EN, .message = GW_HTML_MSG_BAD_REDIRECT_URI, .code = "invalid_request<x>", .request_id = "01J-abc"};
     h2o_iovec_t out;
     assert_int_equal(gw_html_render_error(&pool, &page, &out), GW_HTML_OK);
     assert_page_shape(out.base, GW_LANG_EN);

@@ -31,8 +31,7 @@ static json_t *strings(const char *const *v, size_t n)
     return a;
 }
 
-#define STRINGS(...)                                                                                                               \
-    strings((const char *const[]){__VA_ARGS__}, sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *))
+#define STRINGS(...) strings((const char *const[]){__VA_ARGS__}, sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *))
 
 json_t *gw_oidc_discovery_build(const char *issuer)
 {
@@ -48,8 +47,8 @@ json_t *gw_oidc_discovery_build(const char *issuer)
     json_object_set_new(d, "token_endpoint", URL(PATH_TOKEN));
     json_object_set_new(d, "userinfo_endpoint", URL(PATH_USERINFO));
     json_object_set_new(d, "jwks_uri", URL(PATH_JWKS));
-    json_object_set_new(d, "end_session_endpoint", URL(PATH_LOGOUT)); /* RP-Initiated Logout 1.0 */
-    json_object_set_new(d, "revocation_endpoint", URL(PATH_REVOKE));  /* RFC 7009, RFC 8414 */
+    json_object_set_new(d, "end_session_endpoint", URL(PATH_LOGOUT));       /* RP-Initiated Logout 1.0 */
+    json_object_set_new(d, "revocation_endpoint", URL(PATH_REVOKE));        /* RFC 7009, RFC 8414 */
     json_object_set_new(d, "introspection_endpoint", URL(PATH_INTROSPECT)); /* RFC 7662, RFC 8414 */
 #undef URL
     json_object_set_new(d, "scopes_supported", STRINGS("openid", "profile", "school", "offline_access"));
@@ -154,8 +153,7 @@ static void send_page(h2o_req_t *req, int status, gw_lang lang, h2o_iovec_t page
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/html; charset=utf-8"));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_LANGUAGE, NULL, gw_html_lang_tag(lang), 2);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Accept-Language"));
-    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("content-security-policy"), 0, NULL,
-                          H2O_STRLIT(GW_HTML_CSP));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("content-security-policy"), 0, NULL, H2O_STRLIT(GW_HTML_CSP));
     /* Pages carry CSRF tokens and what a person typed: never stored. */
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
     req->res.content_length = page.len;
@@ -244,8 +242,8 @@ static int on_pages(h2o_handler_t *self, h2o_req_t *req)
         break;
     }
     default: {
-        gw_html_error p = {.lang = lang, .message = GW_HTML_MSG_BAD_REDIRECT_URI, .code = "invalid_request",
-                           .request_id = gw_request_id(req)};
+        gw_html_error p = {
+            .lang = lang, .message = GW_HTML_MSG_BAD_REDIRECT_URI, .code = "invalid_request", .request_id = gw_request_id(req)};
         rv = gw_html_render_error(&req->pool, &p, &page);
         break;
     }
