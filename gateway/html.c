@@ -557,8 +557,8 @@ int gw_html_render_enroll(h2o_mem_pool_t *pool, const gw_html_enroll *page, h2o_
     form_open(&b, f, "/oidc/enroll");
     field(&b, f, "username", "text", T(l, "Benutzername", "User name"), NULL, "username", page->username,
           "autocapitalize=\"none\" spellcheck=\"false\"");
-    field(&b, f, "code", "text", T(l, "Code", "Code"), T(l, "steht im Brief der Schule", "printed in the school's letter"),
-          "one-time-code", NULL, "autocapitalize=\"characters\" spellcheck=\"false\"");
+    field(&b, f, "code", "text", "Code", T(l, "steht im Brief der Schule", "printed in the school's letter"), "one-time-code", NULL,
+          "autocapitalize=\"characters\" spellcheck=\"false\"");
     field(&b, f, "new_password", "password", T(l, "Neues Passwort", "New password"),
           T(l, "Lang ist besser als kompliziert: zum Beispiel drei oder vier Wörter.",
             "Long beats complicated: three or four words, for example."),

@@ -11,9 +11,7 @@ static bool array_has(json_t *a, const char *s)
 {
     size_t i;
     json_t *v;
-    json_array_foreach (a, i, v)
-        if (json_is_string(v) && strcmp(json_string_value(v), s) == 0)
-            return true;
+    json_array_foreach(a, i, v) if (json_is_string(v) && strcmp(json_string_value(v), s) == 0) return true;
     return false;
 }
 
