@@ -13,6 +13,10 @@
  *   auth.c     bearer tokens -> the caller put into every envelope
  *   ops.c      /healthz, /readyz, /metrics, /api/v1/openapi.json, errors,
  *              the JSON access log
+ *   oidc.c     OpenID Connect: discovery, JWKS, the sign-in pages (oidc.h)
+ *   oidc_proto.c  OAuth rules without I/O: PKCE, redirect URIs, parameters,
+ *              client authentication (oidc.h)
+ *   html.c     the server-rendered pages in German and English (html.h)
  */
 #ifndef GATEWAY_H
 #define GATEWAY_H

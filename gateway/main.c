@@ -21,10 +21,9 @@
 #include "identity.pb-c.h"
 #include "kr_config.h"
 #include "kr_log.h"
+#include "oidc.h"
 
 #define DRAIN_MS 5000
-
-gw_globals gw;
 
 static h2o_globalconf_t config;
 static struct addrinfo *listen_ai;
@@ -231,6 +230,7 @@ int main(int argc, char **argv)
     gw.openapi_json = json_dumps(doc, JSON_COMPACT);
     gw.openapi_len = strlen(gw.openapi_json);
     json_decref(doc);
+    gw_oidc_init(gw.issuer, gw.jwt_keys);
 
     /* h2o refuses bodies beyond its own limit before any handler runs, with a
      * plain-text 413; it gets headroom so the API's JSON 413 answers first. */
@@ -238,6 +238,7 @@ int main(int argc, char **argv)
     config.max_request_entity_size = gw.max_body * 2;
     h2o_hostconf_t *host = h2o_config_register_host(&config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     gw_ops_register(host);
+    gw_oidc_register(host);
     h2o_pathconf_t *api = h2o_config_register_path(host, "/api", 0);
     gw_api_register(api);
     gw_access_log_register(api);
@@ -292,6 +293,7 @@ int main(int argc, char **argv)
         kr_rpc_client_free(services[i].client);
     free(tids);
     free(gw.openapi_json);
+    gw_oidc_free();
     kr_jwt_keyset_free((kr_jwt_keyset *)gw.jwt_keys);
     kr_keyring_free(keys);
     kr_config_free(cfg);

@@ -9,6 +9,10 @@
 #include "kr_log.h"
 #include "kr_metrics.h"
 
+/* Defined here rather than in main.c so that unit tests, which link every
+ * gateway object but main.o, find it. */
+gw_globals gw;
+
 /* ------------------------------------------------------------ responses */
 
 static h2o_iovec_t json_escape(h2o_mem_pool_t *pool, const char *s)

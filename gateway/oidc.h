@@ -1,0 +1,175 @@
+/*
+ * oidc — the gateway's OpenID Connect provider surface.
+ *
+ *   oidc_proto.c  protocol rules with no I/O: PKCE (RFC 7636), redirect URI
+ *                 checks and matching (RFC 6749 section 3.1.2, RFC 8252),
+ *                 building the redirect back to the client (RFC 9207's
+ *                 `iss`), form and query parameters (RFC 6749 section 3.1),
+ *                 HTTP Basic client authentication (RFC 6749 section 2.3.1)
+ *   oidc.c        the HTTP handlers: discovery (OpenID Connect Discovery 1.0),
+ *                 the JWK Set, and the HTML pages (html.h)
+ *
+ * Everything a function returns is allocated from the `pool` it is given
+ * (the request's pool in the gateway), so nothing is freed by hand.
+ * docs/oidc.md has the design and the security rules.
+ */
+#ifndef GW_OIDC_H
+#define GW_OIDC_H
+
+#include <h2o.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "kr_jwt.h"
+
+/* Error codes. 0 is success; each has a gw_oidc_strerror text. */
+typedef enum {
+    GW_OIDC_OK = 0,
+    GW_OIDC_EMALFORMED, /* bad syntax: percent-encoding, base64, a name, a URI */
+    GW_OIDC_EDUPLICATE, /* a parameter given twice (RFC 6749 section 3.1) */
+    GW_OIDC_ETOOBIG,    /* input longer than its limit */
+    GW_OIDC_ETOOMANY,   /* more parameters than the limit */
+    GW_OIDC_EENCODING,  /* a decoded value is not UTF-8 or holds a NUL */
+    GW_OIDC_ESCHEME,    /* a redirect URI that is neither https nor loopback http */
+    GW_OIDC_EFRAGMENT,  /* a redirect URI with a fragment */
+    GW_OIDC_EMISMATCH,  /* a verifier or redirect URI that does not match */
+} gw_oidc_err;
+
+/* A static English text for an error code; never NULL. */
+const char *gw_oidc_strerror(int err);
+
+/* ------------------------------------------------------------------ PKCE */
+
+/* Shortest and longest code_verifier (RFC 7636 section 4.1). */
+#define GW_OIDC_PKCE_VERIFIER_MIN 43
+#define GW_OIDC_PKCE_VERIFIER_MAX 128
+/* Length of an S256 code_challenge: BASE64URL of 32 bytes, no padding. */
+#define GW_OIDC_PKCE_CHALLENGE_LEN 43
+
+/* Whether `challenge` can be an S256 code_challenge: exactly 43 characters
+ * of the base64url alphabet, the last one carrying no stray bits. Checked at
+ * the authorization request, so a bad challenge is refused up front. */
+bool gw_oidc_pkce_challenge_valid(const char *challenge, size_t len);
+
+/* Verifies a code_verifier against the S256 code_challenge stored with the
+ * code (RFC 7636 section 4.6): the verifier must be 43..128 characters of
+ * [A-Za-z0-9-._~] and BASE64URL(SHA256(verifier)) must equal the challenge.
+ * The comparison takes the same time wherever the strings differ.
+ * Returns 0, GW_OIDC_EMALFORMED for a verifier or challenge of the wrong
+ * shape, or GW_OIDC_EMISMATCH. */
+int gw_oidc_pkce_verify(const char *verifier, size_t verifier_len, const char *challenge, size_t challenge_len)
+    __attribute__((warn_unused_result));
+
+/* ---------------------------------------------------------- redirect URIs */
+
+/* Longest redirect URI accepted, in bytes. */
+#define GW_OIDC_REDIRECT_URI_MAX 2000
+
+/* Checks that `uri` may be registered as a redirect URI: an absolute URI
+ * (RFC 6749 section 3.1.2) of printable ASCII without spaces or backslashes,
+ * at most GW_OIDC_REDIRECT_URI_MAX bytes, with a host and no user
+ * information, no fragment, scheme `https`, or `http` only for a loopback
+ * host (`127.0.0.1`, `[::1]`, `localhost`) as native apps use (RFC 8252
+ * section 7.3). Scheme and host must be lower case, as they are compared
+ * byte for byte. Returns 0, GW_OIDC_EFRAGMENT, GW_OIDC_ESCHEME,
+ * GW_OIDC_ETOOBIG or GW_OIDC_EMALFORMED. */
+int gw_oidc_redirect_uri_check(const char *uri, size_t len) __attribute__((warn_unused_result));
+
+/* Finds the registered URI that an authorization request's `redirect_uri`
+ * names. The comparison is byte for byte (no prefixes, no case folding, no
+ * normalisation), with one exception from RFC 8252 section 7.3: for a
+ * registered `http://127.0.0.1...` or `http://[::1]...` URI the request may
+ * name any port, everything else equal. The requested URI must itself pass
+ * gw_oidc_redirect_uri_check. Returns the index into `registered`, or -1:
+ * the caller then shows an error page and never redirects. */
+int gw_oidc_redirect_uri_match(const char *requested, size_t len, const char *const *registered, size_t nregistered);
+
+/* One name and value of a query string or form. */
+typedef struct {
+    const char *name;
+    const char *value;
+} gw_oidc_param;
+
+/* Builds the URI that sends the browser back to the client: `redirect_uri`
+ * (already matched) with the parameters appended to its query, each name and
+ * value percent-encoded (only RFC 3986 unreserved characters stay as they
+ * are), keeping a query the URI already has. Parameters whose value is NULL
+ * are skipped. The result is NUL-terminated and comes from `pool`. */
+h2o_iovec_t gw_oidc_redirect_build(h2o_mem_pool_t *pool, const char *redirect_uri, const gw_oidc_param *params, size_t n);
+
+/* The successful authorization response (RFC 6749 section 4.1.2): `code`,
+ * `state` when the request had one, and `iss` (RFC 9207 section 2). */
+h2o_iovec_t gw_oidc_redirect_code(h2o_mem_pool_t *pool, const char *redirect_uri, const char *code, const char *state,
+                                  const char *issuer);
+
+/* The error authorization response (RFC 6749 section 4.1.2.1): `error`,
+ * `error_description` when not NULL, `state` when the request had one, and
+ * `iss`. */
+h2o_iovec_t gw_oidc_redirect_error(h2o_mem_pool_t *pool, const char *redirect_uri, const char *error, const char *description,
+                                   const char *state, const char *issuer);
+
+/* ------------------------------------------------------------ parameters */
+
+/* Limits of one parsed query string or form body. */
+#define GW_OIDC_FORM_MAX_BYTES 16384 /* the whole encoded text */
+#define GW_OIDC_FORM_MAX_PARAMS 32   /* parameters with a value */
+
+/* Parsed parameters, in the order given. */
+typedef struct {
+    size_t n;
+    gw_oidc_param params[GW_OIDC_FORM_MAX_PARAMS];
+} gw_oidc_form;
+
+/* Parses `text` (`len` bytes) as application/x-www-form-urlencoded, the
+ * format of query strings and of form bodies: `&`-separated `name=value`
+ * pairs, `+` for a space, `%XX` escapes. Empty pairs are skipped, and a
+ * parameter with an empty value is treated as absent (RFC 6749 section 3.1).
+ * A name repeated (with a value) is GW_OIDC_EDUPLICATE unless it is listed in
+ * `repeatable` (NULL-terminated; may be NULL), as OAuth forbids repeated
+ * parameters. Other errors: GW_OIDC_ETOOBIG (text over
+ * GW_OIDC_FORM_MAX_BYTES), GW_OIDC_ETOOMANY, GW_OIDC_EMALFORMED (a bad escape,
+ * an empty name), GW_OIDC_EENCODING (not UTF-8, or a NUL). On error `*bad`
+ * (when not NULL) names the offending parameter if one is known, else is
+ * NULL. Names and values are NUL-terminated and come from `pool`; on error
+ * `out` holds what was parsed before. */
+int gw_oidc_form_parse(h2o_mem_pool_t *pool, const char *text, size_t len, const char *const *repeatable, gw_oidc_form *out,
+                       const char **bad) __attribute__((warn_unused_result));
+
+/* The value of the first parameter called `name`, or NULL. */
+const char *gw_oidc_form_get(const gw_oidc_form *form, const char *name);
+
+/* ------------------------------------------------------ client credentials */
+
+/* Longest Authorization header value parsed, in bytes. */
+#define GW_OIDC_BASIC_MAX 1024
+
+/* Parses an `Authorization: Basic ...` header value into a client id and
+ * secret (RFC 7617, with RFC 6749 section 2.3.1: both are form-urlencoded
+ * before they are joined by ':' and base64-encoded). The scheme is matched
+ * without regard to case; the base64 must be canonical with padding; the id
+ * must not be empty and neither may hold a NUL or non-UTF-8 bytes.
+ * Returns 0 with NUL-terminated strings from `pool`, GW_OIDC_ETOOBIG,
+ * GW_OIDC_EENCODING or GW_OIDC_EMALFORMED (also for another scheme). */
+int gw_oidc_client_basic(h2o_mem_pool_t *pool, const char *header, size_t len, const char **client_id, const char **secret)
+    __attribute__((warn_unused_result));
+
+/* -------------------------------------------------------------- handlers */
+
+/* Renders the discovery document for `issuer` (new reference): every
+ * endpoint is the issuer (without a trailing '/') followed by its path. */
+json_t *gw_oidc_discovery_build(const char *issuer);
+
+/* Renders the discovery document and the JWK Set of `keys` (NULL: an empty
+ * set) once, for the handlers. Call before gw_oidc_register; the texts live
+ * until gw_oidc_free. */
+void gw_oidc_init(const char *issuer, const kr_jwt_keyset *keys);
+
+/* Frees what gw_oidc_init made. */
+void gw_oidc_free(void);
+
+/* Registers /.well-known/openid-configuration, /.well-known/jwks.json and
+ * the /oidc/ pages on `hostconf`. */
+void gw_oidc_register(h2o_hostconf_t *hostconf);
+
+#endif

@@ -1,0 +1,533 @@
+/* OAuth 2.0 / OpenID Connect protocol rules with no I/O (see oidc.h). */
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "oidc.h"
+
+const char *gw_oidc_strerror(int err)
+{
+    switch (err) {
+    case GW_OIDC_OK:
+        return "ok";
+    case GW_OIDC_EMALFORMED:
+        return "malformed";
+    case GW_OIDC_EDUPLICATE:
+        return "parameter given more than once";
+    case GW_OIDC_ETOOBIG:
+        return "too long";
+    case GW_OIDC_ETOOMANY:
+        return "too many parameters";
+    case GW_OIDC_EENCODING:
+        return "not UTF-8 text";
+    case GW_OIDC_ESCHEME:
+        return "redirect URI must use https (http only on a loopback address)";
+    case GW_OIDC_EFRAGMENT:
+        return "redirect URI must not have a fragment";
+    case GW_OIDC_EMISMATCH:
+        return "does not match";
+    default:
+        return "unknown error";
+    }
+}
+
+/* ------------------------------------------------------------- encodings */
+
+static const char b64url_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static int b64url_value(char c)
+{
+    const char *p = c != '\0' ? strchr(b64url_alphabet, c) : NULL;
+    return p != NULL ? (int)(p - b64url_alphabet) : -1;
+}
+
+/* Base64url without padding (RFC 4648 section 5); `out` holds 4*ceil(n/3). */
+static size_t b64url_encode(const unsigned char *in, size_t n, char *out)
+{
+    size_t o = 0, i = 0;
+    for (; i + 3 <= n; i += 3) {
+        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
+        out[o++] = b64url_alphabet[v >> 18 & 63];
+        out[o++] = b64url_alphabet[v >> 12 & 63];
+        out[o++] = b64url_alphabet[v >> 6 & 63];
+        out[o++] = b64url_alphabet[v & 63];
+    }
+    if (n - i == 1) {
+        unsigned v = (unsigned)in[i] << 16;
+        out[o++] = b64url_alphabet[v >> 18 & 63];
+        out[o++] = b64url_alphabet[v >> 12 & 63];
+    } else if (n - i == 2) {
+        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8;
+        out[o++] = b64url_alphabet[v >> 18 & 63];
+        out[o++] = b64url_alphabet[v >> 12 & 63];
+        out[o++] = b64url_alphabet[v >> 6 & 63];
+    }
+    return o;
+}
+
+static int b64std_value(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+/* Canonical standard base64 with padding (RFC 4648 section 4): a length that
+ * is a multiple of four, '=' only at the end, no stray bits. `out` holds
+ * len/4*3 bytes. Returns the decoded length, or -1. */
+static ssize_t b64std_decode(const char *in, size_t len, unsigned char *out)
+{
+    if (len == 0 || len % 4 != 0)
+        return -1;
+    size_t pad = in[len - 1] == '=' ? (in[len - 2] == '=' ? 2 : 1) : 0;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 4) {
+        int v[4];
+        for (size_t k = 0; k < 4; k++) {
+            bool padding = i + 4 == len && k >= 4 - pad;
+            v[k] = padding ? 0 : b64std_value(in[i + k]);
+            if (v[k] < 0)
+                return -1;
+        }
+        unsigned w = (unsigned)v[0] << 18 | (unsigned)v[1] << 12 | (unsigned)v[2] << 6 | (unsigned)v[3];
+        out[o++] = (unsigned char)(w >> 16);
+        if (i + 4 < len || pad < 2)
+            out[o++] = (unsigned char)(w >> 8);
+        if (i + 4 < len || pad < 1)
+            out[o++] = (unsigned char)w;
+        if (i + 4 == len && ((pad == 1 && (v[2] & 3) != 0) || (pad == 2 && (v[1] & 15) != 0)))
+            return -1; /* bits beyond the data: not the canonical encoding */
+    }
+    return (ssize_t)o;
+}
+
+static int unhex(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Whether s[0..len) is well-formed UTF-8 (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF). */
+static bool utf8_valid(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = s[i];
+        size_t n;
+        unsigned cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if (c >= 0xc2 && c <= 0xdf) {
+            n = 1;
+            cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 2;
+            cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (len - i <= n)
+            return false;
+        for (size_t k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return false;
+            cp = cp << 6 | (s[i + k] & 0x3f);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += n + 1;
+    }
+    return true;
+}
+
+/* Decodes form-urlencoded text into a NUL-terminated string from `pool`. */
+static int form_decode(h2o_mem_pool_t *pool, const char *s, size_t len, char **out)
+{
+    char *d = h2o_mem_alloc_pool(pool, len + 1);
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '+') {
+            d[o++] = ' ';
+        } else if (s[i] == '%') {
+            int hi = i + 2 < len ? unhex(s[i + 1]) : -1;
+            int lo = i + 2 < len ? unhex(s[i + 2]) : -1;
+            if (hi < 0 || lo < 0)
+                return GW_OIDC_EMALFORMED;
+            d[o++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else {
+            d[o++] = s[i];
+        }
+    }
+    d[o] = '\0';
+    if (memchr(d, '\0', o) != NULL || !utf8_valid((const unsigned char *)d, o))
+        return GW_OIDC_EENCODING;
+    *out = d;
+    return GW_OIDC_OK;
+}
+
+/* ------------------------------------------------------------------ PKCE */
+
+static bool pkce_unreserved(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
+           c == '~';
+}
+
+bool gw_oidc_pkce_challenge_valid(const char *challenge, size_t len)
+{
+    if (challenge == NULL || len != GW_OIDC_PKCE_CHALLENGE_LEN)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (b64url_value(challenge[i]) < 0)
+            return false;
+    /* 43 characters carry 258 bits for 256: the last two must be zero. */
+    return (b64url_value(challenge[len - 1]) & 3) == 0;
+}
+
+int gw_oidc_pkce_verify(const char *verifier, size_t verifier_len, const char *challenge, size_t challenge_len)
+{
+    if (verifier == NULL || verifier_len < GW_OIDC_PKCE_VERIFIER_MIN || verifier_len > GW_OIDC_PKCE_VERIFIER_MAX)
+        return GW_OIDC_EMALFORMED;
+    for (size_t i = 0; i < verifier_len; i++)
+        if (!pkce_unreserved(verifier[i]))
+            return GW_OIDC_EMALFORMED;
+    if (!gw_oidc_pkce_challenge_valid(challenge, challenge_len))
+        return GW_OIDC_EMALFORMED;
+    unsigned char digest[32];
+    unsigned int dlen = 0;
+    if (EVP_Digest(verifier, verifier_len, digest, &dlen, EVP_sha256(), NULL) != 1 || dlen != sizeof(digest))
+        return GW_OIDC_EMALFORMED;
+    char computed[GW_OIDC_PKCE_CHALLENGE_LEN + 1];
+    size_t n = b64url_encode(digest, sizeof(digest), computed);
+    if (n != GW_OIDC_PKCE_CHALLENGE_LEN || CRYPTO_memcmp(computed, challenge, GW_OIDC_PKCE_CHALLENGE_LEN) != 0)
+        return GW_OIDC_EMISMATCH;
+    return GW_OIDC_OK;
+}
+
+/* ---------------------------------------------------------- redirect URIs */
+
+/* Characters RFC 3986 allows in a URI outside the host's brackets, apart
+ * from '%' (checked with its two hex digits) and '#' (refused earlier). */
+static bool uri_char(char c)
+{
+    return pkce_unreserved(c) || (c != '\0' && strchr(":/?@!$&'()*+,;=", c) != NULL);
+}
+
+/* Splits a URI that passed the character checks. Sets the scheme length, the
+ * host's span (with brackets for IPv6), and where the port ends (the start of
+ * the path, query or the end). Returns 0 or an error. */
+typedef struct {
+    size_t scheme_len;
+    size_t host_at, host_len;
+    size_t authority_end;
+} uri_parts;
+
+static int uri_split(const char *uri, size_t len, uri_parts *p)
+{
+    size_t i = 0;
+    if (len == 0 || !(uri[0] >= 'a' && uri[0] <= 'z'))
+        return GW_OIDC_EMALFORMED;
+    while (i < len && ((uri[i] >= 'a' && uri[i] <= 'z') || (uri[i] >= '0' && uri[i] <= '9') || uri[i] == '+' || uri[i] == '-' ||
+                       uri[i] == '.'))
+        i++;
+    if (len - i < 3 || memcmp(uri + i, "://", 3) != 0)
+        return GW_OIDC_EMALFORMED;
+    p->scheme_len = i;
+    p->host_at = i + 3;
+    size_t end = p->host_at;
+    while (end < len && uri[end] != '/' && uri[end] != '?')
+        end++;
+    p->authority_end = end;
+    const char *a = uri + p->host_at;
+    size_t alen = end - p->host_at;
+    if (alen == 0 || memchr(a, '@', alen) != NULL)
+        return GW_OIDC_EMALFORMED;
+    size_t hlen;
+    if (a[0] == '[') {
+        const char *close = memchr(a, ']', alen);
+        if (close == NULL || close == a + 1)
+            return GW_OIDC_EMALFORMED;
+        hlen = (size_t)(close - a) + 1;
+        for (size_t k = 1; k + 1 < hlen; k++)
+            if (!((a[k] >= '0' && a[k] <= '9') || (a[k] >= 'a' && a[k] <= 'f') || a[k] == ':' || a[k] == '.'))
+                return GW_OIDC_EMALFORMED;
+    } else {
+        const char *colon = memchr(a, ':', alen);
+        hlen = colon != NULL ? (size_t)(colon - a) : alen;
+        if (hlen == 0)
+            return GW_OIDC_EMALFORMED;
+        for (size_t k = 0; k < hlen; k++)
+            if (!((a[k] >= 'a' && a[k] <= 'z') || (a[k] >= '0' && a[k] <= '9') || a[k] == '-' || a[k] == '.'))
+                return GW_OIDC_EMALFORMED; /* upper case too: hosts are compared byte for byte */
+    }
+    p->host_len = hlen;
+    if (hlen < alen) {
+        /* ":port", 1..65535, digits only */
+        if (a[hlen] != ':' || alen - hlen < 2 || alen - hlen > 6)
+            return GW_OIDC_EMALFORMED;
+        long port = 0;
+        for (size_t k = hlen + 1; k < alen; k++) {
+            if (a[k] < '0' || a[k] > '9')
+                return GW_OIDC_EMALFORMED;
+            port = port * 10 + (a[k] - '0');
+        }
+        if (port < 1 || port > 65535)
+            return GW_OIDC_EMALFORMED;
+    }
+    for (size_t k = end; k < len; k++)
+        if (uri[k] == '[' || uri[k] == ']')
+            return GW_OIDC_EMALFORMED;
+    return GW_OIDC_OK;
+}
+
+static bool span_is(const char *s, size_t len, const char *lit)
+{
+    return strlen(lit) == len && memcmp(s, lit, len) == 0;
+}
+
+int gw_oidc_redirect_uri_check(const char *uri, size_t len)
+{
+    if (uri == NULL || len == 0)
+        return GW_OIDC_EMALFORMED;
+    if (len > GW_OIDC_REDIRECT_URI_MAX)
+        return GW_OIDC_ETOOBIG;
+    if (memchr(uri, '#', len) != NULL)
+        return GW_OIDC_EFRAGMENT;
+    for (size_t i = 0; i < len; i++) {
+        if (uri[i] == '%') {
+            if (i + 2 >= len || unhex(uri[i + 1]) < 0 || unhex(uri[i + 2]) < 0)
+                return GW_OIDC_EMALFORMED;
+        } else if (!uri_char(uri[i]) && uri[i] != '[' && uri[i] != ']') {
+            return GW_OIDC_EMALFORMED;
+        }
+    }
+    uri_parts p;
+    int rv = uri_split(uri, len, &p);
+    if (rv != GW_OIDC_OK)
+        return rv;
+    if (span_is(uri, p.scheme_len, "https"))
+        return GW_OIDC_OK;
+    if (!span_is(uri, p.scheme_len, "http"))
+        return GW_OIDC_ESCHEME;
+    const char *host = uri + p.host_at;
+    if (span_is(host, p.host_len, "127.0.0.1") || span_is(host, p.host_len, "[::1]") || span_is(host, p.host_len, "localhost"))
+        return GW_OIDC_OK;
+    return GW_OIDC_ESCHEME;
+}
+
+/* For an http URI on a loopback IP literal: the length of "http://host" and
+ * where the part after the port starts. False for every other URI. */
+static bool loopback_ip_split(const char *uri, size_t len, size_t *head, size_t *rest)
+{
+    uri_parts p;
+    if (uri_split(uri, len, &p) != GW_OIDC_OK || !span_is(uri, p.scheme_len, "http"))
+        return false;
+    const char *host = uri + p.host_at;
+    if (!span_is(host, p.host_len, "127.0.0.1") && !span_is(host, p.host_len, "[::1]"))
+        return false;
+    *head = p.host_at + p.host_len;
+    *rest = p.authority_end;
+    return true;
+}
+
+int gw_oidc_redirect_uri_match(const char *requested, size_t len, const char *const *registered, size_t nregistered)
+{
+    if (gw_oidc_redirect_uri_check(requested, len) != GW_OIDC_OK)
+        return -1;
+    for (size_t i = 0; i < nregistered; i++)
+        if (registered[i] != NULL && strlen(registered[i]) == len && memcmp(registered[i], requested, len) == 0)
+            return (int)i;
+    /* RFC 8252 section 7.3: a native app listens on whatever port it got. */
+    size_t rhead, rrest;
+    if (!loopback_ip_split(requested, len, &rhead, &rrest))
+        return -1;
+    for (size_t i = 0; i < nregistered; i++) {
+        if (registered[i] == NULL)
+            continue;
+        size_t glen = strlen(registered[i]), ghead, grest;
+        if (!loopback_ip_split(registered[i], glen, &ghead, &grest))
+            continue;
+        if (ghead == rhead && memcmp(registered[i], requested, ghead) == 0 && glen - grest == len - rrest &&
+            memcmp(registered[i] + grest, requested + rrest, len - rrest) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+/* Appends `s` percent-encoded: only unreserved characters stay. */
+static size_t percent_encode(char *out, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (pkce_unreserved((char)*p)) {
+            out[o++] = (char)*p;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[*p >> 4];
+            out[o++] = hex[*p & 15];
+        }
+    }
+    return o;
+}
+
+h2o_iovec_t gw_oidc_redirect_build(h2o_mem_pool_t *pool, const char *redirect_uri, const gw_oidc_param *params, size_t n)
+{
+    size_t ulen = strlen(redirect_uri), cap = ulen + 1;
+    for (size_t i = 0; i < n; i++)
+        if (params[i].value != NULL)
+            cap += 2 + 3 * (strlen(params[i].name) + strlen(params[i].value));
+    char *out = h2o_mem_alloc_pool(pool, cap);
+    memcpy(out, redirect_uri, ulen);
+    size_t o = ulen;
+    const char *q = memchr(redirect_uri, '?', ulen);
+    /* The first separator: none after a bare '?' or a trailing '&'. */
+    char sep = q == NULL ? '?' : (ulen > 0 && (redirect_uri[ulen - 1] == '?' || redirect_uri[ulen - 1] == '&')) ? '\0' : '&';
+    for (size_t i = 0; i < n; i++) {
+        if (params[i].value == NULL)
+            continue;
+        if (sep != '\0')
+            out[o++] = sep;
+        sep = '&';
+        o += percent_encode(out + o, params[i].name);
+        out[o++] = '=';
+        o += percent_encode(out + o, params[i].value);
+    }
+    out[o] = '\0';
+    return h2o_iovec_init(out, o);
+}
+
+h2o_iovec_t gw_oidc_redirect_code(h2o_mem_pool_t *pool, const char *redirect_uri, const char *code, const char *state,
+                                  const char *issuer)
+{
+    gw_oidc_param p[] = {{"code", code}, {"state", state}, {"iss", issuer}};
+    return gw_oidc_redirect_build(pool, redirect_uri, p, sizeof(p) / sizeof(p[0]));
+}
+
+h2o_iovec_t gw_oidc_redirect_error(h2o_mem_pool_t *pool, const char *redirect_uri, const char *error, const char *description,
+                                   const char *state, const char *issuer)
+{
+    gw_oidc_param p[] = {{"error", error}, {"error_description", description}, {"state", state}, {"iss", issuer}};
+    return gw_oidc_redirect_build(pool, redirect_uri, p, sizeof(p) / sizeof(p[0]));
+}
+
+/* ------------------------------------------------------------ parameters */
+
+static bool listed(const char *const *names, const char *name)
+{
+    for (size_t i = 0; names != NULL && names[i] != NULL; i++)
+        if (strcmp(names[i], name) == 0)
+            return true;
+    return false;
+}
+
+int gw_oidc_form_parse(h2o_mem_pool_t *pool, const char *text, size_t len, const char *const *repeatable, gw_oidc_form *out,
+                       const char **bad)
+{
+    out->n = 0;
+    if (bad != NULL)
+        *bad = NULL;
+    if (len > GW_OIDC_FORM_MAX_BYTES)
+        return GW_OIDC_ETOOBIG;
+    size_t i = 0;
+    while (i < len) {
+        const char *pair = text + i;
+        const char *amp = memchr(pair, '&', len - i);
+        size_t plen = amp != NULL ? (size_t)(amp - pair) : len - i;
+        i += plen + 1;
+        if (plen == 0)
+            continue;
+        const char *eq = memchr(pair, '=', plen);
+        size_t nlen = eq != NULL ? (size_t)(eq - pair) : plen;
+        char *name, *value;
+        int rv = form_decode(pool, pair, nlen, &name);
+        if (rv != GW_OIDC_OK)
+            return rv;
+        if (name[0] == '\0')
+            return GW_OIDC_EMALFORMED;
+        if (bad != NULL)
+            *bad = name;
+        rv = eq != NULL ? form_decode(pool, eq + 1, plen - nlen - 1, &value) : form_decode(pool, "", 0, &value);
+        if (rv != GW_OIDC_OK)
+            return rv;
+        if (value[0] == '\0') { /* RFC 6749 section 3.1: as if omitted */
+            if (bad != NULL)
+                *bad = NULL;
+            continue;
+        }
+        if (gw_oidc_form_get(out, name) != NULL && !listed(repeatable, name))
+            return GW_OIDC_EDUPLICATE;
+        if (out->n == GW_OIDC_FORM_MAX_PARAMS)
+            return GW_OIDC_ETOOMANY;
+        out->params[out->n].name = name;
+        out->params[out->n].value = value;
+        out->n++;
+        if (bad != NULL)
+            *bad = NULL;
+    }
+    return GW_OIDC_OK;
+}
+
+const char *gw_oidc_form_get(const gw_oidc_form *form, const char *name)
+{
+    for (size_t i = 0; i < form->n; i++)
+        if (strcmp(form->params[i].name, name) == 0)
+            return form->params[i].value;
+    return NULL;
+}
+
+/* ------------------------------------------------------ client credentials */
+
+int gw_oidc_client_basic(h2o_mem_pool_t *pool, const char *header, size_t len, const char **client_id, const char **secret)
+{
+    *client_id = *secret = NULL;
+    if (len > GW_OIDC_BASIC_MAX)
+        return GW_OIDC_ETOOBIG;
+    if (len < 6 || !h2o_lcstris(header, 5, H2O_STRLIT("basic")) || header[5] != ' ')
+        return GW_OIDC_EMALFORMED;
+    size_t at = 5;
+    while (at < len && header[at] == ' ')
+        at++;
+    size_t end = len;
+    while (end > at && (header[end - 1] == ' ' || header[end - 1] == '\t'))
+        end--;
+    unsigned char *raw = h2o_mem_alloc_pool(pool, (end - at) / 4 * 3 + 1);
+    ssize_t n = b64std_decode(header + at, end - at, raw);
+    if (n < 0)
+        return GW_OIDC_EMALFORMED;
+    const unsigned char *colon = memchr(raw, ':', (size_t)n);
+    if (colon == NULL)
+        return GW_OIDC_EMALFORMED;
+    char *id, *pw;
+    size_t idlen = (size_t)(colon - raw);
+    int rv = form_decode(pool, (const char *)raw, idlen, &id);
+    if (rv == GW_OIDC_OK)
+        rv = form_decode(pool, (const char *)colon + 1, (size_t)n - idlen - 1, &pw);
+    if (rv != GW_OIDC_OK)
+        return rv;
+    if (id[0] == '\0')
+        return GW_OIDC_EMALFORMED;
+    *client_id = id;
+    *secret = pw;
+    return GW_OIDC_OK;
+}
