@@ -60,8 +60,7 @@ static bool set_param(json_t *obj, const char *key, const char *value)
 {
     const char *dot = strchr(key, '.');
     size_t keylen = strlen(key);
-    if (keylen == 0 || keylen > 128 ||
-        (dot != NULL && (dot == key || dot[1] == '\0' || strchr(dot + 1, '.') != NULL)))
+    if (keylen == 0 || keylen > 128 || (dot != NULL && (dot == key || dot[1] == '\0' || strchr(dot + 1, '.') != NULL)))
         return false;
     json_t *v = json_string(value); /* NULL when the value is not UTF-8 */
     if (v == NULL)

@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 
 #include "oidc.h"
+#include "kr_url.h"
 
 const char *gw_oidc_strerror(int err)
 {
@@ -110,17 +111,6 @@ static ssize_t b64std_decode(const char *in, size_t len, unsigned char *out)
     return (ssize_t)o;
 }
 
-static int unhex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Whether s[0..len) is well-formed UTF-8 (RFC 3629: no overlong forms, no
  * surrogates, nothing above U+10FFFF). */
 static bool utf8_valid(const unsigned char *s, size_t len)
@@ -163,23 +153,10 @@ static bool utf8_valid(const unsigned char *s, size_t len)
 static int form_decode(h2o_mem_pool_t *pool, const char *s, size_t len, char **out)
 {
     char *d = h2o_mem_alloc_pool(pool, len + 1);
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '+') {
-            d[o++] = ' ';
-        } else if (s[i] == '%') {
-            int hi = i + 2 < len ? unhex(s[i + 1]) : -1;
-            int lo = i + 2 < len ? unhex(s[i + 2]) : -1;
-            if (hi < 0 || lo < 0)
-                return GW_OIDC_EMALFORMED;
-            d[o++] = (char)(hi << 4 | lo);
-            i += 2;
-        } else {
-            d[o++] = s[i];
-        }
-    }
-    d[o] = '\0';
-    if (memchr(d, '\0', o) != NULL || !utf8_valid((const unsigned char *)d, o))
+    long n = kr_url_decode(s, len, d, len + 1, KR_URL_FORM);
+    if (n < 0) /* an escaped NUL is an encoding error, anything else malformed */
+        return memmem(s, len, "%00", 3) != NULL ? GW_OIDC_EENCODING : GW_OIDC_EMALFORMED;
+    if (!utf8_valid((const unsigned char *)d, (size_t)n))
         return GW_OIDC_EENCODING;
     *out = d;
     return GW_OIDC_OK;
@@ -315,7 +292,7 @@ int gw_oidc_redirect_uri_check(const char *uri, size_t len)
         return GW_OIDC_EFRAGMENT;
     for (size_t i = 0; i < len; i++) {
         if (uri[i] == '%') {
-            if (i + 2 >= len || unhex(uri[i + 1]) < 0 || unhex(uri[i + 2]) < 0)
+            if (i + 2 >= len || kr_url_hex_digit(uri[i + 1]) < 0 || kr_url_hex_digit(uri[i + 2]) < 0)
                 return GW_OIDC_EMALFORMED;
         } else if (!uri_char(uri[i]) && uri[i] != '[' && uri[i] != ']') {
             return GW_OIDC_EMALFORMED;

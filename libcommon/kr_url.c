@@ -1,6 +1,6 @@
 #include "kr_url.h"
 
-static int hex_value(char c)
+int kr_url_hex_digit(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -19,7 +19,7 @@ long kr_url_decode(const char *src, size_t len, char *dst, size_t cap, unsigned 
         if (c == '%') {
             if (len - i < 3)
                 return -1;
-            int hi = hex_value(src[i + 1]), lo = hex_value(src[i + 2]);
+            int hi = kr_url_hex_digit(src[i + 1]), lo = kr_url_hex_digit(src[i + 2]);
             if (hi < 0 || lo < 0)
                 return -1;
             c = (char)(hi << 4 | lo);

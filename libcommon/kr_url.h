@@ -20,4 +20,7 @@ enum {
  * room. Never reads outside src[0..len). */
 long kr_url_decode(const char *src, size_t len, char *dst, size_t cap, unsigned flags) __attribute__((warn_unused_result));
 
+/* The value of one hexadecimal digit (either case), or -1. */
+int kr_url_hex_digit(char c);
+
 #endif
