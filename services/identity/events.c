@@ -94,8 +94,8 @@ char *ident_event_json(const ident_event *e, int64_t at_ms)
     size_t n = strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(at + n, sizeof(at) - n, ".%03dZ", (int)(at_ms % 1000));
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "type", e->type, "school_id", e->school_id, "group_id",
-                          e->group_id ? e->group_id : "", "user_id", e->user_id ? e->user_id : "", "role",
-                          e->role ? e->role : "", "at", at);
+                          e->group_id ? e->group_id : "", "user_id", e->user_id ? e->user_id : "", "role", e->role ? e->role : "",
+                          "at", at);
     if (o == NULL)
         return NULL;
     char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);

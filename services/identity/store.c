@@ -23,7 +23,7 @@
 /* A membership counts today when today lies within its validity. */
 #define VALID_TODAY(m)                                                                                                             \
     "(" m ".valid_from IS NULL OR " m ".valid_from <= current_date) AND (" m ".valid_to IS NULL OR " m ".valid_to >= "             \
-                                                                                                       "current_date)"
+    "current_date)"
 
 static char *col(kr_rpc_ctx *ctx, const PGresult *r, int row, int c)
 {
