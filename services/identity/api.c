@@ -159,8 +159,8 @@ static int list_schools(kr_rpc_ctx *ctx, const Kreide__Identity__ListSchoolsRequ
 {
     if (!ident_may_list_schools(ctx->caller))
         return forbidden(ctx, "only operators may list all schools");
-    unsigned limit;
-    const char *cursor;
+    unsigned limit = 0;
+    const char *cursor = "";
     if (page_args(ctx, in->page, &limit, &cursor) != 0)
         return -1;
     if (ident_text_length(in->name_prefix) < 0 || strlen(in->name_prefix) > 200)
@@ -355,8 +355,8 @@ static int list_groups(kr_rpc_ctx *ctx, const Kreide__Identity__ListGroupsReques
         return -1;
     if (!ident_may_read_school(ctx->caller, &school))
         return forbidden(ctx, "only the school's teachers, staff and admins may list its groups");
-    unsigned limit;
-    const char *cursor;
+    unsigned limit = 0;
+    const char *cursor = "";
     if (page_args(ctx, in->page, &limit, &cursor) != 0)
         return -1;
     if (!ident_school_year_valid(in->school_year))
@@ -460,8 +460,8 @@ static int list_members(kr_rpc_ctx *ctx, const Kreide__Identity__ListMembersRequ
         return -1;
     if (!ident_may_read_school(ctx->caller, &school))
         return forbidden(ctx, "only the school's teachers, staff and admins may list a group's members");
-    unsigned limit;
-    const char *cursor;
+    unsigned limit = 0;
+    const char *cursor = "";
     if (page_args(ctx, in->page, &limit, &cursor) != 0)
         return -1;
     bool more = false;
@@ -504,8 +504,8 @@ static int search_directory(kr_rpc_ctx *ctx, const Kreide__Identity__SearchDirec
     ident_directory_scope scope = ident_directory_scope_for(ctx->caller, &school);
     if (!ident_directory_scope_any(scope))
         return forbidden(ctx, "the caller has no place in this school's directory");
-    unsigned limit;
-    const char *cursor;
+    unsigned limit = 0;
+    const char *cursor = "";
     if (page_args(ctx, in->page, &limit, &cursor) != 0)
         return -1;
     if (ident_text_length(in->q) < 0 || strlen(in->q) > 200)

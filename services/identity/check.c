@@ -78,7 +78,7 @@ static const char *const schulconnex_defaults[] = {NULL, "Lern", "Lehr", "SorgBe
 static const char *const group_kinds[] = {NULL, "class", "course", "club", "staff", "parents"};
 static const char *const member_roles[] = {NULL, "member", "leader"};
 
-#define NAME_OF(table, v) ((unsigned)(v) < sizeof(table) / sizeof(table[0]) ? table[(unsigned)(v)] : NULL)
+#define NAME_OF(table, v) ((unsigned)(v) < sizeof(table) / sizeof((table)[0]) ? (table)[(unsigned)(v)] : NULL)
 
 static int value_of(const char *const *table, size_t n, const char *name)
 {

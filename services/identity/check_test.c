@@ -87,11 +87,7 @@ static void stored_names_round_trip(void **state)
 
 static void event_json(void **state)
 {
-    ident_event e = {.type = "membership.added",
-                     .school_id = "s",
-                     .group_id = "g",
-                     .user_id = "u\"x",
-                     .role = "member"};
+    ident_event e = {.type = "membership.added", .school_id = "s", .group_id = "g", .user_id = "u\"x", .role = "member"};
     char *s = ident_event_json(&e, 1790000000123LL);
     assert_string_equal(s, "{\"at\":\"2026-09-21T14:13:20.123Z\",\"group_id\":\"g\",\"role\":\"member\",\"school_id\":\"s\","
                            "\"type\":\"membership.added\",\"user_id\":\"u\\\"x\"}");
@@ -123,8 +119,12 @@ static void events_off_without_a_url(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(usernames),        cmocka_unit_test(school_years),           cmocka_unit_test(dates),
-        cmocka_unit_test(text_lengths),     cmocka_unit_test(stored_names_round_trip), cmocka_unit_test(event_json),
+        cmocka_unit_test(usernames),
+        cmocka_unit_test(school_years),
+        cmocka_unit_test(dates),
+        cmocka_unit_test(text_lengths),
+        cmocka_unit_test(stored_names_round_trip),
+        cmocka_unit_test(event_json),
         cmocka_unit_test(events_off_without_a_url),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -70,8 +70,8 @@ static void operators_may_do_everything(void **state)
 static void anonymous_callers_hold_no_rights_whatever_they_list(void **state)
 {
     fake_caller f;
-    Kreide__Caller *c = make(&f, KREIDE__CALLER__KIND__ANONYMOUS, ROLES("operator", "carrier_admin:" CARRIER_A),
-                             ROLES("school_admin"));
+    Kreide__Caller *c =
+        make(&f, KREIDE__CALLER__KIND__ANONYMOUS, ROLES("operator", "carrier_admin:" CARRIER_A), ROLES("school_admin"));
     assert_false(ident_is_operator(c));
     assert_false(ident_is_carrier_admin(c, CARRIER_A));
     assert_int_equal(ident_caller_roles_at(c, SCHOOL_A), 0);
