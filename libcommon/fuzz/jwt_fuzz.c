@@ -28,9 +28,7 @@ static void setup(void)
         abort();
     free(pem);
     cache = kr_jwt_cache_new(64);
-    kr_jwt_claims c = {.iss = "https://kreide.example",
-                       .sub = "0190b3c4-7d2e-7a11-9f00-0123456789ab",
-                       .aud = "kreide",
+    kr_jwt_claims c = {.iss = "https://kreide.example", .sub = "0190b3c4-7d2e-7a11-9f00-0123456789ab", .aud = "kreide",
                        .exp = (int64_t)time(NULL) + 3600};
     if (kr_jwt_sign(keys, &c, &valid) != 0)
         abort();
