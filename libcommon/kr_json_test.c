@@ -159,7 +159,8 @@ static void defaults_are_emitted_and_unset_messages_omitted(void **state)
 
     Kreide__Identity__School school = KREIDE__IDENTITY__SCHOOL__INIT;
     char *t = encode(&school);
-    assert_string_equal(t, "{\"id\":\"\",\"name\":\"\",\"kennung\":\"\",\"kind\":\"SCHOOL_KIND_UNSPECIFIED\",\"created_at\":\"\"}");
+    assert_string_equal(t, "{\"id\":\"\",\"name\":\"\",\"kennung\":\"\",\"kind\":\"SCHOOL_KIND_UNSPECIFIED\",\"created_at\":\"\","
+                           "\"carrier_id\":\"\"}");
     free(t);
 }
 

@@ -46,7 +46,7 @@ static void ref_points_into_components(void **state)
                   " \"id\": {\"type\": \"string\"}, \"name\": {\"type\": \"string\"}, \"kennung\": {\"type\": \"string\"},"
                   " \"kind\": {\"type\": \"string\", \"title\": \"kreide.identity.SchoolKind\","
                   "          \"enum\": [\"SCHOOL_KIND_UNSPECIFIED\", \"SCHOOL\", \"KITA\", \"COMMUNITY\"]},"
-                  " \"created_at\": {\"type\": \"string\"}}}");
+                  " \"created_at\": {\"type\": \"string\"}, \"carrier_id\": {\"type\": \"string\"}}}");
     json_decref(ref);
     json_decref(schemas);
 }

@@ -14,6 +14,7 @@
 #include "kr_log.h"
 #include "kr_migrate.h"
 #include "kr_pg.h"
+#include "kr_redis.h"
 
 #define VERSION "0.1.0"
 #define DRAIN_LIMIT_S 20
@@ -23,6 +24,7 @@ typedef struct {
     const char *internal_keys;
     const char *listen;
     const char *migrations_dir;
+    const char *redis_url; /* NULL: roster events are not published */
     int workers;
     bool migrate_on_start;
 } settings;
@@ -40,6 +42,7 @@ static int read_settings(settings *s, kr_config *cfg, bool migrate_only)
     s->internal_keys = kr_config_str(cfg, "KREIDE_INTERNAL_KEYS", NULL, (migrate_only ? 0 : KR_CFG_REQUIRED) | KR_CFG_SECRET);
     s->listen = kr_config_str(cfg, "KREIDE_IDENTITY_LISTEN", "tcp://127.0.0.1:7101", 0);
     s->migrations_dir = kr_config_str(cfg, "KREIDE_MIGRATIONS_DIR", "/usr/share/kreide/migrations/identity", 0);
+    s->redis_url = kr_config_str(cfg, "KREIDE_REDIS_URL", NULL, KR_CFG_SECRET);
     s->workers = (int)kr_config_int(cfg, "KREIDE_WORKERS", 4, 1, 256);
     s->migrate_on_start = kr_config_bool(cfg, "KREIDE_MIGRATE_ON_START", true);
     return kr_config_check(cfg, "kreide-identity") == 0 ? 0 : -1;
@@ -77,6 +80,19 @@ static int serve(const settings *s)
         kr_keyring_free(keys);
         return 1;
     }
+    if (s->redis_url != NULL && s->redis_url[0] != '\0') {
+        kr_redis_target target;
+        if (kr_redis_url_parse(s->redis_url, &target, err, sizeof(err)) != 0) {
+            fprintf(stderr, "kreide-identity: KREIDE_REDIS_URL: %s\n", err);
+            kr_keyring_free(keys);
+            return 1;
+        }
+    }
+    ident_app app = {.events = ident_events_new(s->redis_url, IDENT_EVENTS_CHANNEL)};
+    if (ident_events_enabled(app.events))
+        kr_log(KR_LOG_INFO, "roster events on", "channel", IDENT_EVENTS_CHANNEL, NULL);
+    else
+        kr_log(KR_LOG_WARN, "roster events off: KREIDE_REDIS_URL is not set", NULL);
     kr_rpc_server_opts opts = {
         .service = &kreide__identity__identity__descriptor,
         .methods = ident_methods,
@@ -85,11 +101,13 @@ static int serve(const settings *s)
         .workers = s->workers,
         .database_url = s->database_url,
         .keys = keys,
+        .app = &app,
         .version = VERSION,
     };
     kr_rpc_server *srv;
     if (kr_rpc_server_start(&opts, &srv, err, sizeof(err)) != 0) {
         kr_log(KR_LOG_ERROR, "cannot start", "error", err, NULL);
+        ident_events_free(app.events);
         kr_keyring_free(keys);
         return 1;
     }
@@ -100,6 +118,7 @@ static int serve(const settings *s)
      * (see kr_rpc_server_drain): a drain that takes too long ends by SIGALRM. */
     alarm(DRAIN_LIMIT_S);
     kr_rpc_server_drain(srv);
+    ident_events_free(app.events);
     kr_keyring_free(keys);
     kr_log(KR_LOG_INFO, "stopped", NULL);
     return 0;

@@ -99,6 +99,8 @@ export async function startSuite({ gateways = 1, name = 'suite', env: extraEnv =
     KREIDE_IDENTITY_LISTEN: identityUrl,
     KREIDE_MIGRATIONS_DIR: path.join(root, 'services/identity/migrations'),
     KREIDE_WORKERS: '4',
+    // Roster events go to the runner's Redis when it gives one.
+    ...(process.env.KREIDE_TEST_REDIS_URL && !('KREIDE_REDIS_URL' in extraEnv) ? { KREIDE_REDIS_URL: process.env.KREIDE_TEST_REDIS_URL } : {}),
   };
   const identity = new Daemon('identity', path.join(bin, 'kreide-identity'), [], identityEnv,
     path.join(outDir, `${name}-identity.log`)).start();
@@ -126,6 +128,7 @@ export async function startSuite({ gateways = 1, name = 'suite', env: extraEnv =
 
   const suite = {
     url, identity, gateways: gws, dir, dbUrl, internalKeys, identityUrl, keysDir,
+    redisUrl: identityEnv.KREIDE_REDIS_URL,
     // A bearer token signed with this suite's key, as `kreidectl token` makes it.
     token({ roles = [], sub, schools = [], ttl } = {}) {
       const args = ['token', '--keys', keysDir];
@@ -172,4 +175,66 @@ export async function api(url, { method = 'GET', token, body, headers = {}, raw 
   let json;
   try { json = JSON.parse(text); } catch { json = undefined; }
   return { status: res.status, headers: res.headers, json, text };
+}
+
+// Subscribes to a Redis pub/sub channel with a minimal RESP client (no npm
+// package needed). `messages` collects the payloads; `ready` resolves once
+// Redis confirmed the subscription.
+export function subscribe(redisUrl, channel) {
+  const u = new URL(redisUrl);
+  const sock = net.connect(Number(u.port || 6379), u.hostname);
+  const messages = [];
+  let buf = Buffer.alloc(0);
+  let confirm;
+  const ready = new Promise((resolve, reject) => {
+    confirm = resolve;
+    sock.once('error', reject);
+  });
+  // Parses one RESP value at `i`; returns [value, next] or null when incomplete.
+  const parse = (i) => {
+    const nl = buf.indexOf('\r\n', i);
+    if (nl < 0) return null;
+    const line = buf.toString('utf8', i + 1, nl);
+    switch (String.fromCharCode(buf[i])) {
+      case '+': case '-': return [line, nl + 2];
+      case ':': return [Number(line), nl + 2];
+      case '$': {
+        const n = Number(line);
+        if (n < 0) return [null, nl + 2];
+        if (buf.length < nl + 2 + n + 2) return null;
+        return [buf.toString('utf8', nl + 2, nl + 2 + n), nl + 2 + n + 2];
+      }
+      case '*': {
+        const out = [];
+        let j = nl + 2;
+        for (let k = 0; k < Number(line); k++) {
+          const r = parse(j);
+          if (!r) return null;
+          out.push(r[0]);
+          j = r[1];
+        }
+        return [out, j];
+      }
+      default: throw new Error(`unexpected RESP byte ${buf[i]}`);
+    }
+  };
+  sock.on('data', (d) => {
+    buf = Buffer.concat([buf, d]);
+    for (;;) {
+      const r = parse(0);
+      if (!r) break;
+      buf = buf.subarray(r[1]);
+      const v = r[0];
+      if (Array.isArray(v) && v[0] === 'subscribe') confirm();
+      else if (Array.isArray(v) && v[0] === 'message') messages.push(v[2]);
+    }
+  });
+  const cmd = (...args) => `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
+  if (u.password) {
+    const user = decodeURIComponent(u.username);
+    const pass = decodeURIComponent(u.password);
+    sock.write(user ? cmd('AUTH', user, pass) : cmd('AUTH', pass));
+  }
+  sock.write(cmd('SUBSCRIBE', channel));
+  return { messages, ready, close: () => sock.destroy() };
 }

@@ -58,6 +58,8 @@ test('every route with a body: malformed JSON, wrong types, unknown fields, over
     const ref = r.op.requestBody.content['application/json'].schema.$ref.split('/').pop();
     const props = r.doc.components.schemas[ref].properties;
     for (const [name, schema] of Object.entries(props)) {
+      // A path parameter is taken from the path, whatever the body says.
+      if (r.path.includes(`{${name}}`)) continue;
       const wrong = schema.type === 'string' ? { [name]: { nested: true } } : { [name]: 'not-a-number-or-object' };
       res = await api(url, { method: r.method, token: op, body: wrong });
       isError(res, 400);

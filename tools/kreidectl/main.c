@@ -10,7 +10,8 @@
  *                   [--scope "A B"] [--ttl SECONDS] [--keys DIR]
  *       Signs a bearer token with the gateway's key (read from --keys or
  *       KREIDE_JWT_KEYS_DIR), for operators who hold the key on a local
- *       install, e.g. `--role operator` to provision schools. Issuer and
+ *       install, e.g. `--role operator` to provision schools or
+ *       `--role carrier_admin:<carrier id>` for a carrier's admin. Issuer and
  *       audience come from KREIDE_ISSUER / KREIDE_JWT_AUDIENCE as for the
  *       gateway.
  *
