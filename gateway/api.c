@@ -1,4 +1,5 @@
 /* The JSON API handler: route, authenticate, transcode, call, answer. */
+#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -122,6 +123,17 @@ static bool add_query(h2o_req_t *req, json_t *obj, const char **bad)
     return true;
 }
 
+/* The numeric address of the connection's peer, "" when unknown. */
+static const char *peer_address(h2o_req_t *req)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    char *buf = h2o_mem_alloc_pool(&req->pool, NI_MAXHOST);
+    if (len == 0 || h2o_socket_getnumerichost((struct sockaddr *)&ss, len, buf) == SIZE_MAX)
+        return "";
+    return buf;
+}
+
 static void send_rpc_result(h2o_req_t *req, const gw_route *route, kr_rpc_result *res)
 {
     if (res->status != KREIDE__STATUS__OK) {
@@ -239,6 +251,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     for (size_t i = 0; i < params.n; i++)
         json_object_set_new(obj, params.names[i], json_stringn(params.values[i].base, params.values[i].len));
+    /* A `client_address` field is the gateway's to fill: services throttle
+     * guessing by it, so a client must not choose its own. */
+    if (protobuf_c_message_descriptor_get_field_by_name(route->_md->input, "client_address") != NULL)
+        json_object_set_new(obj, "client_address", json_string(peer_address(req)));
 
     kr_json_error jerr;
     ProtobufCMessage *in = kr_json_decode_obj(route->_md->input, obj, &jerr);

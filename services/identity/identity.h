@@ -11,6 +11,8 @@
  *   policy.c   who may do what
  *   store.c    every SQL statement of the service
  *   events.c   roster events published to Redis after a change commits
+ *   api_credentials.c    RPCs of codes, enrollment and sign-in
+ *   store_credentials.c  their SQL
  *
  * Credential building blocks, each with its own header:
  *   password.h  argon2id hashes and the password policy
@@ -24,8 +26,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "codes.h"
 #include "identity.pb-c.h"
 #include "kr_rpc.h"
+#include "password.h"
+#include "throttle.h"
 
 /* ------------------------------------------------------------------ api.c */
 
@@ -33,11 +38,42 @@
 extern const kr_rpc_method ident_methods[];
 extern const size_t ident_nmethods;
 
-/* What every handler finds in ctx->app. */
+/* Per-worker Redis connections for the throttle (api_credentials.c). */
+typedef struct st_ident_redis_pool_t ident_redis_pool;
+
+/* What every handler finds in ctx->app. Read-only once the server runs. */
 typedef struct st_ident_events_t ident_events;
 typedef struct {
     ident_events *events; /* never NULL; may be disabled */
+    /* Credentials (docs/credentials.md). */
+    const ident_denylist *denylist;  /* common passwords; NULL only in tests */
+    const uint8_t *code_pepper;      /* HMAC key of one-time codes, >= IDENT_CODE_PEPPER_MIN bytes */
+    size_t code_pepper_len;
+    ident_argon2_params argon2;      /* for new hashes; older ones are rehashed at sign-in */
+    ident_throttle_params throttle;  /* brute-force limits */
+    int64_t enrollment_code_ttl_s;   /* lifetime of enrollment codes */
+    int64_t reset_code_ttl_s;        /* lifetime of reset codes */
+    ident_redis_pool *redis;         /* NULL without Redis: throttled RPCs answer UNAVAILABLE */
+    const char *dummy_hash;          /* verified for unknown users so timing reveals nothing */
 } ident_app;
+
+/* -------------------------------------------------------- api_credentials.c */
+
+/* The credential methods (IssueCode, EnrollWithCode, Authenticate); main.c
+ * serves them after ident_methods. */
+extern const kr_rpc_method ident_credential_methods[];
+extern const size_t ident_credential_nmethods;
+
+/* A pool handing each worker thread its own Redis client for `url`.
+ * Aborts on out-of-memory. Free after the RPC server's workers are gone. */
+ident_redis_pool *ident_redis_pool_new(const char *url);
+
+/* Closes every client and frees the pool (NULL ignored). */
+void ident_redis_pool_free(ident_redis_pool *pool);
+
+/* The calling thread's client, made on first use; NULL when the pool is
+ * full or the URL is unusable. */
+kr_redis *ident_redis_pool_get(ident_redis_pool *pool);
 
 /* ----------------------------------------------------------------- check.c */
 
@@ -159,6 +195,15 @@ ident_directory_scope ident_directory_scope_for(const Kreide__Caller *caller, co
 
 /* True when the scope shows anybody at all. */
 bool ident_directory_scope_any(ident_directory_scope scope);
+
+/* True when the caller may issue a one-time code of `purpose` for a person
+ * whose roles at the school are `target_roles` (IDENT_ROLE_* bits, non-zero):
+ * operators always; admins of the school's carrier for the school's school
+ * admins; the school's admins for anyone there; a teacher of the school only
+ * RESET codes for pupils of a group the teacher leads
+ * (`caller_leads_target`). Pupils and parents never. */
+bool ident_may_issue_code(const Kreide__Caller *caller, const ident_school_ref *school, Kreide__Identity__CodePurpose purpose,
+                          unsigned target_roles, bool caller_leads_target);
 
 /* ---------------------------------------------------------------- events.c */
 
@@ -289,5 +334,58 @@ ident_store_result ident_store_add_guardianship(kr_rpc_ctx *ctx, const char *sch
 ident_store_result ident_store_search(kr_rpc_ctx *ctx, const char *school_id, const char *prefix, ident_directory_scope scope,
                                       const char *caller_id, const char *after_id, unsigned limit,
                                       Kreide__Identity__DirectoryEntry ***out, size_t *n, bool *more);
+
+/* ------------------------------------------------------ store_credentials.c */
+
+/* The stored name of a code purpose ("enrollment", "reset"); NULL for
+ * UNSPECIFIED or unknown values. */
+const char *ident_code_purpose_name(Kreide__Identity__CodePurpose p);
+
+/* The user's roles at one school as IDENT_ROLE_* bits (0: no context). */
+ident_store_result ident_store_roles_at(kr_rpc_ctx *ctx, const char *school_id, const char *user_id, unsigned *roles);
+
+/* True (in *leads) when `leader_id` leads, today, a group of the school in
+ * which `member_id` is a member today. */
+ident_store_result ident_store_leads_member(kr_rpc_ctx *ctx, const char *school_id, const char *leader_id, const char *member_id,
+                                            bool *leads);
+
+/* Stores a new code (its HMAC) in one transaction that first retires the
+ * person's live code of the same purpose. `issued_by` "" for none.
+ * *expires_at gets the expiry as RFC 3339 UTC. */
+ident_store_result ident_store_issue_code(kr_rpc_ctx *ctx, const char *school_id, const char *user_id, const char *purpose,
+                                          const uint8_t *hash, const char *issued_by, int64_t ttl_s, const char **expires_at);
+
+/* What sign-in and enrollment need of a user found by user name. */
+typedef struct {
+    const char *id;
+    const char *username;
+    const char *given_name;
+    const char *family_name;
+    const char *display_name;
+    const char *password_hash; /* NULL when none is set */
+} ident_login_user;
+
+/* Reads a user by (lower-case) user name; NOT_FOUND when none. */
+ident_store_result ident_store_login_user(kr_rpc_ctx *ctx, const char *username, ident_login_user *out);
+
+/* A code as stored, found by its HMAC among the user's codes. */
+typedef struct {
+    const char *id;
+    ident_code_record rec; /* used_at also set for a retired code */
+} ident_stored_code;
+
+/* Finds the user's newest code with this HMAC; NOT_FOUND when none. */
+ident_store_result ident_store_find_code(kr_rpc_ctx *ctx, const char *user_id, const uint8_t *hash, ident_stored_code *out);
+
+/* In one transaction: marks the code used (PRECONDITION when it was used,
+ * retired or expired meanwhile) and sets the user's password hash. */
+ident_store_result ident_store_use_code(kr_rpc_ctx *ctx, const char *code_id, const char *user_id, const char *password_hash);
+
+/* Replaces a user's password hash (after a rehash at sign-in). */
+ident_store_result ident_store_set_password_hash(kr_rpc_ctx *ctx, const char *user_id, const char *password_hash);
+
+/* The user's schools with roles and Schulconnex codes, by school id. */
+ident_store_result ident_store_auth_schools(kr_rpc_ctx *ctx, const char *user_id, Kreide__Identity__AuthenticatedSchool ***out,
+                                            size_t *n);
 
 #endif

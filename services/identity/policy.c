@@ -139,3 +139,22 @@ bool ident_directory_scope_any(ident_directory_scope scope)
 {
     return scope.whole_school || scope.classmates_and_teachers || scope.childrens_teachers_and_staff;
 }
+
+bool ident_may_issue_code(const Kreide__Caller *caller, const ident_school_ref *school, Kreide__Identity__CodePurpose purpose,
+                          unsigned target_roles, bool caller_leads_target)
+{
+    bool known_purpose = purpose == KREIDE__IDENTITY__CODE_PURPOSE__ENROLLMENT || purpose == KREIDE__IDENTITY__CODE_PURPOSE__RESET;
+    if (!known_purpose || target_roles == 0)
+        return false;
+    if (ident_is_operator(caller))
+        return true;
+    unsigned roles = ident_caller_roles_at(caller, school->id);
+    if ((roles & IDENT_ROLE_SCHOOL_ADMIN) != 0)
+        return true;
+    /* A carrier manages its schools through their admins: it may hand a
+     * school admin a code, not every pupil. */
+    if (ident_is_carrier_admin(caller, school->carrier_id) && (target_roles & IDENT_ROLE_SCHOOL_ADMIN) != 0)
+        return true;
+    return (roles & IDENT_ROLE_TEACHER) != 0 && purpose == KREIDE__IDENTITY__CODE_PURPOSE__RESET &&
+           (target_roles & IDENT_ROLE_PUPIL) != 0 && caller_leads_target;
+}

@@ -173,6 +173,47 @@ static void roles_are_collected_per_school(void **state)
     assert_false(ident_is_self(c, SCHOOL_A));
 }
 
+#define ENROLL KREIDE__IDENTITY__CODE_PURPOSE__ENROLLMENT
+#define RESET KREIDE__IDENTITY__CODE_PURPOSE__RESET
+
+static void codes_follow_the_issue_policy(void **state)
+{
+    (void)state;
+    fake_caller f;
+    const unsigned pupil = IDENT_ROLE_PUPIL, admin = IDENT_ROLE_SCHOOL_ADMIN, teacher = IDENT_ROLE_TEACHER;
+
+    Kreide__Caller *c = make(&f, USER, ROLES("operator"), NULL);
+    assert_true(ident_may_issue_code(c, &school_b, ENROLL, pupil, false));
+    assert_false(ident_may_issue_code(c, &school_b, KREIDE__IDENTITY__CODE_PURPOSE__CODE_PURPOSE_UNSPECIFIED, pupil, false));
+    assert_false(ident_may_issue_code(c, &school_b, ENROLL, 0, false)); /* nobody there */
+
+    c = make(&f, USER, NULL, ROLES("school_admin"));
+    assert_true(ident_may_issue_code(c, &school_a, ENROLL, pupil, false));
+    assert_true(ident_may_issue_code(c, &school_a, RESET, teacher, false));
+    assert_false(ident_may_issue_code(c, &school_b, ENROLL, pupil, false));
+
+    c = make(&f, USER, ROLES("carrier_admin:" CARRIER_A), NULL);
+    assert_true(ident_may_issue_code(c, &school_a, ENROLL, admin, false));
+    assert_true(ident_may_issue_code(c, &school_a, RESET, admin | teacher, false));
+    assert_false(ident_may_issue_code(c, &school_a, RESET, pupil, false));
+    assert_false(ident_may_issue_code(c, &school_b, RESET, admin, false));
+
+    c = make(&f, USER, NULL, ROLES("teacher"));
+    assert_true(ident_may_issue_code(c, &school_a, RESET, pupil, true));
+    assert_false(ident_may_issue_code(c, &school_a, RESET, pupil, false));   /* not in a group they lead */
+    assert_false(ident_may_issue_code(c, &school_a, ENROLL, pupil, true));   /* reset only */
+    assert_false(ident_may_issue_code(c, &school_a, RESET, teacher, true));  /* pupils only */
+
+    c = make(&f, USER, NULL, ROLES("pupil"));
+    assert_false(ident_may_issue_code(c, &school_a, RESET, pupil, true));
+    c = make(&f, USER, NULL, ROLES("parent"));
+    assert_false(ident_may_issue_code(c, &school_a, RESET, pupil, true));
+    c = make(&f, USER, NULL, ROLES("staff", "head"));
+    assert_false(ident_may_issue_code(c, &school_a, RESET, pupil, true));
+    c = make(&f, KREIDE__CALLER__KIND__ANONYMOUS, ROLES("operator"), ROLES("school_admin"));
+    assert_false(ident_may_issue_code(c, &school_a, ENROLL, pupil, true));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -184,6 +225,7 @@ int main(void)
         cmocka_unit_test(directory_scope_follows_the_role),
         cmocka_unit_test(relative_views_need_a_person),
         cmocka_unit_test(roles_are_collected_per_school),
+        cmocka_unit_test(codes_follow_the_issue_policy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -99,6 +99,11 @@ export async function startSuite({ gateways = 1, name = 'suite', env: extraEnv =
     KREIDE_IDENTITY_LISTEN: identityUrl,
     KREIDE_MIGRATIONS_DIR: path.join(root, 'services/identity/migrations'),
     KREIDE_WORKERS: '4',
+    // Credentials: a fresh pepper per suite and the deny-list from the tree,
+    // unless the test gives its own.
+    KREIDE_CODE_PEPPER: randomBytes(32).toString('base64'),
+    KREIDE_PASSWORD_DENYLIST: path.join(root, 'services/identity/data/common-passwords.txt'),
+    ...extraEnv,
     // Roster events go to the runner's Redis when it gives one.
     ...(process.env.KREIDE_TEST_REDIS_URL && !('KREIDE_REDIS_URL' in extraEnv) ? { KREIDE_REDIS_URL: process.env.KREIDE_TEST_REDIS_URL } : {}),
   };
