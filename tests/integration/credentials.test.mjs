@@ -4,18 +4,23 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { startSuite, api, required } from '../lib/kreide.mjs';
 
 let s;
 let op;
 const ids = {};
+const secrets = []; // every code and password this file used
 const tokens = {};
 
 // This file's own Redis database, so its throttle counters (the test client
 // is always 127.0.0.1) never meet another file's.
+// Emptied first, so counters of an earlier run against the same Redis do
+// not carry over.
 function redisDb(n) {
   const u = new URL(required('KREIDE_TEST_REDIS_URL'));
   u.pathname = `/${n}`;
+  execFileSync('redis-cli', ['-u', u.toString(), 'FLUSHDB'], { stdio: ['ignore', 'pipe', 'pipe'] });
   return u.toString();
 }
 
@@ -55,11 +60,14 @@ async function user(username, given, family, contexts) {
   return r.json;
 }
 
-function issue(userId, purpose, token = tokens.admin) {
-  return post(`/api/v1/users/${userId}/codes`, { school_id: ids.school, purpose }, token);
+async function issue(userId, purpose, token = tokens.admin) {
+  const r = await post(`/api/v1/users/${userId}/codes`, { school_id: ids.school, purpose }, token);
+  if (r.json && r.json.code) secrets.push(r.json.code, r.json.code.replaceAll('-', ''));
+  return r;
 }
 
 function enroll(username, code, password) {
+  secrets.push(password);
   return api(`${s.url}/api/v1/enroll`, { method: 'POST', body: { username, code, password } });
 }
 
@@ -185,5 +193,16 @@ test('Authenticate answers unknown users exactly like a wrong password', async (
     assert.equal(r.status, 'UNAUTHENTICATED', JSON.stringify(r));
     assert.equal(r.error_code, 'identity.bad_credentials');
     assert.equal(r.message, wrong.message);
+  }
+});
+
+test('no code and no password reaches a log', async () => {
+  assert.ok(secrets.length > 20);
+  for (const d of [s.identity, ...s.gateways]) {
+    const log = readFileSync(d.logPath, 'utf8');
+    assert.ok(log.includes('code issued') || d !== s.identity);
+    for (const secret of secrets) {
+      if (secret.length >= 8) assert.ok(!log.toLowerCase().includes(secret.toLowerCase()), `${d.name} logged a secret`);
+    }
   }
 });
