@@ -3,9 +3,10 @@
 // sign-in check (Authenticate, an internal RPC) accepts that password.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import path from 'node:path';
 import { readFileSync } from 'node:fs';
-import { startSuite, api, required } from '../lib/kreide.mjs';
+import { startSuite, api, required, bin, root } from '../lib/kreide.mjs';
 
 let s;
 let op;
@@ -205,4 +206,25 @@ test('no code and no password reaches a log', async () => {
       if (secret.length >= 8) assert.ok(!log.toLowerCase().includes(secret.toLowerCase()), `${d.name} logged a secret`);
     }
   }
+});
+
+test('a short pepper or a missing deny-list stops the daemon at start with a clear message', () => {
+  const base = {
+    PATH: process.env.PATH,
+    KREIDE_DATABASE_URL: s.dbUrl,
+    KREIDE_INTERNAL_KEYS: s.internalKeys,
+    KREIDE_MIGRATIONS_DIR: path.join(root, 'services/identity/migrations'),
+    KREIDE_IDENTITY_LISTEN: `ipc://${s.dir}/never.sock`,
+  };
+  const start = (env) => spawnSync(path.join(bin, 'kreide-identity'), [], { env: { ...base, ...env }, encoding: 'utf8', timeout: 20000 });
+  const noPepper = start({});
+  assert.equal(noPepper.status, 1, noPepper.stderr);
+  assert.match(noPepper.stderr, /KREIDE_CODE_PEPPER/);
+  const short = start({ KREIDE_CODE_PEPPER: 'too-short' });
+  assert.equal(short.status, 1, short.stderr);
+  assert.match(short.stderr, /KREIDE_CODE_PEPPER: must be at least 32 bytes/);
+  assert.ok(!short.stderr.includes('too-short'), 'the secret is not echoed');
+  const missing = start({ KREIDE_CODE_PEPPER: 'p'.repeat(40), KREIDE_PASSWORD_DENYLIST: `${s.dir}/no-such-list.txt` });
+  assert.equal(missing.status, 1, missing.stderr);
+  assert.match(missing.stderr, /KREIDE_PASSWORD_DENYLIST: .*no-such-list\.txt/);
 });

@@ -37,6 +37,7 @@ the 63 of a DNS label.
 {{/* Objects the chart manages itself. */}}
 {{- define "kreide.secretName" -}}{{ include "kreide.fullname" . }}{{- end -}}
 {{- define "kreide.jwtSecretName" -}}{{ include "kreide.fullname" . }}-jwt{{- end -}}
+{{- define "kreide.identitySecretName" -}}{{ include "kreide.fullname" . }}-identity{{- end -}}
 {{- define "kreide.hookSecretName" -}}{{ include "kreide.fullname" . }}-migrate{{- end -}}
 {{- define "kreide.configMapName" -}}{{ include "kreide.fullname" . }}-config{{- end -}}
 
@@ -147,6 +148,26 @@ generated (kept so upgrades do not break running replicas), else a new
 {{- b64dec $old -}}
 {{- else -}}
 {{- printf "k1:%s" (randBytes 32) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The pepper of one-time codes: the given value, else the one an earlier
+install generated (kept so outstanding codes stay valid), else 48 new random
+bytes (base64).
+*/}}
+{{- define "kreide.codePepper" -}}
+{{- $p := .Values.identity.codePepper -}}
+{{- if $p.value -}}
+{{- $p.value -}}
+{{- else -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "kreide.identitySecretName" .) -}}
+{{- $old := dig "data" "code-pepper" "" ($existing | default dict) -}}
+{{- if $old -}}
+{{- b64dec $old -}}
+{{- else -}}
+{{- randBytes 48 -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -579,7 +600,8 @@ spec:
 One RPC service: its daemon (headless Service, tcpSocket probes on the RPC
 port) and its migration Job. Call with (dict "root" $ "name" "identity"); the
 values block .Values.<name> needs enabled, rpcPort, workers and the daemon
-settings shared with identity.
+settings shared with identity. Optional "env", "volumes" and "mounts" (lists)
+add what only this service needs, such as a Secret of its own.
 */}}
 {{- define "kreide.rpcService" -}}
 {{- $root := .root -}}
@@ -590,11 +612,13 @@ settings shared with identity.
       (dict "name" (printf "KREIDE_%s_LISTEN" (upper .name)) "value" (printf "tcp://0.0.0.0:%d" $port))
       (dict "name" "KREIDE_WORKERS" "value" (toString $v.workers))
       (dict "name" "KREIDE_MIGRATIONS_DIR" "value" (printf "/usr/share/kreide/migrations/%s" .name)) -}}
+{{- $env = concat $env (.env | default list) -}}
 {{- $probe := dict "tcpSocket" (dict "port" "rpc") -}}
 {{- include "kreide.daemon" (dict
       "root" $root "component" .name "values" $v
       "ports" (list (dict "name" "rpc" "port" $port))
       "env" $env "liveness" $probe "readiness" $probe
+      "volumes" (.volumes | default list) "mounts" (.mounts | default list)
       "service" (dict "headless" true)) }}
 {{- if $root.Values.migrations.job.enabled }}
 ---
