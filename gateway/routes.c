@@ -38,8 +38,10 @@ static gw_route routes[] = {
      NULL},
     {"GET", "/api/v1/status/identity", "identity", "Check", GW_AUTH_PUBLIC, 200,
      "Whether the identity service and its database are up", &kreide__health__descriptor, NULL, NULL},
-    {"POST", "/api/v1/users/{user_id}/codes", "identity", "IssueCode", GW_AUTH_BEARER, 201, "Issue a one-time enrollment or reset code", NULL, NULL, NULL},
-    {"POST", "/api/v1/enroll", "identity", "EnrollWithCode", GW_AUTH_PUBLIC, 200, "Set a password with a user name and a one-time code", NULL, NULL, NULL},
+    {"POST", "/api/v1/users/{user_id}/codes", "identity", "IssueCode", GW_AUTH_BEARER, 201,
+     "Issue a one-time enrollment or reset code", NULL, NULL, NULL},
+    {"POST", "/api/v1/enroll", "identity", "EnrollWithCode", GW_AUTH_PUBLIC, 200,
+     "Set a password with a user name and a one-time code", NULL, NULL, NULL},
 };
 static const size_t nroutes = sizeof(routes) / sizeof(routes[0]);
 

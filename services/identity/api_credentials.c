@@ -222,7 +222,8 @@ static int issue_code(kr_rpc_ctx *ctx, const Kreide__Identity__IssueCodeRequest 
     if (ident_code_hash(app->code_pepper, app->code_pepper_len, &canon, hash) != 0)
         return kr_rpc_fail(ctx, KREIDE__STATUS__INTERNAL, "identity.internal", NULL, "the code cannot be made");
     int64_t ttl = in->purpose == KREIDE__IDENTITY__CODE_PURPOSE__ENROLLMENT ? app->enrollment_code_ttl_s : app->reset_code_ttl_s;
-    const char *by = ctx->caller->kind == KREIDE__CALLER__KIND__USER && kr_uuid_valid(ctx->caller->user_id) ? ctx->caller->user_id : "";
+    const char *by =
+        ctx->caller->kind == KREIDE__CALLER__KIND__USER && kr_uuid_valid(ctx->caller->user_id) ? ctx->caller->user_id : "";
     const char *expires_at = "";
     r = ident_store_issue_code(ctx, school.id, in->user_id, purpose, hash, by, ttl, &expires_at);
     if (r == IDENT_STORE_NOT_FOUND)

@@ -46,15 +46,15 @@ typedef struct st_ident_events_t ident_events;
 typedef struct {
     ident_events *events; /* never NULL; may be disabled */
     /* Credentials (docs/credentials.md). */
-    const ident_denylist *denylist;  /* common passwords; NULL only in tests */
-    const uint8_t *code_pepper;      /* HMAC key of one-time codes, >= IDENT_CODE_PEPPER_MIN bytes */
+    const ident_denylist *denylist; /* common passwords; NULL only in tests */
+    const uint8_t *code_pepper;     /* HMAC key of one-time codes, >= IDENT_CODE_PEPPER_MIN bytes */
     size_t code_pepper_len;
-    ident_argon2_params argon2;      /* for new hashes; older ones are rehashed at sign-in */
-    ident_throttle_params throttle;  /* brute-force limits */
-    int64_t enrollment_code_ttl_s;   /* lifetime of enrollment codes */
-    int64_t reset_code_ttl_s;        /* lifetime of reset codes */
-    ident_redis_pool *redis;         /* NULL without Redis: throttled RPCs answer UNAVAILABLE */
-    const char *dummy_hash;          /* verified for unknown users so timing reveals nothing */
+    ident_argon2_params argon2;     /* for new hashes; older ones are rehashed at sign-in */
+    ident_throttle_params throttle; /* brute-force limits */
+    int64_t enrollment_code_ttl_s;  /* lifetime of enrollment codes */
+    int64_t reset_code_ttl_s;       /* lifetime of reset codes */
+    ident_redis_pool *redis;        /* NULL without Redis: throttled RPCs answer UNAVAILABLE */
+    const char *dummy_hash;         /* verified for unknown users so timing reveals nothing */
 } ident_app;
 
 /* -------------------------------------------------------- api_credentials.c */

@@ -43,7 +43,8 @@ static void read_credential_settings(settings *s, kr_config *cfg)
 {
     s->code_pepper = kr_config_str(cfg, "KREIDE_CODE_PEPPER", NULL, KR_CFG_REQUIRED | KR_CFG_SECRET);
     if (s->code_pepper != NULL && s->code_pepper[0] != '\0' && strlen(s->code_pepper) < IDENT_CODE_PEPPER_MIN)
-        kr_config_fail(cfg, "KREIDE_CODE_PEPPER", "must be at least %d bytes (e.g. 32 random bytes, base64)", IDENT_CODE_PEPPER_MIN);
+        kr_config_fail(cfg, "KREIDE_CODE_PEPPER", "must be at least %d bytes (e.g. 32 random bytes, base64)",
+                       IDENT_CODE_PEPPER_MIN);
     s->denylist_path = kr_config_str(cfg, "KREIDE_PASSWORD_DENYLIST", IDENT_DENYLIST_DEFAULT_PATH, 0);
     ident_argon2_params a = ident_argon2_defaults();
     a.memory_kib = (uint32_t)kr_config_int(cfg, "KREIDE_ARGON2_MEMORY_KIB", a.memory_kib, IDENT_ARGON2_MIN_MEMORY_KIB,

@@ -200,9 +200,9 @@ static void codes_follow_the_issue_policy(void **state)
 
     c = make(&f, USER, NULL, ROLES("teacher"));
     assert_true(ident_may_issue_code(c, &school_a, RESET, pupil, true));
-    assert_false(ident_may_issue_code(c, &school_a, RESET, pupil, false));   /* not in a group they lead */
-    assert_false(ident_may_issue_code(c, &school_a, ENROLL, pupil, true));   /* reset only */
-    assert_false(ident_may_issue_code(c, &school_a, RESET, teacher, true));  /* pupils only */
+    assert_false(ident_may_issue_code(c, &school_a, RESET, pupil, false));  /* not in a group they lead */
+    assert_false(ident_may_issue_code(c, &school_a, ENROLL, pupil, true));  /* reset only */
+    assert_false(ident_may_issue_code(c, &school_a, RESET, teacher, true)); /* pupils only */
 
     c = make(&f, USER, NULL, ROLES("pupil"));
     assert_false(ident_may_issue_code(c, &school_a, RESET, pupil, true));

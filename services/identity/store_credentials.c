@@ -82,9 +82,9 @@ ident_store_result ident_store_roles_at(kr_rpc_ctx *ctx, const char *school_id, 
 {
     const char *params[] = {school_id, user_id};
     PGresult *r;
-    ident_store_result res = run(ctx, "select roles at school",
-                                 "SELECT pc.role FROM identity.person_contexts pc WHERE pc.school_id = $1 AND pc.user_id = $2",
-                                 2, params, &r);
+    ident_store_result res =
+        run(ctx, "select roles at school",
+            "SELECT pc.role FROM identity.person_contexts pc WHERE pc.school_id = $1 AND pc.user_id = $2", 2, params, &r);
     if (res != IDENT_STORE_OK)
         return res;
     *roles = 0;
@@ -181,8 +181,10 @@ ident_store_result ident_store_find_code(kr_rpc_ctx *ctx, const char *user_id, c
     PGresult *r;
     ident_store_result res =
         run(ctx, "select code",
-            "SELECT c.id::text, c.purpose, " EPOCH("c.expires_at") ", " EPOCH("coalesce(c.used_at, c.retired_at)") " "
-            "FROM identity.one_time_codes c WHERE c.user_id = $1 AND c.code_hash = $2::bytea ORDER BY c.created_at DESC LIMIT 1",
+            "SELECT c.id::text, c.purpose, " EPOCH("c.expires_at") ", " EPOCH(
+                "coalesce(c.used_at, c.retired_at)") " "
+                                                     "FROM identity.one_time_codes c WHERE c.user_id = $1 AND c.code_hash = "
+                                                     "$2::bytea ORDER BY c.created_at DESC LIMIT 1",
             2, params, &r);
     if (res != IDENT_STORE_OK)
         return res;
@@ -219,8 +221,8 @@ ident_store_result ident_store_use_code(kr_rpc_ctx *ctx, const char *code_id, co
     }
     if (res == IDENT_STORE_OK) {
         const char *set[] = {user_id, password_hash};
-        res = run(ctx, "set password",
-                  "UPDATE identity.users SET password_hash = $2, password_set_at = now() WHERE id = $1", 2, set, &r);
+        res = run(ctx, "set password", "UPDATE identity.users SET password_hash = $2, password_set_at = now() WHERE id = $1", 2,
+                  set, &r);
         if (res == IDENT_STORE_OK) {
             if (strcmp(PQcmdTuples(r), "1") != 0)
                 res = IDENT_STORE_NOT_FOUND;
