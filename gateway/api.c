@@ -253,8 +253,15 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         json_object_set_new(obj, params.names[i], json_stringn(params.values[i].base, params.values[i].len));
     /* A `client_address` field is the gateway's to fill: services throttle
      * guessing by it, so a client must not choose its own. */
-    if (protobuf_c_message_descriptor_get_field_by_name(route->_md->input, "client_address") != NULL)
+    if (protobuf_c_message_descriptor_get_field_by_name(route->_md->input, "client_address") != NULL) {
+        if (json_object_get(obj, "client_address") != NULL) {
+            json_decref(obj);
+            gw_count_request(route->pattern, 400);
+            gw_send_error(req, 400, "request.invalid", "client_address is set by the server, not by the request", "client_address");
+            return 0;
+        }
         json_object_set_new(obj, "client_address", json_string(peer_address(req)));
+    }
 
     kr_json_error jerr;
     ProtobufCMessage *in = kr_json_decode_obj(route->_md->input, obj, &jerr);

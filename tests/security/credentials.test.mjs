@@ -203,7 +203,9 @@ test('brute force on codes: growing delays per account, then the address is bloc
   // right code of an untouched account waits, and a client cannot dodge by
   // naming another address.
   retryAfter(await enroll('bystander.w', bystanderCode));
-  retryAfter(await enroll('bystander.w', bystanderCode, undefined, { client_address: '203.0.113.9' }));
+  const dodge = await enroll('bystander.w', bystanderCode, undefined, { client_address: '203.0.113.9' });
+  assert.equal(dodge.status, 400, dodge.text);
+  assert.equal(dodge.json.error.field, 'client_address');
   unchanged(ids.bystander);
 
   // Blocks end (KREIDE_THROTTLE_ADDR_BLOCK_S=2): no permanent lockout.
