@@ -177,7 +177,7 @@ static int list_all(ctl_ctx *ctx, const path_buf *base, const char *key, ctl_obj
 
 #define COMMAND(fn) static int fn(ctl_ctx *ctx, const ctl_command *self, int argc, char **argv)
 #define OPTIONS(...)                                                                                                               \
-    static const struct option opts[] = {__VA_ARGS__, CTL_GLOBAL_OPTIONS, {NULL, 0, NULL, 0}};                                    \
+    static const struct option opts[] = {__VA_ARGS__, CTL_GLOBAL_OPTIONS, {NULL, 0, NULL, 0}};                                     \
     int c;                                                                                                                         \
     optind = 1
 #define NEXT_OPTION() ((c = getopt_long(argc, argv, "", opts, NULL)) != -1)
@@ -335,7 +335,8 @@ COMMAND(user_create)
         }
     }
     if (pending != NULL) {
-        fprintf(stderr, "kreidectl: --school %s needs a --role after it\n", json_string_value(json_object_get(pending, "school_id")));
+        fprintf(stderr, "kreidectl: --school %s needs a --role after it\n",
+                json_string_value(json_object_get(pending, "school_id")));
         goto out;
     }
     if (!no_operands(self, argc, argv) || !given(username, "--username") || !given(given_name, "--given") ||

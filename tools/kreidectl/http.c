@@ -12,8 +12,8 @@ long ctl_escape(const char *in, char *out, size_t outlen)
     static const char hex[] = "0123456789ABCDEF";
     size_t n = 0;
     for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
-        bool plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' ||
-                     *p == '.' || *p == '_' || *p == '~';
+        bool plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' ||
+                     *p == '_' || *p == '~';
         size_t need = plain ? 1 : 3;
         if (n + need >= outlen)
             return -1;

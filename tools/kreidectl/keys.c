@@ -61,8 +61,8 @@ int ctl_cmd_keygen(int argc, char **argv)
     return CTL_EXIT_OK;
 }
 
-int ctl_mint_token(const char *keys_dir, const char *issuer, const char *audience, const char *sub, json_t *roles,
-                   json_t *schools, const char *scope, long ttl, char **out, char *err, size_t errlen)
+int ctl_mint_token(const char *keys_dir, const char *issuer, const char *audience, const char *sub, json_t *roles, json_t *schools,
+                   const char *scope, long ttl, char **out, char *err, size_t errlen)
 {
     *out = NULL;
     kr_jwt_keyset *ks = kr_jwt_keyset_new();
@@ -107,9 +107,12 @@ static int token_usage(void)
 int ctl_cmd_token(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"sub", required_argument, NULL, 's'},   {"role", required_argument, NULL, 'r'},
-        {"school", required_argument, NULL, 'S'}, {"scope", required_argument, NULL, 'c'},
-        {"ttl", required_argument, NULL, 't'},   {"keys", required_argument, NULL, 'k'},
+        {"sub", required_argument, NULL, 's'},
+        {"role", required_argument, NULL, 'r'},
+        {"school", required_argument, NULL, 'S'},
+        {"scope", required_argument, NULL, 'c'},
+        {"ttl", required_argument, NULL, 't'},
+        {"keys", required_argument, NULL, 'k'},
         {NULL, 0, NULL, 0},
     };
     const char *keys = getenv("KREIDE_JWT_KEYS_DIR"), *scope = NULL, *sub = NULL;

@@ -58,7 +58,10 @@ enum {
  * command's table (before the terminating zero entry). */
 #define CTL_GLOBAL_OPTIONS                                                                                                         \
     {"url", required_argument, NULL, CTL_OPT_URL}, {"token", required_argument, NULL, CTL_OPT_TOKEN},                              \
-        {"keys", required_argument, NULL, CTL_OPT_KEYS}, {"json", no_argument, NULL, CTL_OPT_JSON}
+        {"keys", required_argument, NULL, CTL_OPT_KEYS},                                                                           \
+    {                                                                                                                              \
+        "json", no_argument, NULL, CTL_OPT_JSON                                                                                    \
+    }
 
 /* Applies one global option `c` with its argument to `ctx`. Returns -1
  * when `c` is not a global option, CTL_EXIT_OK when it was applied, and
@@ -78,8 +81,8 @@ void ctl_ctx_clear(ctl_ctx *ctx);
  * `schools` are JSON arrays (borrowed) for the "roles" and "schools"
  * claims; `sub` may be NULL for a fresh UUIDv7. On success *out is a
  * malloc'd token the caller frees; on failure `err` says why. */
-int ctl_mint_token(const char *keys_dir, const char *issuer, const char *audience, const char *sub, json_t *roles,
-                   json_t *schools, const char *scope, long ttl, char **out, char *err, size_t errlen) CTL_WUR;
+int ctl_mint_token(const char *keys_dir, const char *issuer, const char *audience, const char *sub, json_t *roles, json_t *schools,
+                   const char *scope, long ttl, char **out, char *err, size_t errlen) CTL_WUR;
 
 /* `kreidectl keygen DIR [KID]`; returns the exit status. */
 int ctl_cmd_keygen(int argc, char **argv);
@@ -96,10 +99,10 @@ int ctl_cmd_rpc(int argc, char **argv);
 
 /* One HTTP exchange with the gateway. */
 typedef struct {
-    long status;  /* HTTP status; 0 when no answer came */
-    char *body;   /* the reply body, NUL-terminated (malloc), or NULL */
-    size_t len;   /* bytes in `body` */
-    json_t *json; /* the body parsed as JSON, or NULL when it is not JSON */
+    long status;     /* HTTP status; 0 when no answer came */
+    char *body;      /* the reply body, NUL-terminated (malloc), or NULL */
+    size_t len;      /* bytes in `body` */
+    json_t *json;    /* the body parsed as JSON, or NULL when it is not JSON */
     char error[256]; /* why no answer came, when status is 0 */
 } ctl_reply;
 

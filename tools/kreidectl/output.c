@@ -5,11 +5,10 @@
 #include "kreidectl.h"
 
 const char *const ctl_school_kinds[] = {"school", "SCHOOL", "kita", "KITA", "community", "COMMUNITY", NULL};
-const char *const ctl_person_roles[] = {"pupil", "PUPIL",  "teacher", "TEACHER",      "parent", "PARENT",
-                                        "staff", "STAFF",  "head",    "HEAD",         "school_admin", "SCHOOL_ADMIN",
-                                        NULL};
-const char *const ctl_group_kinds[] = {"class", "CLASS", "course", "COURSE", "club", "CLUB", "staff", "STAFF_ROOM", "staff_room",
-                                       "STAFF_ROOM", "parents", "PARENTS", NULL};
+const char *const ctl_person_roles[] = {"pupil", "PUPIL", "teacher", "TEACHER",      "parent",       "PARENT", "staff",
+                                        "STAFF", "head",  "HEAD",    "school_admin", "SCHOOL_ADMIN", NULL};
+const char *const ctl_group_kinds[] = {"class",      "CLASS",      "course",     "COURSE",  "club",    "CLUB", "staff",
+                                       "STAFF_ROOM", "staff_room", "STAFF_ROOM", "parents", "PARENTS", NULL};
 const char *const ctl_code_purposes[] = {"enrollment", "ENROLLMENT", "reset", "RESET", NULL};
 const char *const ctl_client_types[] = {"confidential", "CONFIDENTIAL", "public", "PUBLIC", NULL};
 
