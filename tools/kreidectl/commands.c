@@ -133,7 +133,9 @@ static int list_all(ctl_ctx *ctx, const path_buf *base, const char *key, ctl_obj
     int rc = CTL_EXIT_OK;
     for (int pages = 0; pages < 100000; pages++) {
         path_buf p = *base;
-        path_query(&p, "page.limit", "500");
+        char limit[16];
+        snprintf(limit, sizeof(limit), "%u", ctx->page_size ? ctx->page_size : 500);
+        path_query(&p, "page.limit", limit);
         path_query(&p, "page.cursor", cursor);
         if (p.overflow) {
             fprintf(stderr, "kreidectl: an argument is too long\n");

@@ -37,12 +37,13 @@ enum {
 /* The settings every API command shares; filled by main.c from the global
  * options and the environment. */
 typedef struct {
-    char url[1024];    /* base URL of the gateway, no trailing slash */
-    const char *token; /* bearer token to send, or NULL (no Authorization) */
-    const char *keys;  /* a key directory to mint an operator token from, or NULL */
-    bool json;         /* print the API's JSON replies as they are */
-    char *_minted;     /* the token minted from `keys` (malloc), once needed */
-    void *_curl;       /* the libcurl handle, kept so that pages reuse the connection */
+    char url[1024];     /* base URL of the gateway, no trailing slash */
+    const char *token;  /* bearer token to send, or NULL (no Authorization) */
+    const char *keys;   /* a key directory to mint an operator token from, or NULL */
+    bool json;          /* print the API's JSON replies as they are */
+    unsigned page_size; /* items per page of a list, 1..500; 0 means 500 */
+    char *_minted;      /* the token minted from `keys` (malloc), once needed */
+    void *_curl;        /* the libcurl handle, kept so that pages reuse the connection */
 } ctl_ctx;
 
 /* getopt_long values of the global options, accepted before the command
@@ -52,16 +53,19 @@ enum {
     CTL_OPT_TOKEN,
     CTL_OPT_KEYS,
     CTL_OPT_JSON,
+    CTL_OPT_PAGE_SIZE,
 };
 
 /* The global options as `struct option` entries, to put at the end of every
  * command's table (before the terminating zero entry). */
+/* clang-format off */
 #define CTL_GLOBAL_OPTIONS                                                                                                         \
-    {"url", required_argument, NULL, CTL_OPT_URL}, {"token", required_argument, NULL, CTL_OPT_TOKEN},                              \
-        {"keys", required_argument, NULL, CTL_OPT_KEYS},                                                                           \
-    {                                                                                                                              \
-        "json", no_argument, NULL, CTL_OPT_JSON                                                                                    \
-    }
+    {"url", required_argument, NULL, CTL_OPT_URL},                                                                                 \
+    {"token", required_argument, NULL, CTL_OPT_TOKEN},                                                                             \
+    {"keys", required_argument, NULL, CTL_OPT_KEYS},                                                                               \
+    {"json", no_argument, NULL, CTL_OPT_JSON},                                                                                     \
+    {"page-size", required_argument, NULL, CTL_OPT_PAGE_SIZE}
+/* clang-format on */
 
 /* Applies one global option `c` with its argument to `ctx`. Returns -1
  * when `c` is not a global option, CTL_EXIT_OK when it was applied, and

@@ -1,14 +1,16 @@
 /*
  * kreidectl — the operators' command-line client of the JSON admin API.
  *
- *   kreidectl [--url URL] [--token TOKEN | --keys DIR] [--json] NOUN VERB [options]
+ *   kreidectl [--url URL] [--token TOKEN | --keys DIR] [--json] [--page-size N] NOUN VERB [options]
  *       One API call (or, for lists, every page of one). The gateway is at
  *       --url, else KREIDE_URL, else http://127.0.0.1:8080. The bearer token
  *       is --token, else one minted for an operator from the install's
  *       signing key in --keys DIR, else KREIDE_TOKEN, else one minted from
  *       KREIDE_JWT_KEYS_DIR; without any, requests go without a token. With
  *       --json the API's JSON reply is printed as it came; otherwise one
- *       short line per object. Run without arguments for the commands.
+ *       short line per object. Lists are read page by page (--page-size
+ *       items each, 500 unless given) to the end. Run without arguments for
+ *       the commands.
  *
  *   kreidectl keygen DIR [KID]
  *       Creates an ES256 signing key DIR/KID.pem (KID defaults to the current
@@ -42,7 +44,7 @@
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: kreidectl [--url URL] [--token TOKEN | --keys DIR] [--json] COMMAND [options]\n\n"
+    fprintf(stderr, "usage: kreidectl [--url URL] [--token TOKEN | --keys DIR] [--json] [--page-size N] COMMAND [options]\n\n"
                     "commands of the admin API:\n");
     for (const ctl_command *c = ctl_commands; c->noun != NULL; c++)
         fprintf(stderr, "  %s %s %s\n", c->noun, c->verb, c->usage);
@@ -88,6 +90,16 @@ int ctl_global_option(ctl_ctx *ctx, int c, const char *arg)
     case CTL_OPT_JSON:
         ctx->json = true;
         return CTL_EXIT_OK;
+    case CTL_OPT_PAGE_SIZE: {
+        char *end;
+        long n = strtol(arg, &end, 10);
+        if (*arg == '\0' || *end != '\0' || n < 1 || n > 500) {
+            fprintf(stderr, "kreidectl: --page-size must be 1..500\n");
+            return CTL_EXIT_USAGE;
+        }
+        ctx->page_size = (unsigned)n;
+        return CTL_EXIT_OK;
+    }
     default:
         return -1;
     }
