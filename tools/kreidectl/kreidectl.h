@@ -1,7 +1,8 @@
 /*
  * kreidectl — the map of the program.
  *
- *   main.c      global options, authentication, dispatch, usage
+ *   main.c      dispatch, usage, the environment
+ *   options.c   the global options and the context they fill
  *   http.c      the JSON admin API over HTTP (libcurl), error reporting
  *   commands.c  one function per API command (school, carrier, user, ...)
  *   output.c    the short human-readable line per object
