@@ -26,6 +26,10 @@ PKGS        := libprotobuf-c libpq hiredis jansson libjwt openssl libargon2
 PKG_CFLAGS  := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 H2O_CFLAGS  := $(shell pkg-config --cflags libh2o-evloop 2>/dev/null) -DH2O_USE_LIBUV=0
+# Only the tools speak HTTP as a client; the daemons do not link libcurl.
+TOOL_PKGS   := libcurl
+TOOL_CFLAGS := $(shell pkg-config --cflags $(TOOL_PKGS) 2>/dev/null)
+TOOL_LIBS   := $(shell pkg-config --libs $(TOOL_PKGS) 2>/dev/null)
 H2O_LIBS    := $(shell pkg-config --libs libh2o-evloop 2>/dev/null)
 
 ifeq ($(SAN),1)
@@ -127,11 +131,18 @@ $(BUILD)/test/gateway_%_test: $(BUILD)/obj/gateway/%_test.o $(filter-out %/main.
 TOOLS := $(patsubst tools/%/,%,$(wildcard tools/*/))
 define tool_rules
 $(1)_TSRC := $$(filter-out %_test.c,$$(wildcard tools/$(1)/*.c))
-$(BUILD)/bin/$(1): $$(patsubst %.c,$(BUILD)/obj/%.o,$$($(1)_TSRC)) $(COMMON_LIB) $(PROTO_LIB)
+$(1)_TOBJ := $$(patsubst %.c,$(BUILD)/obj/%.o,$$($(1)_TSRC))
+$$($(1)_TOBJ) $$(patsubst %.c,$(BUILD)/obj/%.o,$$(wildcard tools/$(1)/*_test.c)): CPPFLAGS += $(TOOL_CFLAGS)
+$(BUILD)/bin/$(1): $$($(1)_TOBJ) $(COMMON_LIB) $(PROTO_LIB)
 	@mkdir -p $$(dir $$@)
 	@echo "  LD      $$@"
-	$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $(LIBS)
+	$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $(TOOL_LIBS) $(LIBS)
 BINS += $(BUILD)/bin/$(1)
+UNIT_TESTS += $$(patsubst tools/$(1)/%_test.c,$(BUILD)/test/$(1)_%_test,$$(wildcard tools/$(1)/*_test.c))
+$(BUILD)/test/$(1)_%_test: $(BUILD)/obj/tools/$(1)/%_test.o $$(filter-out %/main.o,$$($(1)_TOBJ)) $(COMMON_LIB) $(PROTO_LIB)
+	@mkdir -p $$(dir $$@)
+	@echo "  LD      $$@"
+	$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $(TOOL_LIBS) $(LIBS) -lcmocka
 endef
 $(foreach t,$(TOOLS),$(eval $(call tool_rules,$(t))))
 
