@@ -169,8 +169,12 @@ void gw_oidc_init(const char *issuer, const kr_jwt_keyset *keys);
 /* Frees what gw_oidc_init made. */
 void gw_oidc_free(void);
 
-/* Registers /.well-known/openid-configuration, /.well-known/jwks.json and
- * the /oidc/ pages on `hostconf`. */
+/* Registers /oidc/token, /oidc/introspect and /oidc/revoke (oidc_token.c);
+ * gw_oidc_register calls it. */
+void gw_oidc_token_register(h2o_hostconf_t *hostconf);
+
+/* Registers /.well-known/openid-configuration, /.well-known/jwks.json,
+ * the token endpoints and the /oidc/ pages on `hostconf`. */
 void gw_oidc_register(h2o_hostconf_t *hostconf);
 
 #endif

@@ -38,6 +38,10 @@ static gw_route routes[] = {
      NULL},
     {"GET", "/api/v1/status/identity", "identity", "Check", GW_AUTH_PUBLIC, 200,
      "Whether the identity service and its database are up", &kreide__health__descriptor, NULL, NULL},
+    {"POST", "/api/v1/oidc/clients", "identity", "CreateClient", GW_AUTH_BEARER, 201, "Register an OpenID Connect client", NULL,
+     NULL, NULL},
+    {"GET", "/api/v1/oidc/clients/{client_id}", "identity", "GetClient", GW_AUTH_BEARER, 200,
+     "Read an OpenID Connect client's registration", NULL, NULL, NULL},
 };
 static const size_t nroutes = sizeof(routes) / sizeof(routes[0]);
 

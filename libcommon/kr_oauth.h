@@ -62,7 +62,7 @@ bool kr_oauth_scope_token_valid(const char *s, size_t len);
 
 /* Characters of the base64url text (RFC 4648 section 5, no padding) of `n`
  * bytes. */
-#define KR_OAUTH_B64URL_LEN(n) (((n) * 4 + 2) / 3)
+#define KR_OAUTH_B64URL_LEN(n) (((n)*4 + 2) / 3)
 
 /* Writes the base64url text of in[0..n) without padding into `out`, which
  * holds KR_OAUTH_B64URL_LEN(n) + 1 bytes, NUL-terminated. Returns the length. */

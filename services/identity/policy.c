@@ -139,3 +139,26 @@ bool ident_directory_scope_any(ident_directory_scope scope)
 {
     return scope.whole_school || scope.classmates_and_teachers || scope.childrens_teachers_and_staff;
 }
+
+/* ------------------------------------------------- OpenID Connect clients */
+
+bool ident_is_gateway(const Kreide__Caller *caller)
+{
+    return caller->kind == KREIDE__CALLER__KIND__SERVICE && strcmp(caller->client_id, IDENT_GATEWAY_CLIENT_ID) == 0 &&
+           caller->user_id[0] == '\0';
+}
+
+bool ident_may_create_client(const Kreide__Caller *caller, const ident_school_ref *school)
+{
+    if (ident_is_operator(caller))
+        return true;
+    return school != NULL && ident_is_carrier_admin(caller, school->carrier_id);
+}
+
+bool ident_may_read_client(const Kreide__Caller *caller, const ident_school_ref *school, const char *client_id)
+{
+    if (ident_may_create_client(caller, school) || ident_is_gateway(caller))
+        return true;
+    /* A client reads its own registration with a token issued to it. */
+    return caller->kind == KREIDE__CALLER__KIND__SERVICE && client_id[0] != '\0' && strcmp(caller->client_id, client_id) == 0;
+}

@@ -106,15 +106,21 @@ export async function startSuite({ gateways = 1, name = 'suite', env: extraEnv =
     path.join(outDir, `${name}-identity.log`)).start();
 
   const gws = [];
+  const ports = [];
+  for (let i = 0; i < gateways; i++) ports.push(await freePort());
   for (let i = 0; i < gateways; i++) {
-    const port = await freePort();
+    const port = ports[i];
     const gwEnv = {
       ...base,
       KREIDE_HTTP_ADDR: `127.0.0.1:${port}`,
       KREIDE_HTTP_THREADS: '2',
       KREIDE_IDENTITY_URL: identityUrl,
       KREIDE_JWT_KEYS_DIR: keysDir,
-      KREIDE_ISSUER: `http://127.0.0.1:${port}`,
+      // Replicas of one provider: every gateway issues and accepts tokens
+      // under the first one's address.
+      KREIDE_ISSUER: `http://127.0.0.1:${ports[0]}`,
+      // Token revocations travel over the runner's Redis when it gives one.
+      ...(process.env.KREIDE_TEST_REDIS_URL && !('KREIDE_REDIS_URL' in extraEnv) ? { KREIDE_REDIS_URL: process.env.KREIDE_TEST_REDIS_URL } : {}),
       KREIDE_RPC_TIMEOUT_MS: extraEnv.KREIDE_RPC_TIMEOUT_MS || '3000',
       KREIDE_MAX_BODY_BYTES: extraEnv.KREIDE_MAX_BODY_BYTES || '65536',
     };
