@@ -219,8 +219,8 @@ static int authenticate_client(kr_rpc_ctx *ctx, const Kreide__Identity__Authenti
         unsigned char dummy[32] = {0};
         (void)CRYPTO_memcmp(dummy, given, sizeof(given));
         ok = false;
-    } else if (stored.has_secret) {
-        ok = in->client_secret[0] != '\0' && CRYPTO_memcmp(stored.secret_hash, given, sizeof(given)) == 0;
+    } else if (stored.client.type == KREIDE__IDENTITY__CLIENT_TYPE__CONFIDENTIAL) {
+        ok = stored.has_secret && in->client_secret[0] != '\0' && CRYPTO_memcmp(stored.secret_hash, given, sizeof(given)) == 0;
     } else {
         ok = in->client_secret[0] == '\0'; /* a public client: method "none" */
     }

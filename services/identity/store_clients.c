@@ -81,10 +81,13 @@ static void row_to_client(kr_rpc_ctx *ctx, const PGresult *r, int row, ident_sto
     c->created_at = kr_arena_strdup(ctx->arena, PQgetvalue(r, row, 9));
     c->disabled = PQgetvalue(r, row, 10)[0] == 't';
     const char *hex = PQgetvalue(r, row, 11);
-    if (strlen(hex) == 2 * sizeof(out->secret_hash)) {
-        out->has_secret = true;
-        for (size_t i = 0; i < sizeof(out->secret_hash); i++)
-            out->secret_hash[i] = (unsigned char)(hex_value(hex[2 * i]) << 4 | hex_value(hex[2 * i + 1]));
+    out->has_secret = strlen(hex) == 2 * sizeof(out->secret_hash);
+    for (size_t i = 0; out->has_secret && i < sizeof(out->secret_hash); i++) {
+        int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            out->has_secret = false; /* never from PostgreSQL's encode(); refuse rather than guess */
+        else
+            out->secret_hash[i] = (unsigned char)(hi << 4 | lo);
     }
     out->carrier_id = kr_arena_strdup(ctx->arena, PQgetvalue(r, row, 12));
 }
