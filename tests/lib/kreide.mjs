@@ -130,7 +130,10 @@ export async function startSuite({ gateways = 1, name = 'suite', env: extraEnv =
     gws.push(d);
   }
   const url = gws[0].url;
-  await until(async () => (await fetch(`${url}/readyz`)).status === 200, { what: 'gateway ready', timeoutMs: 20000 });
+  // Every replica, so that a test may talk to any of them at once.
+  for (const g of gws) {
+    await until(async () => (await fetch(`${g.url}/readyz`)).status === 200, { what: `${g.name} ready`, timeoutMs: 20000 });
+  }
 
   const suite = {
     url, identity, gateways: gws, dir, dbUrl, internalKeys, identityUrl, keysDir,
