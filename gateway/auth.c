@@ -101,6 +101,12 @@ gw_auth_result gw_auth_caller(h2o_req_t *req, Kreide__Caller *caller, const char
         *why = kr_jwt_strerror(rv);
         return GW_AUTH_INVALID;
     }
+    /* Only the gateway's own envelopes speak as the gateway. */
+    if (claims.client_id != NULL && strcmp(claims.client_id, GW_OWN_CLIENT_ID) == 0) {
+        kr_jwt_claims_clear(&claims);
+        *why = "this token claims to be the gateway";
+        return GW_AUTH_INVALID;
+    }
     fill_caller(req, &claims, caller);
     kr_jwt_claims_clear(&claims);
     return GW_AUTH_VALID;

@@ -17,6 +17,8 @@
  *   oidc_proto.c  OAuth rules without I/O: PKCE, redirect URIs, parameters,
  *              client authentication (oidc.h)
  *   html.c     the server-rendered pages in German and English (html.h)
+ *   oidc_token.c  the token, introspection and revocation endpoints, and
+ *              revocations broadcast to every loop (oidc.h)
  */
 #ifndef GATEWAY_H
 #define GATEWAY_H
@@ -27,6 +29,7 @@
 
 #include "common.pb-c.h"
 #include "kr_jwt.h"
+#include "kr_redis_h2o.h"
 #include "kr_rpc.h"
 #include "kr_rpc_h2o.h"
 #include "kr_seal.h"
@@ -102,16 +105,22 @@ typedef struct {
     size_t max_body;
     char *openapi_json; /* rendered once at start */
     size_t openapi_len;
+    const char *redis_url;    /* NULL: revocations reach only this process */
+    int64_t access_token_ttl; /* seconds an issued access token lives */
+    struct st_gw_thread_t *threads;
+    size_t nthreads;
 } gw_globals;
 
 extern gw_globals gw;
 
 /* One event loop's state; `super` first so an h2o_context_t * is one. */
-typedef struct {
+typedef struct st_gw_thread_t {
     h2o_context_t super;
     h2o_multithread_queue_t *queue;
     kr_rpc_h2o *rpc;
     kr_jwt_cache *jwt_cache;
+    kr_redis_async *redis; /* NULL without KREIDE_REDIS_URL */
+    h2o_multithread_receiver_t revoke_receiver;
     h2o_socket_t *listener;
     h2o_accept_ctx_t accept_ctx;
     int index;
@@ -138,6 +147,21 @@ typedef enum {
 /* Reads the request's bearer token and fills `caller` (memory from the
  * request pool). On GW_AUTH_INVALID `why` says what was wrong. */
 gw_auth_result gw_auth_caller(h2o_req_t *req, Kreide__Caller *caller, const char **why);
+
+/* ----------------------------------------------------------- oidc_token.c */
+
+/* The Redis channel every loop of every replica hears revocations on, and
+ * the key that records a revoked jti until the token would have expired. */
+#define GW_REVOKED_CHANNEL "kreide.tokens.revoked"
+#define GW_REVOKED_KEY_PREFIX "kreide:revoked:jti:"
+/* The client id in the envelopes of the gateway's own calls to identity. */
+#define GW_OWN_CLIENT_ID "gateway"
+
+/* Prepares loop `t` to hear of revocations: a receiver for the other loops
+ * of this process and, with gw.redis_url, a Redis client subscribed to
+ * GW_REVOKED_CHANNEL. Call on the loop's thread before it serves (or before
+ * the thread starts). Returns -1 with a message when the Redis URL is bad. */
+int gw_revocations_start(gw_thread *t, char *err, size_t errlen) __attribute__((warn_unused_result));
 
 /* ------------------------------------------------------------------ ops.c */
 

@@ -119,6 +119,8 @@ static int setup_thread(gw_thread *t, int index, char *err, size_t errlen)
     t->queue = t->super.queue;
     t->rpc = kr_rpc_h2o_new(t->queue);
     t->jwt_cache = kr_jwt_cache_new(4096);
+    if (gw_revocations_start(t, err, errlen) != 0)
+        return -1;
     t->accept_ctx.ctx = &t->super;
     t->accept_ctx.hosts = config.hosts;
     h2o_multithread_register_receiver(t->queue, &stop_receivers[index], on_stop);
@@ -200,6 +202,8 @@ int main(int argc, char **argv)
     gw.issuer = kr_config_str(cfg, "KREIDE_ISSUER", "http://127.0.0.1:8080", 0);
     gw.audience = kr_config_str(cfg, "KREIDE_JWT_AUDIENCE", "kreide", 0);
     const char *static_dir = kr_config_str(cfg, "KREIDE_STATIC_DIR", NULL, 0);
+    gw.redis_url = kr_config_str(cfg, "KREIDE_REDIS_URL", NULL, KR_CFG_SECRET);
+    gw.access_token_ttl = kr_config_int(cfg, "KREIDE_ACCESS_TOKEN_TTL", 600, 60, 86400);
 
     char err[512];
     if (parse_addr(addr, err, sizeof(err)) != 0)
@@ -209,6 +213,11 @@ int main(int argc, char **argv)
         kr_config_fail(cfg, "KREIDE_INTERNAL_KEYS", "%s", err);
     gw.internal_keys = keys;
     gw.jwt_keys = load_jwt_keys(cfg, jwt_dir, jwt_active);
+    if (gw.redis_url != NULL && gw.redis_url[0] == '\0')
+        gw.redis_url = NULL;
+    kr_redis_target redis_target;
+    if (gw.redis_url != NULL && kr_redis_url_parse(gw.redis_url, &redis_target, err, sizeof(err)) != 0)
+        kr_config_fail(cfg, "KREIDE_REDIS_URL", "%s", err);
     struct stat st;
     if (static_dir != NULL && (stat(static_dir, &st) != 0 || !S_ISDIR(st.st_mode)))
         kr_config_fail(cfg, "KREIDE_STATIC_DIR", "'%s' is not a directory", static_dir);
@@ -255,6 +264,12 @@ int main(int argc, char **argv)
     stop_receivers = calloc((size_t)nthreads, sizeof(*stop_receivers));
     if (threads == NULL || stop_receivers == NULL)
         abort();
+    gw.threads = threads;
+    gw.nthreads = (size_t)nthreads;
+    if (gw.redis_url != NULL)
+        kr_log(KR_LOG_INFO, "token revocations shared through Redis", "channel", GW_REVOKED_CHANNEL, NULL);
+    else
+        kr_log(KR_LOG_WARN, "KREIDE_REDIS_URL is not set: token revocations reach only this process", NULL);
     for (int i = 0; i < nthreads; i++) {
         if (setup_thread(&threads[i], i, err, sizeof(err)) != 0) {
             kr_log(KR_LOG_ERROR, "cannot start", "addr", addr, "error", err, NULL);

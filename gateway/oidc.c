@@ -268,5 +268,6 @@ void gw_oidc_register(h2o_hostconf_t *hostconf)
 {
     register_handler(hostconf, PATH_DISCOVERY, on_discovery);
     register_handler(hostconf, PATH_JWKS, on_jwks);
+    gw_oidc_token_register(hostconf); /* before "/oidc", whose pages are the rest */
     register_handler(hostconf, "/oidc", on_pages);
 }

@@ -22,6 +22,7 @@
 #include <stddef.h>
 
 #include "kr_jwt.h"
+#include "kr_oauth.h"
 
 /* Error codes. 0 is success; each has a gw_oidc_strerror text. */
 typedef enum {
@@ -64,7 +65,7 @@ int gw_oidc_pkce_verify(const char *verifier, size_t verifier_len, const char *c
 /* ---------------------------------------------------------- redirect URIs */
 
 /* Longest redirect URI accepted, in bytes. */
-#define GW_OIDC_REDIRECT_URI_MAX 2000
+#define GW_OIDC_REDIRECT_URI_MAX KR_OAUTH_REDIRECT_URI_MAX
 
 /* Checks that `uri` may be registered as a redirect URI: an absolute URI
  * (RFC 6749 section 3.1.2) of printable ASCII without spaces or backslashes,
@@ -168,8 +169,12 @@ void gw_oidc_init(const char *issuer, const kr_jwt_keyset *keys);
 /* Frees what gw_oidc_init made. */
 void gw_oidc_free(void);
 
-/* Registers /.well-known/openid-configuration, /.well-known/jwks.json and
- * the /oidc/ pages on `hostconf`. */
+/* Registers /oidc/token, /oidc/introspect and /oidc/revoke (oidc_token.c);
+ * gw_oidc_register calls it. */
+void gw_oidc_token_register(h2o_hostconf_t *hostconf);
+
+/* Registers /.well-known/openid-configuration, /.well-known/jwks.json,
+ * the token endpoints and the /oidc/ pages on `hostconf`. */
 void gw_oidc_register(h2o_hostconf_t *hostconf);
 
 #endif

@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 
 #include "oidc.h"
+#include "kr_oauth.h"
 #include "kr_url.h"
 
 const char *gw_oidc_strerror(int err)
@@ -203,152 +204,27 @@ int gw_oidc_pkce_verify(const char *verifier, size_t verifier_len, const char *c
 
 /* ---------------------------------------------------------- redirect URIs */
 
-/* Characters RFC 3986 allows in a URI outside the host's brackets, apart
- * from '%' (checked with its two hex digits) and '#' (refused earlier). */
-static bool uri_char(char c)
-{
-    return pkce_unreserved(c) || (c != '\0' && strchr(":/?@!$&'()*+,;=", c) != NULL);
-}
-
-/* Splits a URI that passed the character checks. Sets the scheme length, the
- * host's span (with brackets for IPv6), and where the port ends (the start of
- * the path, query or the end). Returns 0 or an error. */
-typedef struct {
-    size_t scheme_len;
-    size_t host_at, host_len;
-    size_t authority_end;
-} uri_parts;
-
-static int uri_split(const char *uri, size_t len, uri_parts *p)
-{
-    size_t i = 0;
-    if (len == 0 || !(uri[0] >= 'a' && uri[0] <= 'z'))
-        return GW_OIDC_EMALFORMED;
-    while (i < len && ((uri[i] >= 'a' && uri[i] <= 'z') || (uri[i] >= '0' && uri[i] <= '9') || uri[i] == '+' || uri[i] == '-' ||
-                       uri[i] == '.'))
-        i++;
-    if (len - i < 3 || memcmp(uri + i, "://", 3) != 0)
-        return GW_OIDC_EMALFORMED;
-    p->scheme_len = i;
-    p->host_at = i + 3;
-    size_t end = p->host_at;
-    while (end < len && uri[end] != '/' && uri[end] != '?')
-        end++;
-    p->authority_end = end;
-    const char *a = uri + p->host_at;
-    size_t alen = end - p->host_at;
-    if (alen == 0 || memchr(a, '@', alen) != NULL)
-        return GW_OIDC_EMALFORMED;
-    size_t hlen;
-    if (a[0] == '[') {
-        const char *close = memchr(a, ']', alen);
-        if (close == NULL || close == a + 1)
-            return GW_OIDC_EMALFORMED;
-        hlen = (size_t)(close - a) + 1;
-        for (size_t k = 1; k + 1 < hlen; k++)
-            if (!((a[k] >= '0' && a[k] <= '9') || (a[k] >= 'a' && a[k] <= 'f') || a[k] == ':' || a[k] == '.'))
-                return GW_OIDC_EMALFORMED;
-    } else {
-        const char *colon = memchr(a, ':', alen);
-        hlen = colon != NULL ? (size_t)(colon - a) : alen;
-        if (hlen == 0)
-            return GW_OIDC_EMALFORMED;
-        for (size_t k = 0; k < hlen; k++)
-            if (!((a[k] >= 'a' && a[k] <= 'z') || (a[k] >= '0' && a[k] <= '9') || a[k] == '-' || a[k] == '.'))
-                return GW_OIDC_EMALFORMED; /* upper case too: hosts are compared byte for byte */
-    }
-    p->host_len = hlen;
-    if (hlen < alen) {
-        /* ":port", 1..65535, digits only */
-        if (a[hlen] != ':' || alen - hlen < 2 || alen - hlen > 6)
-            return GW_OIDC_EMALFORMED;
-        long port = 0;
-        for (size_t k = hlen + 1; k < alen; k++) {
-            if (a[k] < '0' || a[k] > '9')
-                return GW_OIDC_EMALFORMED;
-            port = port * 10 + (a[k] - '0');
-        }
-        if (port < 1 || port > 65535)
-            return GW_OIDC_EMALFORMED;
-    }
-    for (size_t k = end; k < len; k++)
-        if (uri[k] == '[' || uri[k] == ']')
-            return GW_OIDC_EMALFORMED;
-    return GW_OIDC_OK;
-}
-
-static bool span_is(const char *s, size_t len, const char *lit)
-{
-    return strlen(lit) == len && memcmp(s, lit, len) == 0;
-}
-
+/* The rules live in libcommon (kr_oauth.h), since identity checks the same
+ * URIs when a client is registered; these keep the gateway's error codes. */
 int gw_oidc_redirect_uri_check(const char *uri, size_t len)
 {
-    if (uri == NULL || len == 0)
-        return GW_OIDC_EMALFORMED;
-    if (len > GW_OIDC_REDIRECT_URI_MAX)
+    switch (kr_oauth_redirect_uri_check(uri, len)) {
+    case KR_OAUTH_OK:
+        return GW_OIDC_OK;
+    case KR_OAUTH_ETOOBIG:
         return GW_OIDC_ETOOBIG;
-    if (memchr(uri, '#', len) != NULL)
-        return GW_OIDC_EFRAGMENT;
-    for (size_t i = 0; i < len; i++) {
-        if (uri[i] == '%') {
-            if (i + 2 >= len || kr_url_hex_digit(uri[i + 1]) < 0 || kr_url_hex_digit(uri[i + 2]) < 0)
-                return GW_OIDC_EMALFORMED;
-        } else if (!uri_char(uri[i]) && uri[i] != '[' && uri[i] != ']') {
-            return GW_OIDC_EMALFORMED;
-        }
-    }
-    uri_parts p;
-    int rv = uri_split(uri, len, &p);
-    if (rv != GW_OIDC_OK)
-        return rv;
-    if (span_is(uri, p.scheme_len, "https"))
-        return GW_OIDC_OK;
-    if (!span_is(uri, p.scheme_len, "http"))
+    case KR_OAUTH_ESCHEME:
         return GW_OIDC_ESCHEME;
-    const char *host = uri + p.host_at;
-    if (span_is(host, p.host_len, "127.0.0.1") || span_is(host, p.host_len, "[::1]") || span_is(host, p.host_len, "localhost"))
-        return GW_OIDC_OK;
-    return GW_OIDC_ESCHEME;
-}
-
-/* For an http URI on a loopback IP literal: the length of "http://host" and
- * where the part after the port starts. False for every other URI. */
-static bool loopback_ip_split(const char *uri, size_t len, size_t *head, size_t *rest)
-{
-    uri_parts p;
-    if (uri_split(uri, len, &p) != GW_OIDC_OK || !span_is(uri, p.scheme_len, "http"))
-        return false;
-    const char *host = uri + p.host_at;
-    if (!span_is(host, p.host_len, "127.0.0.1") && !span_is(host, p.host_len, "[::1]"))
-        return false;
-    *head = p.host_at + p.host_len;
-    *rest = p.authority_end;
-    return true;
+    case KR_OAUTH_EFRAGMENT:
+        return GW_OIDC_EFRAGMENT;
+    default:
+        return GW_OIDC_EMALFORMED;
+    }
 }
 
 int gw_oidc_redirect_uri_match(const char *requested, size_t len, const char *const *registered, size_t nregistered)
 {
-    if (gw_oidc_redirect_uri_check(requested, len) != GW_OIDC_OK)
-        return -1;
-    for (size_t i = 0; i < nregistered; i++)
-        if (registered[i] != NULL && strlen(registered[i]) == len && memcmp(registered[i], requested, len) == 0)
-            return (int)i;
-    /* RFC 8252 section 7.3: a native app listens on whatever port it got. */
-    size_t rhead, rrest;
-    if (!loopback_ip_split(requested, len, &rhead, &rrest))
-        return -1;
-    for (size_t i = 0; i < nregistered; i++) {
-        if (registered[i] == NULL)
-            continue;
-        size_t glen = strlen(registered[i]), ghead, grest;
-        if (!loopback_ip_split(registered[i], glen, &ghead, &grest))
-            continue;
-        if (ghead == rhead && memcmp(registered[i], requested, ghead) == 0 && glen - grest == len - rrest &&
-            memcmp(registered[i] + grest, requested + rrest, len - rrest) == 0)
-            return (int)i;
-    }
-    return -1;
+    return kr_oauth_redirect_uri_match(requested, len, registered, nregistered);
 }
 
 /* Appends `s` percent-encoded: only unreserved characters stay. */

@@ -42,6 +42,10 @@ static gw_route routes[] = {
      "Issue a one-time enrollment or reset code", NULL, NULL, NULL},
     {"POST", "/api/v1/enroll", "identity", "EnrollWithCode", GW_AUTH_PUBLIC, 200,
      "Set a password with a user name and a one-time code", NULL, NULL, NULL},
+    {"POST", "/api/v1/oidc/clients", "identity", "CreateClient", GW_AUTH_BEARER, 201, "Register an OpenID Connect client", NULL,
+     NULL, NULL},
+    {"GET", "/api/v1/oidc/clients/{client_id}", "identity", "GetClient", GW_AUTH_BEARER, 200,
+     "Read an OpenID Connect client's registration", NULL, NULL, NULL},
 };
 static const size_t nroutes = sizeof(routes) / sizeof(routes[0]);
 

@@ -552,5 +552,10 @@ const kr_rpc_method ident_methods[] = {
     KR_RPC_ENTRY("AddGuardianship", add_guardianship, Kreide__Identity__AddGuardianshipRequest, Kreide__Identity__Guardianship),
     KR_RPC_ENTRY("SearchDirectory", search_directory, Kreide__Identity__SearchDirectoryRequest,
                  Kreide__Identity__SearchDirectoryReply),
+    /* OpenID Connect clients (api_clients.c) */
+    KR_RPC_ENTRY("CreateClient", ident_create_client, Kreide__Identity__CreateClientRequest, Kreide__Identity__CreateClientReply),
+    KR_RPC_ENTRY("GetClient", ident_get_client, Kreide__Identity__GetClientRequest, Kreide__Identity__OidcClient),
+    KR_RPC_ENTRY("AuthenticateClient", ident_authenticate_client, Kreide__Identity__AuthenticateClientRequest,
+                 Kreide__Identity__OidcClient),
 };
 const size_t ident_nmethods = sizeof(ident_methods) / sizeof(ident_methods[0]);

@@ -388,4 +388,72 @@ ident_store_result ident_store_set_password_hash(kr_rpc_ctx *ctx, const char *us
 ident_store_result ident_store_auth_schools(kr_rpc_ctx *ctx, const char *user_id, Kreide__Identity__AuthenticatedSchool ***out,
                                             size_t *n);
 
+/* ================================================== OpenID Connect clients
+ *
+ *   api_clients.c    CreateClient, GetClient, AuthenticateClient; the input
+ *                    checks of a registration
+ *   store_clients.c  the SQL of identity.oidc_clients
+ *   policy.c         who may register and read clients (end of the file)
+ */
+
+/* Bytes of randomness in a client id (22 base64url characters) and in a
+ * confidential client's secret (43). */
+#define IDENT_CLIENT_ID_BYTES 16
+#define IDENT_CLIENT_SECRET_BYTES 32
+/* Most redirect URIs, grant types and scopes one client registers. */
+#define IDENT_CLIENT_MAX_URIS 16
+#define IDENT_CLIENT_MAX_SCOPES 32
+
+/* The client id the gateway puts into the envelopes of its own calls. */
+#define IDENT_GATEWAY_CLIENT_ID "gateway"
+
+/* The handlers of CreateClient, GetClient and AuthenticateClient, for
+ * api.c's method table (KR_RPC_ENTRY with ident_create_client etc.). */
+int ident_create_client_rpc(kr_rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage *out);
+int ident_get_client_rpc(kr_rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage *out);
+int ident_authenticate_client_rpc(kr_rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage *out);
+
+/* True when `s` can be a client id this service hands out: 22 characters of
+ * the base64url alphabet. */
+bool ident_client_id_valid(const char *s);
+
+/* True when every entry is one of authorization_code, refresh_token,
+ * client_credentials and none repeats. */
+bool ident_grant_types_valid(char *const *grants, size_t n);
+
+/* True when the list holds `name`. */
+bool ident_list_has(char *const *list, size_t n, const char *name);
+
+/* True when the caller is the gateway itself (a SERVICE caller with client
+ * id "gateway" and no user), as in the envelopes of the OIDC endpoints. */
+bool ident_is_gateway(const Kreide__Caller *caller);
+
+/* True when the caller may register a client for `school` (NULL: an
+ * installation-wide client): operators; for a school, also its carrier's
+ * admins. */
+bool ident_may_create_client(const Kreide__Caller *caller, const ident_school_ref *school);
+
+/* True when the caller may read the registration of client `client_id` of
+ * `school` (NULL: installation-wide): operators, the school's carrier
+ * admins, the gateway, and the client itself (a service token issued to
+ * it). */
+bool ident_may_read_client(const Kreide__Caller *caller, const ident_school_ref *school, const char *client_id);
+
+/* A client as stored, with what authentication needs. */
+typedef struct {
+    Kreide__Identity__OidcClient client; /* strings from ctx->arena */
+    bool has_secret;
+    unsigned char secret_hash[32]; /* SHA-256 of the secret when has_secret */
+    const char *carrier_id;        /* the school's carrier, "" when none or no school */
+} ident_stored_client;
+
+/* Inserts a client (validated input; `secret_hash` NULL for public
+ * clients). CONFLICT when the id is taken, NOT_FOUND when the school does
+ * not exist. */
+ident_store_result ident_store_create_client(kr_rpc_ctx *ctx, const Kreide__Identity__OidcClient *c,
+                                             const unsigned char secret_hash[32]);
+
+/* Reads a client by id (a valid client id). NOT_FOUND when none. */
+ident_store_result ident_store_get_client(kr_rpc_ctx *ctx, const char *client_id, ident_stored_client *out);
+
 #endif

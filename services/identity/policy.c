@@ -158,3 +158,26 @@ bool ident_may_issue_code(const Kreide__Caller *caller, const ident_school_ref *
     return (roles & IDENT_ROLE_TEACHER) != 0 && purpose == KREIDE__IDENTITY__CODE_PURPOSE__RESET &&
            (target_roles & IDENT_ROLE_PUPIL) != 0 && caller_leads_target;
 }
+
+/* ------------------------------------------------- OpenID Connect clients */
+
+bool ident_is_gateway(const Kreide__Caller *caller)
+{
+    return caller->kind == KREIDE__CALLER__KIND__SERVICE && strcmp(caller->client_id, IDENT_GATEWAY_CLIENT_ID) == 0 &&
+           caller->user_id[0] == '\0';
+}
+
+bool ident_may_create_client(const Kreide__Caller *caller, const ident_school_ref *school)
+{
+    if (ident_is_operator(caller))
+        return true;
+    return school != NULL && ident_is_carrier_admin(caller, school->carrier_id);
+}
+
+bool ident_may_read_client(const Kreide__Caller *caller, const ident_school_ref *school, const char *client_id)
+{
+    if (ident_may_create_client(caller, school) || ident_is_gateway(caller))
+        return true;
+    /* A client reads its own registration with a token issued to it. */
+    return caller->kind == KREIDE__CALLER__KIND__SERVICE && client_id[0] != '\0' && strcmp(caller->client_id, client_id) == 0;
+}

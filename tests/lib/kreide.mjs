@@ -111,15 +111,21 @@ export async function startSuite({ gateways = 1, name = 'suite', env: extraEnv =
     path.join(outDir, `${name}-identity.log`)).start();
 
   const gws = [];
+  const ports = [];
+  for (let i = 0; i < gateways; i++) ports.push(await freePort());
   for (let i = 0; i < gateways; i++) {
-    const port = await freePort();
+    const port = ports[i];
     const gwEnv = {
       ...base,
       KREIDE_HTTP_ADDR: `127.0.0.1:${port}`,
       KREIDE_HTTP_THREADS: '2',
       KREIDE_IDENTITY_URL: identityUrl,
       KREIDE_JWT_KEYS_DIR: keysDir,
-      KREIDE_ISSUER: `http://127.0.0.1:${port}`,
+      // Replicas of one provider: every gateway issues and accepts tokens
+      // under the first one's address.
+      KREIDE_ISSUER: `http://127.0.0.1:${ports[0]}`,
+      // Token revocations travel over the runner's Redis when it gives one.
+      ...(process.env.KREIDE_TEST_REDIS_URL && !('KREIDE_REDIS_URL' in extraEnv) ? { KREIDE_REDIS_URL: process.env.KREIDE_TEST_REDIS_URL } : {}),
       KREIDE_RPC_TIMEOUT_MS: extraEnv.KREIDE_RPC_TIMEOUT_MS || '3000',
       KREIDE_MAX_BODY_BYTES: extraEnv.KREIDE_MAX_BODY_BYTES || '65536',
     };
@@ -129,7 +135,10 @@ export async function startSuite({ gateways = 1, name = 'suite', env: extraEnv =
     gws.push(d);
   }
   const url = gws[0].url;
-  await until(async () => (await fetch(`${url}/readyz`)).status === 200, { what: 'gateway ready', timeoutMs: 20000 });
+  // Every replica, so that a test may talk to any of them at once.
+  for (const g of gws) {
+    await until(async () => (await fetch(`${g.url}/readyz`)).status === 200, { what: `${g.name} ready`, timeoutMs: 20000 });
+  }
 
   const suite = {
     url, identity, gateways: gws, dir, dbUrl, internalKeys, identityUrl, keysDir,

@@ -1,0 +1,641 @@
+/* The OAuth 2.0 endpoints clients call directly: token (RFC 6749; the
+ * client_credentials grant of section 4.4 so far), introspection (RFC 7662)
+ * and revocation (RFC 7009), and the broadcast that carries a revocation to
+ * every loop of every gateway replica.
+ *
+ * Each request authenticates its client through identity's
+ * AuthenticateClient, in an envelope whose caller is the gateway itself;
+ * identity owns the clients and their secrets. Access tokens are JWTs signed
+ * here with the gateway's keys, so checking one needs no call at all. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway.h"
+#include "identity.pb-c.h"
+#include "kr_id.h"
+#include "kr_log.h"
+#include "kr_oauth.h"
+#include "kr_redis_h2o.h"
+#include "oidc.h"
+
+#define METHOD_AUTHENTICATE "kreide.identity.Identity/AuthenticateClient"
+/* Clock skew allowed on exp, as in auth.c; a revocation outlives the token
+ * by as much. */
+#define LEEWAY_S 30
+/* Longest jti that is revoked and broadcast; ours are UUIDs. */
+#define JTI_MAX 128
+
+typedef enum { EP_TOKEN, EP_INTROSPECT, EP_REVOKE } endpoint;
+
+/* Scopes about a person, which a token without one cannot carry. */
+static const char *const person_scopes[] = {"openid", "profile", "offline_access", "school", NULL};
+
+/* ---------------------------------------------------------------- replies */
+
+static void send_oauth_json(h2o_req_t *req, int status, json_t *body)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (text == NULL)
+        abort();
+    /* RFC 6749 section 5.1: nothing of a token response is cached. */
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("pragma"), 0, NULL, H2O_STRLIT("no-cache"));
+    gw_send_json(req, status, text, strlen(text));
+    free(text);
+}
+
+/* An error response of RFC 6749 section 5.2. `basic` adds the challenge
+ * that a 401 after Basic authentication must carry. */
+static void send_oauth_error(h2o_req_t *req, int status, const char *error, const char *description, bool basic)
+{
+    if (status == 401 && basic)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("Basic realm=\"kreide\""));
+    send_oauth_json(req, status, json_pack("{s:s, s:s}", "error", error, "error_description", description));
+}
+
+/* --------------------------------------------------------------- requests */
+
+/* A request waiting for identity or Redis. Lives outside the request's pool
+ * because the request may be gone (the client hung up) when the answer
+ * arrives. */
+typedef struct st_oauth_call_t oauth_call;
+
+typedef struct {
+    oauth_call *call;
+} call_guard;
+
+struct st_oauth_call_t {
+    h2o_req_t *req; /* NULL once the request was disposed */
+    call_guard *guard;
+    gw_thread *thread;
+    endpoint ep;
+    gw_oidc_form form; /* strings in the request's pool */
+    bool basic;        /* the client authenticated with HTTP Basic */
+    /* Set after authentication: */
+    char *client_id;
+    json_t *answer; /* introspection: the response waiting for the Redis check */
+};
+
+static void on_request_disposed(void *arg)
+{
+    call_guard *g = arg;
+    if (g->call != NULL)
+        g->call->req = NULL;
+}
+
+/* Takes the call's request away from it for answering; NULL when it is gone. */
+static h2o_req_t *call_request(oauth_call *c)
+{
+    h2o_req_t *req = c->req;
+    if (req != NULL)
+        c->guard->call = NULL;
+    c->req = NULL;
+    return req;
+}
+
+/* Gives the request back to the call while it waits again. */
+static void call_reattach(oauth_call *c, h2o_req_t *req)
+{
+    c->req = req;
+    c->guard->call = c;
+}
+
+static void call_free(oauth_call *c)
+{
+    if (c->req != NULL)
+        c->guard->call = NULL;
+    free(c->client_id);
+    json_decref(c->answer);
+    free(c);
+}
+
+static bool is_form_content_type(h2o_req_t *req)
+{
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
+    if (i < 0)
+        return false;
+    h2o_iovec_t v = req->headers.entries[i].value;
+    static const char form[] = "application/x-www-form-urlencoded";
+    size_t n = sizeof(form) - 1;
+    return v.len >= n && h2o_lcstris(v.base, n, form, n) && (v.len == n || v.base[n] == ';' || v.base[n] == ' ');
+}
+
+/* --------------------------------------------------------------- issuing */
+
+static bool listed(const char *const *names, const char *name)
+{
+    for (size_t i = 0; names[i] != NULL; i++)
+        if (strcmp(names[i], name) == 0)
+            return true;
+    return false;
+}
+
+static bool has(char *const *list, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(list[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* The scope a client_credentials token gets: what was asked for (each a
+ * registered scope, none about a person), or every registered scope not
+ * about a person. Returns NULL with *why set when the request is refused;
+ * the result comes from the pool and may be "". */
+static char *grant_scope(h2o_mem_pool_t *pool, const Kreide__Identity__OidcClient *cl, const char *requested, const char **why)
+{
+    size_t cap = 1;
+    for (size_t i = 0; i < cl->n_scopes; i++)
+        cap += strlen(cl->scopes[i]) + 1;
+    char *out = h2o_mem_alloc_pool(pool, cap);
+    size_t o = 0;
+    out[0] = '\0';
+    if (requested == NULL) {
+        for (size_t i = 0; i < cl->n_scopes; i++) {
+            if (listed(person_scopes, cl->scopes[i]))
+                continue;
+            o += (size_t)sprintf(out + o, "%s%s", o > 0 ? " " : "", cl->scopes[i]);
+        }
+        return out;
+    }
+    /* RFC 6749 section 3.3: scope tokens separated by single spaces. */
+    size_t len = strlen(requested), at = 0;
+    while (at <= len) {
+        const char *tok = requested + at;
+        const char *sp = memchr(tok, ' ', len - at);
+        size_t tlen = sp != NULL ? (size_t)(sp - tok) : len - at;
+        at += tlen + 1;
+        if (!kr_oauth_scope_token_valid(tok, tlen)) {
+            *why = "scope must be scope tokens separated by single spaces";
+            return NULL;
+        }
+        char *name = h2o_strdup(pool, tok, tlen).base;
+        if (listed(person_scopes, name)) {
+            *why = "a client_credentials token acts for no person: openid, profile, school and offline_access are refused";
+            return NULL;
+        }
+        if (!has(cl->scopes, cl->n_scopes, name)) {
+            *why = "a requested scope is not registered for this client";
+            return NULL;
+        }
+        /* A scope named twice is granted once. */
+        bool seen = false;
+        for (const char *p = out; !seen && *p != '\0';) {
+            size_t plen = strcspn(p, " ");
+            seen = plen == tlen && memcmp(p, name, tlen) == 0;
+            p += plen + (p[plen] == ' ');
+        }
+        if (!seen)
+            o += (size_t)sprintf(out + o, "%s%s", o > 0 ? " " : "", name);
+    }
+    return out;
+}
+
+static void issue_client_token(h2o_req_t *req, const oauth_call *c, const Kreide__Identity__OidcClient *cl)
+{
+    if (cl->type != KREIDE__IDENTITY__CLIENT_TYPE__CONFIDENTIAL || !has(cl->grant_types, cl->n_grant_types, "client_credentials")) {
+        send_oauth_error(req, 400, "unauthorized_client", "this client is not registered for the client_credentials grant", false);
+        return;
+    }
+    const char *why = NULL;
+    char *scope = grant_scope(&req->pool, cl, gw_oidc_form_get(&c->form, "scope"), &why);
+    if (scope == NULL) {
+        send_oauth_error(req, 400, "invalid_scope", why, false);
+        return;
+    }
+    if (gw.jwt_keys == NULL || kr_jwt_keyset_active_kid(gw.jwt_keys) == NULL) {
+        send_oauth_error(req, 503, "temporarily_unavailable", "this server has no signing key", false);
+        return;
+    }
+    kr_uuid_str jti;
+    kr_uuid7_new(&jti);
+    int64_t now = kr_now_ms() / 1000;
+    kr_jwt_claims claims = {
+        .iss = (char *)gw.issuer,
+        .sub = cl->client_id,
+        .aud = (char *)gw.audience,
+        .jti = jti.s,
+        .scope = scope[0] != '\0' ? scope : NULL,
+        .client_id = cl->client_id,
+        .iat = now,
+        .exp = now + gw.access_token_ttl,
+        .extra = json_pack("{s:s}", "kind", "service"),
+    };
+    char *token = NULL;
+    int rv = kr_jwt_sign(gw.jwt_keys, &claims, &token);
+    json_decref(claims.extra);
+    if (rv != KR_JWT_OK) {
+        kr_log(KR_LOG_ERROR, "cannot sign an access token", "error", kr_jwt_strerror(rv), NULL);
+        send_oauth_error(req, 500, "server_error", "the token could not be signed", false);
+        return;
+    }
+    json_t *body =
+        json_pack("{s:s, s:s, s:I}", "access_token", token, "token_type", "Bearer", "expires_in", (json_int_t)gw.access_token_ttl);
+    if (scope[0] != '\0')
+        json_object_set_new(body, "scope", json_string(scope));
+    free(token);
+    kr_log(KR_LOG_INFO, "access token issued", "client_id", cl->client_id, "jti", jti.s, NULL);
+    send_oauth_json(req, 200, body);
+}
+
+/* ------------------------------------------------------ checking a token */
+
+/* Verifies the `token` parameter as one of our access tokens issued to
+ * `client_id`. False for anything else (bad, expired, revoked here, or
+ * another client's): such tokens are inactive for this client, and
+ * revoking them is a no-op. */
+static bool own_token(gw_thread *t, const char *token, const char *client_id, kr_jwt_claims *claims)
+{
+    if (token == NULL || gw.jwt_keys == NULL)
+        return false;
+    kr_jwt_verify_opts opts = {.issuer = gw.issuer, .audience = gw.audience, .leeway = 0};
+    if (kr_jwt_cache_verify(t->jwt_cache, gw.jwt_keys, token, strlen(token), &opts, claims) != KR_JWT_OK)
+        return false;
+    if (claims->client_id == NULL || strcmp(claims->client_id, client_id) != 0) {
+        kr_jwt_claims_clear(claims);
+        return false;
+    }
+    return true;
+}
+
+static json_t *introspection_of(const kr_jwt_claims *c)
+{
+    json_t *o = json_pack("{s:b, s:s, s:s, s:I, s:I}", "active", 1, "token_type", "Bearer", "client_id", c->client_id, "exp",
+                          (json_int_t)c->exp, "iat", (json_int_t)c->iat);
+    if (c->scope != NULL)
+        json_object_set_new(o, "scope", json_string(c->scope));
+    if (c->sub != NULL)
+        json_object_set_new(o, "sub", json_string(c->sub));
+    if (c->aud != NULL)
+        json_object_set_new(o, "aud", json_string(c->aud));
+    if (c->iss != NULL)
+        json_object_set_new(o, "iss", json_string(c->iss));
+    if (c->jti != NULL)
+        json_object_set_new(o, "jti", json_string(c->jti));
+    return o;
+}
+
+static void on_revoked_lookup(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    oauth_call *c = privdata;
+    redisReply *r = reply;
+    h2o_req_t *req = call_request(c);
+    if (req != NULL) {
+        if (r == NULL || r->type != REDIS_REPLY_INTEGER)
+            send_oauth_error(req, 503, "temporarily_unavailable", "revocations cannot be read right now", false);
+        else if (r->integer == 0)
+            send_oauth_json(req, 200, json_incref(c->answer));
+        else
+            send_oauth_json(req, 200, json_pack("{s:b}", "active", 0));
+    }
+    call_free(c);
+}
+
+static void introspect(h2o_req_t *req, oauth_call *c, const Kreide__Identity__OidcClient *cl)
+{
+    /* RFC 7662 section 2.1: the caller must be authorized; a public client
+     * holds no credentials to be. */
+    if (cl->type != KREIDE__IDENTITY__CLIENT_TYPE__CONFIDENTIAL) {
+        send_oauth_error(req, 401, "invalid_client", "introspection needs a confidential client", c->basic);
+        call_free(c);
+        return;
+    }
+    kr_jwt_claims claims = {0};
+    if (!own_token(c->thread, gw_oidc_form_get(&c->form, "token"), cl->client_id, &claims)) {
+        send_oauth_json(req, 200, json_pack("{s:b}", "active", 0));
+        call_free(c);
+        return;
+    }
+    c->answer = introspection_of(&claims);
+    char key[sizeof(GW_REVOKED_KEY_PREFIX) + JTI_MAX];
+    bool check = c->thread->redis != NULL && claims.jti != NULL && strlen(claims.jti) <= JTI_MAX;
+    if (check)
+        snprintf(key, sizeof(key), "%s%s", GW_REVOKED_KEY_PREFIX, claims.jti);
+    kr_jwt_claims_clear(&claims);
+    /* Another replica may have revoked it a moment ago: Redis decides. */
+    if (check) {
+        call_reattach(c, req);
+        if (kr_redis_async_command(c->thread->redis, on_revoked_lookup, c, "EXISTS %s", key) == 0)
+            return;
+        call_request(c);
+        send_oauth_error(req, 503, "temporarily_unavailable", "revocations cannot be read right now", false);
+        call_free(c);
+        return;
+    }
+    send_oauth_json(req, 200, json_incref(c->answer));
+    call_free(c);
+}
+
+/* ------------------------------------------------------------- revoking */
+
+typedef struct {
+    h2o_multithread_message_t super;
+    int64_t until;
+    char jti[JTI_MAX + 1];
+} revoke_message;
+
+static void revoke_here(gw_thread *t, const char *jti, int64_t until)
+{
+    if (kr_jwt_cache_revoke_jti(t->jwt_cache, jti, until) != KR_JWT_OK)
+        kr_log(KR_LOG_WARN, "revocation list full: the token stays usable on this loop until it expires", "jti", jti, NULL);
+}
+
+static void on_revoke_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    gw_thread *t = H2O_STRUCT_FROM_MEMBER(gw_thread, revoke_receiver, receiver);
+    while (!h2o_linklist_is_empty(messages)) {
+        revoke_message *m = H2O_STRUCT_FROM_MEMBER(revoke_message, super.link, messages->next);
+        h2o_linklist_unlink(&m->super.link);
+        revoke_here(t, m->jti, m->until);
+        free(m);
+    }
+}
+
+static void on_redis_revocation(kr_redis_async *r, const kr_redis_message *msg, void *privdata)
+{
+    gw_thread *t = privdata;
+    json_t *o = json_loadb(msg->payload, msg->payload_len, 0, NULL);
+    json_t *jti = json_object_get(o, "jti"), *until = json_object_get(o, "until");
+    if (json_is_string(jti) && json_string_length(jti) <= JTI_MAX && json_is_integer(until))
+        revoke_here(t, json_string_value(jti), json_integer_value(until));
+    else
+        kr_log(KR_LOG_WARN, "ignored a malformed revocation message", NULL);
+    json_decref(o);
+}
+
+int gw_revocations_start(gw_thread *t, char *err, size_t errlen)
+{
+    h2o_multithread_register_receiver(t->queue, &t->revoke_receiver, on_revoke_message);
+    if (gw.redis_url == NULL)
+        return 0;
+    t->redis = kr_redis_async_new(t->super.loop, gw.redis_url, 2000, err, errlen);
+    if (t->redis == NULL)
+        return -1;
+    if (kr_redis_async_subscribe(t->redis, GW_REVOKED_CHANNEL, false, on_redis_revocation, t) != 0) {
+        snprintf(err, errlen, "cannot subscribe to %s", GW_REVOKED_CHANNEL);
+        return -1;
+    }
+    return 0;
+}
+
+/* Without Redis, the other loops of this process hear of it directly. */
+static void broadcast_locally(gw_thread *self, const char *jti, int64_t until)
+{
+    for (size_t i = 0; i < gw.nthreads; i++) {
+        gw_thread *t = &gw.threads[i];
+        if (t == self)
+            continue;
+        revoke_message *m = calloc(1, sizeof(*m));
+        if (m == NULL)
+            abort();
+        m->until = until;
+        snprintf(m->jti, sizeof(m->jti), "%s", jti);
+        h2o_multithread_send_message(&t->revoke_receiver, &m->super);
+    }
+}
+
+static void on_revocation_recorded(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    oauth_call *c = privdata;
+    redisReply *r = reply;
+    h2o_req_t *req = call_request(c);
+    if (req != NULL) {
+        if (r == NULL || r->type == REDIS_REPLY_ERROR)
+            send_oauth_error(req, 503, "temporarily_unavailable", "the revocation could not be recorded; try again", false);
+        else
+            send_oauth_json(req, 200, json_object());
+    }
+    call_free(c);
+}
+
+/* Records the revocation (for introspection on any replica) and tells every
+ * subscribed loop, in one step so that neither happens without the other. */
+static const char revoke_script[] = "redis.call('SET', KEYS[1], '1', 'EX', ARGV[1]) "
+                                    "return redis.call('PUBLISH', ARGV[2], ARGV[3])";
+
+static void revoke_token(h2o_req_t *req, oauth_call *c, const Kreide__Identity__OidcClient *cl)
+{
+    kr_jwt_claims claims = {0};
+    /* RFC 7009 section 2.2: an invalid or unknown token, or one issued to
+     * another client, is answered like a revoked one and changes nothing. */
+    if (!own_token(c->thread, gw_oidc_form_get(&c->form, "token"), cl->client_id, &claims)) {
+        send_oauth_json(req, 200, json_object());
+        call_free(c);
+        return;
+    }
+    if (claims.jti == NULL || strlen(claims.jti) > JTI_MAX) {
+        kr_jwt_claims_clear(&claims);
+        send_oauth_json(req, 200, json_object());
+        call_free(c);
+        return;
+    }
+    int64_t until = claims.exp + LEEWAY_S, now = kr_now_ms() / 1000;
+    char jti[JTI_MAX + 1];
+    snprintf(jti, sizeof(jti), "%s", claims.jti);
+    kr_jwt_claims_clear(&claims);
+    revoke_here(c->thread, jti, until);
+    kr_log(KR_LOG_INFO, "access token revoked", "client_id", cl->client_id, "jti", jti, NULL);
+    if (c->thread->redis == NULL) {
+        broadcast_locally(c->thread, jti, until);
+        send_oauth_json(req, 200, json_object());
+        call_free(c);
+        return;
+    }
+    char key[sizeof(GW_REVOKED_KEY_PREFIX) + JTI_MAX], ttl[24];
+    snprintf(key, sizeof(key), "%s%s", GW_REVOKED_KEY_PREFIX, jti);
+    snprintf(ttl, sizeof(ttl), "%lld", (long long)(until > now ? until - now : 1));
+    json_t *m = json_pack("{s:s, s:I}", "jti", jti, "until", (json_int_t)until);
+    char *payload = json_dumps(m, JSON_COMPACT);
+    json_decref(m);
+    if (payload == NULL)
+        abort();
+    call_reattach(c, req);
+    int rv = kr_redis_async_command(c->thread->redis, on_revocation_recorded, c, "EVAL %s 1 %s %s %s %s", revoke_script, key, ttl,
+                                    GW_REVOKED_CHANNEL, payload);
+    free(payload);
+    if (rv == 0)
+        return;
+    call_request(c);
+    send_oauth_error(req, 503, "temporarily_unavailable", "the revocation could not be recorded; try again", false);
+    call_free(c);
+}
+
+/* ------------------------------------------------------- authentication */
+
+static void on_authenticated(void *arg, kr_rpc_result *res)
+{
+    oauth_call *c = arg;
+    h2o_req_t *req = call_request(c);
+    if (req == NULL) {
+        kr_rpc_result_free(res);
+        call_free(c);
+        return;
+    }
+    if (res->status == KREIDE__STATUS__UNAUTHENTICATED) {
+        kr_rpc_result_free(res);
+        send_oauth_error(req, 401, "invalid_client", "client authentication failed", c->basic);
+        call_free(c);
+        return;
+    }
+    Kreide__Identity__OidcClient *cl = NULL;
+    if (res->status == KREIDE__STATUS__OK)
+        cl = kreide__identity__oidc_client__unpack(NULL, res->body_len, res->body);
+    if (cl == NULL) {
+        int status = res->status == KREIDE__STATUS__OK ? 502 : kr_rpc_http_status(res->status);
+        kr_log(KR_LOG_ERROR, "client authentication failed to run", "error", res->error_code, NULL);
+        kr_rpc_result_free(res);
+        send_oauth_error(req, status >= 500 ? 503 : 500, status >= 500 ? "temporarily_unavailable" : "server_error",
+                         "clients cannot be checked right now", false);
+        call_free(c);
+        return;
+    }
+    kr_rpc_result_free(res);
+    c->client_id = strdup(cl->client_id);
+    switch (c->ep) {
+    case EP_TOKEN:
+        issue_client_token(req, c, cl);
+        call_free(c);
+        break;
+    case EP_INTROSPECT:
+        introspect(req, c, cl);
+        break;
+    case EP_REVOKE:
+        revoke_token(req, c, cl);
+        break;
+    }
+    kreide__identity__oidc_client__free_unpacked(cl, NULL);
+}
+
+static kr_rpc_client *identity_client(void)
+{
+    for (size_t i = 0; i < gw.nservices; i++)
+        if (strcmp(gw.services[i].name, "identity") == 0)
+            return gw.services[i].client;
+    abort(); /* main.c always configures identity */
+}
+
+/* Reads the request up to client authentication, which it starts. */
+static int on_oauth_request(h2o_req_t *req, endpoint ep)
+{
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("POST"));
+        send_oauth_error(req, 405, "invalid_request", "this endpoint only answers POST", false);
+        return 0;
+    }
+    if (!is_form_content_type(req)) {
+        send_oauth_error(req, 400, "invalid_request", "the body must be application/x-www-form-urlencoded", false);
+        return 0;
+    }
+    oauth_call *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        abort();
+    c->ep = ep;
+    c->thread = gw_thread_of(req);
+    const char *bad = NULL;
+    int rv =
+        gw_oidc_form_parse(&req->pool, req->entity.base != NULL ? req->entity.base : "", req->entity.len, NULL, &c->form, &bad);
+    if (rv != GW_OIDC_OK) {
+        free(c);
+        send_oauth_error(req, 400, "invalid_request",
+                         rv == GW_OIDC_EDUPLICATE ? "a parameter is given more than once" : "the form body is malformed", false);
+        return 0;
+    }
+    const char *client_id = gw_oidc_form_get(&c->form, "client_id");
+    const char *secret = gw_oidc_form_get(&c->form, "client_secret");
+    ssize_t ai = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    if (ai >= 0) {
+        h2o_iovec_t v = req->headers.entries[ai].value;
+        const char *bid = NULL, *bsecret = NULL;
+        c->basic = true;
+        if (gw_oidc_client_basic(&req->pool, v.base, v.len, &bid, &bsecret) != GW_OIDC_OK) {
+            free(c);
+            send_oauth_error(req, 401, "invalid_client",
+                             "the Authorization header must be HTTP Basic with the client's id and secret", true);
+            return 0;
+        }
+        /* RFC 6749 section 2.3: one authentication method per request. */
+        if (secret != NULL || (client_id != NULL && strcmp(client_id, bid) != 0)) {
+            free(c);
+            send_oauth_error(req, 400, "invalid_request", "use either HTTP Basic or client_secret in the body, not both", false);
+            return 0;
+        }
+        client_id = bid;
+        secret = bsecret;
+    } else if (client_id == NULL) {
+        free(c);
+        send_oauth_error(req, 401, "invalid_client", "client authentication is required", true);
+        return 0;
+    }
+    if (ep == EP_TOKEN) {
+        const char *grant = gw_oidc_form_get(&c->form, "grant_type");
+        if (grant == NULL) {
+            free(c);
+            send_oauth_error(req, 400, "invalid_request", "grant_type is required", false);
+            return 0;
+        }
+        if (strcmp(grant, "client_credentials") != 0) {
+            free(c);
+            send_oauth_error(req, 400, "unsupported_grant_type", "this server issues tokens for client_credentials only so far",
+                             false);
+            return 0;
+        }
+    } else if (gw_oidc_form_get(&c->form, "token") == NULL) {
+        free(c);
+        send_oauth_error(req, 400, "invalid_request", "token is required", false);
+        return 0;
+    }
+
+    Kreide__Identity__AuthenticateClientRequest in = KREIDE__IDENTITY__AUTHENTICATE_CLIENT_REQUEST__INIT;
+    in.client_id = (char *)client_id;
+    in.client_secret = (char *)(secret != NULL ? secret : "");
+    size_t n = kreide__identity__authenticate_client_request__get_packed_size(&in);
+    uint8_t *body = h2o_mem_alloc_pool(&req->pool, n ? n : 1);
+    kreide__identity__authenticate_client_request__pack(&in, body);
+    /* The gateway asks for itself: identity serves AuthenticateClient to no
+     * one else. */
+    Kreide__Caller caller = KREIDE__CALLER__INIT;
+    caller.kind = KREIDE__CALLER__KIND__SERVICE;
+    caller.client_id = GW_OWN_CLIENT_ID;
+    kr_rpc_request rq = {
+        .method = METHOD_AUTHENTICATE,
+        .request_id = gw_request_id(req),
+        .deadline_ms = kr_now_ms() + gw.rpc_timeout_ms,
+        .caller = &caller,
+        .body = body,
+        .body_len = n,
+    };
+    c->guard = h2o_mem_alloc_shared(&req->pool, sizeof(call_guard), on_request_disposed);
+    call_reattach(c, req);
+    kr_rpc_h2o_call(c->thread->rpc, identity_client(), &rq, on_authenticated, c);
+    return 0;
+}
+
+static int on_token(h2o_handler_t *self, h2o_req_t *req)
+{
+    return on_oauth_request(req, EP_TOKEN);
+}
+
+static int on_introspect(h2o_handler_t *self, h2o_req_t *req)
+{
+    return on_oauth_request(req, EP_INTROSPECT);
+}
+
+static int on_revoke(h2o_handler_t *self, h2o_req_t *req)
+{
+    return on_oauth_request(req, EP_REVOKE);
+}
+
+static void register_handler(h2o_hostconf_t *hostconf, const char *path, int (*fn)(h2o_handler_t *, h2o_req_t *))
+{
+    h2o_pathconf_t *pc = h2o_config_register_path(hostconf, path, 0);
+    h2o_handler_t *h = h2o_create_handler(pc, sizeof(*h));
+    h->on_req = fn;
+    gw_access_log_register(pc);
+}
+
+void gw_oidc_token_register(h2o_hostconf_t *hostconf)
+{
+    register_handler(hostconf, "/oidc/token", on_token);
+    register_handler(hostconf, "/oidc/introspect", on_introspect);
+    register_handler(hostconf, "/oidc/revoke", on_revoke);
+}
