@@ -496,6 +496,19 @@ static void field(page_buf *b, const gw_html_form *f, const char *id, const char
     put(b, ">\n");
 }
 
+/* <a href="path?request=..."> for the links between the login and
+ * enrollment pages, so that the pending request survives the detour. */
+static void link_with_request(page_buf *b, const char *path, const char *request)
+{
+    put(b, "<a href=\"");
+    put(b, path);
+    if (request != NULL) {
+        put(b, "?request=");
+        put_text(b, request); /* sealed requests need no percent-encoding */
+    }
+    put(b, "\">");
+}
+
 /* ----------------------------------------------------------------- pages */
 
 int gw_html_render_login(h2o_mem_pool_t *pool, const gw_html_login *page, h2o_iovec_t *out)
@@ -522,7 +535,8 @@ int gw_html_render_login(h2o_mem_pool_t *pool, const gw_html_login *page, h2o_io
               "inputmode=\"numeric\" pattern=\"[0-9 ]{6,7}\" maxlength=\"7\" spellcheck=\"false\"");
     put(&b, "<button type=\"submit\">");
     put(&b, T(l, "Anmelden", "Sign in"));
-    put(&b, "</button>\n</form>\n<footer>\n<p><a href=\"/oidc/enroll\">");
+    put(&b, "</button>\n</form>\n<footer>\n<p>");
+    link_with_request(&b, "/oidc/enroll", f->request);
     put(&b, T(l, "Zum ersten Mal hier? Zugang mit Code einrichten", "First time here? Set up your account with a code"));
     put(&b, "</a></p>\n<p class=\"small\">");
     put(&b, T(l, "Passwort vergessen? Eine Lehrkraft oder die Schulverwaltung kann einen neuen Code ausgeben.",
@@ -612,7 +626,8 @@ int gw_html_render_enroll(h2o_mem_pool_t *pool, const gw_html_enroll *page, h2o_
           NULL, NULL);
     put(&b, "<button type=\"submit\">");
     put(&b, T(l, "Passwort festlegen", "Set password"));
-    put(&b, "</button>\n</form>\n<footer>\n<p><a href=\"/oidc/login\">");
+    put(&b, "</button>\n</form>\n<footer>\n<p>");
+    link_with_request(&b, "/oidc/login", f->request);
     put(&b, T(l, "Zurück zur Anmeldung", "Back to sign-in"));
     put(&b, "</a></p>\n</footer>\n");
     page_close(&b);

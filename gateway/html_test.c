@@ -223,6 +223,8 @@ static void login_page_escapes_what_it_echoes(void **state)
     assert_non_null(strstr(out.base, "value=\"&quot;&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;\""));
     assert_non_null(strstr(out.base, "<input type=\"hidden\" name=\"csrf\" value=\"&quot; autofocus onfocus=&quot;alert(1)\">"));
     assert_non_null(strstr(out.base, "<input type=\"hidden\" name=\"request\" value=\"r&lt;1&gt;\">"));
+    /* the way to enrollment keeps the pending request */
+    assert_non_null(strstr(out.base, "<a href=\"/oidc/enroll?request=r&lt;1&gt;\">"));
     assert_non_null(strstr(out.base, "weiter zu „&lt;img src=x onerror=alert(1)&gt;“"));
     assert_null(strstr(out.base, "<img"));
     /* the error is announced and tied to the fields */
@@ -371,6 +373,11 @@ static void enroll_page_has_code_and_two_new_passwords(void **state)
     assert_non_null(strstr(out.base, "autocomplete=\"one-time-code\""));
     assert_int_equal(count(out.base, "autocomplete=\"new-password\""), 2);
     assert_non_null(strstr(out.base, "value=\"mia.k\""));
+    assert_non_null(strstr(out.base, "<a href=\"/oidc/login\">")); /* no pending request */
+    page.form.request = "k1.abc.def";
+    assert_int_equal(gw_html_render_enroll(&pool, &page, &out), GW_HTML_OK);
+    assert_non_null(strstr(out.base, "<input type=\"hidden\" name=\"request\" value=\"k1.abc.def\">"));
+    assert_non_null(strstr(out.base, "<a href=\"/oidc/login?request=k1.abc.def\">"));
     assert_non_null(strstr(out.base, "role=\"alert\""));
     assert_non_null(strstr(out.base, "Die beiden Passwörter sind nicht gleich."));
     /* a field with a hint is described by the error and the hint */

@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "html.h"
 #include "kr_jwt.h"
 #include "kr_oauth.h"
 #include "kr_seal.h"
@@ -297,6 +298,22 @@ void gw_oidc_free(void);
 /* Registers /oidc/token, /oidc/introspect and /oidc/revoke (oidc_token.c);
  * gw_oidc_register calls it. */
 void gw_oidc_token_register(h2o_hostconf_t *hostconf);
+
+/* Registers /oidc/authorize, /oidc/login, /oidc/consent, /oidc/enroll and
+ * /oidc/logout (oidc_authorize.c); gw_oidc_register calls it. */
+void gw_oidc_authorize_register(h2o_hostconf_t *hostconf);
+
+/* The language of a page: `ui_locales` (may be NULL), else the request's
+ * Accept-Language (gw_html_lang_negotiate). */
+gw_lang gw_oidc_lang(h2o_req_t *req, const char *ui_locales);
+
+/* Sends a rendered page with the headers every page carries: the content
+ * type and language, GW_HTML_CSP, `Cache-Control: no-store`, the common
+ * security headers. */
+void gw_oidc_send_page(h2o_req_t *req, int status, gw_lang lang, h2o_iovec_t page);
+
+/* Renders and sends an error page (gw_html_error) with the request's id. */
+void gw_oidc_send_error_page(h2o_req_t *req, int status, gw_lang lang, gw_html_msg msg, const char *code);
 
 /* Registers /.well-known/openid-configuration, /.well-known/jwks.json,
  * the token endpoints and the /oidc/ pages on `hostconf`. */

@@ -110,11 +110,11 @@ static int parse_max_age(const char *s, int64_t *out)
     return 0;
 }
 
-#define REFUSE(err, desc)                                                                                                         \
-    do {                                                                                                                          \
-        *error = (err);                                                                                                           \
-        *description = (desc);                                                                                                    \
-        return -1;                                                                                                                \
+#define REFUSE(err, desc)                                                                                                          \
+    do {                                                                                                                           \
+        *error = (err);                                                                                                            \
+        *description = (desc);                                                                                                     \
+        return -1;                                                                                                                 \
     } while (0)
 
 int gw_oidc_authz_check(h2o_mem_pool_t *pool, const gw_oidc_form *form, const gw_oidc_client_view *client, gw_oidc_authz *out,

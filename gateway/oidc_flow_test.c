@@ -135,8 +135,7 @@ static void check_refuses_response_types_and_objects(void **state)
     assert_string_equal(a.state, "xyz"); /* goes back with the error */
     assert_string_equal(check(BASE "response_type=token&scope=openid", &confidential, &a), "unsupported_response_type");
     assert_string_equal(check(BASE "response_type=code%20id_token&scope=openid", &confidential, &a), "unsupported_response_type");
-    assert_string_equal(check(BASE "response_type=code&scope=openid&response_mode=fragment", &confidential, &a),
-                        "invalid_request");
+    assert_string_equal(check(BASE "response_type=code&scope=openid&response_mode=fragment", &confidential, &a), "invalid_request");
     assert_string_equal(check(BASE "response_type=code&scope=openid&request=eyJ", &confidential, &a), "request_not_supported");
     assert_string_equal(check(BASE "response_type=code&scope=openid&request_uri=https%3A%2F%2Fx", &confidential, &a),
                         "request_uri_not_supported");
@@ -175,12 +174,12 @@ static void check_pkce_is_s256_and_required_for_public_clients(void **state)
         "invalid_request");
     assert_string_equal(check(BASE "response_type=code&scope=openid&code_challenge_method=S256", &confidential, &a),
                         "invalid_request");
-    assert_string_equal(check(BASE "response_type=code&scope=openid&code_challenge=short&code_challenge_method=S256",
-                              &confidential, &a),
-                        "invalid_request");
-    assert_string_equal(check(BASE "response_type=code&scope=openid&code_challenge=" CHALLENGE "&code_challenge_method=s256",
-                              &confidential, &a),
-                        "invalid_request");
+    assert_string_equal(
+        check(BASE "response_type=code&scope=openid&code_challenge=short&code_challenge_method=S256", &confidential, &a),
+        "invalid_request");
+    assert_string_equal(
+        check(BASE "response_type=code&scope=openid&code_challenge=" CHALLENGE "&code_challenge_method=s256", &confidential, &a),
+        "invalid_request");
     /* a confidential client may use PKCE, and then it is checked */
     assert_null(
         check(BASE "response_type=code&scope=openid&code_challenge=" CHALLENGE "&code_challenge_method=S256", &confidential, &a));
@@ -483,7 +482,8 @@ static kr_jwt_keyset *keys_with(const char *kid)
 
 static char *id_token(const kr_jwt_keyset *ks, const char *iss, const char *aud, int64_t exp)
 {
-    kr_jwt_claims c = {.iss = (char *)iss, .sub = "0190b3c4-7d2e-7a11-9f00-0123456789ab", .aud = (char *)aud, .sid = "s1", .exp = exp};
+    kr_jwt_claims c = {
+        .iss = (char *)iss, .sub = "0190b3c4-7d2e-7a11-9f00-0123456789ab", .aud = (char *)aud, .sid = "s1", .exp = exp};
     char *tok = NULL;
     assert_int_equal(kr_jwt_sign(ks, &c, &tok), KR_JWT_OK);
     return tok;
