@@ -256,6 +256,8 @@ static const char *const messages[GW_HTML_MSG_COUNT_][2] = {
                                     "eingetragen ist. Aus Sicherheitsgründen geht es hier nicht weiter.",
                                     "The application gave a return address for signing out that is not registered for it. For "
                                     "your safety, it stops here."},
+    [GW_HTML_MSG_BAD_TOTP] = {"Der Code aus der App stimmt nicht. Bitte das Passwort noch einmal und den aktuellen Code eingeben.",
+                              "The code from the app is not right. Please enter the password again and the current code."},
     [GW_HTML_MSG_REQUEST_EXPIRED] = {"Die Anmeldung hat zu lange gedauert und ist abgelaufen.",
                                      "Signing in took too long and has expired."},
 };

@@ -86,6 +86,7 @@ typedef enum {
     GW_HTML_MSG_SIGN_IN_AGAIN,   /* form: the session ended while the person was on a page */
     GW_HTML_MSG_BAD_LOGOUT_URI,  /* error page: post_logout_redirect_uri not registered: never redirect */
     GW_HTML_MSG_REQUEST_EXPIRED, /* error page: the pending sign-in is older than its limit */
+    GW_HTML_MSG_BAD_TOTP,        /* form: the second factor's code was wrong */
     GW_HTML_MSG_COUNT_,          /* number of messages; not a message */
 } gw_html_msg;
 

@@ -304,7 +304,9 @@ static void show_login(h2o_req_t *req, flow *f, login_view v)
     gw_html_login p = {
         .form = {.lang = lang, .csrf_token = page_csrf(req), .request = a != NULL ? seal(req, a) : NULL, .error = v.error},
         .client_name = a != NULL ? a->client_name : NULL,
-        .username = v.username != NULL ? v.username : a != NULL ? a->login_hint : NULL,
+        .username = v.username != NULL ? v.username
+                    : a != NULL        ? a->login_hint
+                                       : NULL,
         .totp = v.totp,
         .wait_seconds = v.wait_seconds,
     };
@@ -638,7 +640,9 @@ static void on_started(flow *f, h2o_req_t *req, kr_rpc_result *res)
     login_view v = {.username = f->username, .totp = f->asked_totp};
     if (res->status == KREIDE__STATUS__FAILED_PRECONDITION && res->error_code != NULL &&
         strstr(res->error_code, "totp_required") != NULL) {
-        v.error = GW_HTML_MSG_TOTP_REQUIRED;
+        /* Asked for when the password was right: first without a code,
+         * then with a wrong one. */
+        v.error = f->asked_totp ? GW_HTML_MSG_BAD_TOTP : GW_HTML_MSG_TOTP_REQUIRED;
         v.totp = true;
     } else if (res->status == KREIDE__STATUS__RESOURCE_EXHAUSTED) {
         v.error = GW_HTML_MSG_TOO_MANY_ATTEMPTS;
@@ -797,7 +801,9 @@ static void show_enroll(h2o_req_t *req, flow *f, const char *username, gw_html_m
                  .csrf_token = page_csrf(req),
                  .request = f->has_authz ? seal(req, &f->authz) : NULL,
                  .error = error},
-        .username = username != NULL ? username : f->has_authz ? f->authz.login_hint : NULL,
+        .username = username != NULL ? username
+                    : f->has_authz   ? f->authz.login_hint
+                                     : NULL,
     };
     h2o_iovec_t page;
     if (gw_html_render_enroll(&req->pool, &p, &page) != GW_HTML_OK) {
