@@ -590,6 +590,7 @@ static int on_authorize(h2o_handler_t *self, h2o_req_t *req)
     if (gw_oidc_authz_begin(&f->params, &f->authz, &why) != 0) {
         gw_lang l = f->lang;
         free(f);
+        kr_log(KR_LOG_INFO, "authorization request refused", "why", why, NULL);
         error_page(req, 400, l, GW_HTML_MSG_BAD_REQUEST, "invalid_request");
         return 0;
     }
