@@ -301,11 +301,14 @@ static void send_grant_refusal(h2o_req_t *req, const oauth_call *c, const kr_rpc
 {
     static const struct {
         const char *code, *error;
+        int status;
     } errors[] = {
-        {"oidc.invalid_grant", "invalid_grant"},
-        {"oidc.invalid_scope", "invalid_scope"},
-        {"oidc.invalid_request", "invalid_request"},
-        {"oidc.unauthorized_client", "unauthorized_client"},
+        {"oidc.invalid_grant", "invalid_grant", 400},
+        {"oidc.invalid_scope", "invalid_scope", 400},
+        {"oidc.invalid_request", "invalid_request", 400},
+        {"oidc.unauthorized_client", "unauthorized_client", 400},
+        /* disabled between authentication and the grant */
+        {"oidc.invalid_client", "invalid_client", 401},
     };
     const char *code = res->error_code != NULL ? res->error_code : "";
     const char *why = res->message != NULL && res->message[0] != '\0' ? res->message : NULL;
@@ -315,7 +318,7 @@ static void send_grant_refusal(h2o_req_t *req, const oauth_call *c, const kr_rpc
     case KREIDE__STATUS__NOT_FOUND:
         for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++)
             if (strcmp(code, errors[i].code) == 0) {
-                send_oauth_error(req, 400, errors[i].error, why != NULL ? why : "the request was refused", false);
+                send_oauth_error(req, errors[i].status, errors[i].error, why != NULL ? why : "the request was refused", c->basic);
                 return;
             }
         /* A malformed parameter identity found before looking anything up. */

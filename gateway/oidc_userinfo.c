@@ -66,8 +66,9 @@ static void send_bearer_error(h2o_req_t *req, int status, const char *error, con
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, challenge.base, challenge.len);
     json_t *body = json_object();
     json_object_set_new(body, "error", json_string(error != NULL ? error : "invalid_request"));
-    json_object_set_new(body, "error_description",
-                        json_string(gw_oidc_error_text(&req->pool, description != NULL ? description : "an access token is required")));
+    json_object_set_new(
+        body, "error_description",
+        json_string(gw_oidc_error_text(&req->pool, description != NULL ? description : "an access token is required")));
     send_json(req, status, body);
 }
 
@@ -292,7 +293,8 @@ static int on_userinfo(h2o_handler_t *self, h2o_req_t *req)
     }
     if (!get && !post) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET, POST"));
-        send_json(req, 405, json_pack("{s:s, s:s}", "error", "invalid_request", "error_description", "userinfo answers GET and POST"));
+        send_json(req, 405,
+                  json_pack("{s:s, s:s}", "error", "invalid_request", "error_description", "userinfo answers GET and POST"));
         return 0;
     }
     h2o_iovec_t token;
