@@ -7,8 +7,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as oidc from 'openid-client';
-import { startSuite, api } from '../lib/kreide.mjs';
-import { signIn, follow, formFor, CookieJar } from '../lib/browser.mjs';
+import { startSuite, api, until } from '../lib/kreide.mjs';
+import { signIn, follow, CookieJar } from '../lib/browser.mjs';
 
 let s;
 let op;
@@ -54,19 +54,19 @@ after(async () => {
 // One authorization request in `browser` (signing in or consenting where
 // the provider asks), redeemed with openid-client. Returns the tokens and
 // the checks used.
-async function codeFlow({ scope = 'openid profile school offline_access', extra = {} } = {}) {
+async function codeFlow({ scope = 'openid profile school offline_access', extra = {}, cfg = config } = {}) {
   const checks = {
     pkceCodeVerifier: oidc.randomPKCECodeVerifier(),
     expectedState: oidc.randomState(),
     expectedNonce: oidc.randomNonce(),
   };
-  const url = oidc.buildAuthorizationUrl(config, {
+  const url = oidc.buildAuthorizationUrl(cfg, {
     redirect_uri: REDIRECT, scope, state: checks.expectedState, nonce: checks.expectedNonce,
     code_challenge: await oidc.calculatePKCECodeChallenge(checks.pkceCodeVerifier), code_challenge_method: 'S256', ...extra,
   });
-  const { redirect } = await signIn(url, { ...USER, redirectUri: REDIRECT, jar: browser });
-  const tokens = await oidc.authorizationCodeGrant(config, redirect, checks);
-  return { tokens, checks, redirect };
+  const { redirect, steps } = await signIn(url, { ...USER, redirectUri: REDIRECT, jar: browser });
+  const tokens = await oidc.authorizationCodeGrant(cfg, redirect, checks);
+  return { tokens, checks, redirect, steps };
 }
 
 // An openid-client error carrying an OAuth error code or HTTP status.
@@ -91,7 +91,9 @@ let first; // the first sign-in's result, for the later tests
 
 test('authorization code with PKCE: scripted sign-in, token exchange, ID token validated by the library', async () => {
   first = await codeFlow();
-  const { tokens, checks, redirect } = first;
+  const { tokens, checks, redirect, steps } = first;
+  // A third-party client: the person signs in, then allows the scopes.
+  assert.deepEqual(steps, ['login', 'consent']);
   // RFC 9207: the authorization response names the issuer.
   assert.equal(redirect.searchParams.get('iss'), s.url);
   assert.equal(redirect.searchParams.get('state'), checks.expectedState);
@@ -122,10 +124,12 @@ test('authorization code with PKCE: scripted sign-in, token exchange, ID token v
   assert.equal(school.school_id, ids.school);
   assert.equal(school.name, 'Gymnasium Am Hafen');
   assert.equal(school.kennung, '654321');
-  assert.ok(school.roles.includes('TEACHER'), JSON.stringify(school.roles));
-  assert.deepEqual(school.groups.map((g) => [g.group_id, g.name, g.role]), [[ids.group, '7c', 'LEADER']]);
+  assert.deepEqual(school.roles, ['teacher']);
+  assert.deepEqual(school.schulconnex_roles, ['Lehr']);
+  assert.deepEqual(school.groups, [{ group_id: ids.group, name: '7c', kind: 'class', role: 'leader' }]);
   assert.deepEqual(c['urn:schulconnex:de:personenkontext:organisation:kennung'], ['654321']);
-  assert.deepEqual(c['urn:schulconnex:de:personenkontext:rolle'], ['LEHR']);
+  assert.deepEqual(c['urn:schulconnex:de:personenkontext:rolle'], ['Lehr']);
+  assert.equal(typeof c.at_hash, 'string');
   const header = JSON.parse(Buffer.from(tokens.id_token.split('.')[0], 'base64url'));
   assert.equal(header.alg, 'ES256');
 
@@ -158,7 +162,8 @@ test('userinfo returns the person claims for the expected subject', async () => 
 });
 
 test('a second authorization signs in silently with the SSO cookie', async () => {
-  const { tokens } = await codeFlow({ extra: { prompt: 'none' } });
+  const { tokens, steps } = await codeFlow({ extra: { prompt: 'none' } });
+  assert.deepEqual(steps, [], 'no login page, no consent page');
   assert.equal(tokens.claims().sub, ids.user);
   assert.equal(tokens.claims().sid, first.tokens.claims().sid, 'the same SSO session');
 });
@@ -176,10 +181,32 @@ test('refresh rotates the refresh token; the old one then fails', async () => {
 
 test('revocation: a revoked access token and a revoked refresh token stop working', async () => {
   const { tokens } = await codeFlow();
+  assert.equal((await oidc.fetchUserInfo(config, tokens.access_token, ids.user)).sub, ids.user);
   await oidc.tokenRevocation(config, tokens.access_token);
+  // Every loop of the gateway hears of it a moment later.
+  await until(async () => (await api(`${s.url}/oidc/userinfo`, { token: tokens.access_token })).status === 401,
+    { what: 'the revocation to reach every loop' });
   await assert.rejects(oidc.fetchUserInfo(config, tokens.access_token, ids.user), httpStatus(401));
   await oidc.tokenRevocation(config, tokens.refresh_token);
   await assert.rejects(oidc.refreshTokenGrant(config, tokens.refresh_token), oauthError('invalid_grant'));
+});
+
+test('a client registered for RS256 gets RS256 ID tokens, which the library verifies with the JWK Set', async () => {
+  const rs = await post('/api/v1/oidc/clients', {
+    name: 'Altes Portal', type: 'CONFIDENTIAL', redirect_uris: [REDIRECT], id_token_alg: 'RS256', scopes: ['openid', 'profile'],
+  });
+  assert.equal(rs.id_token_alg, 'RS256');
+  const cfg = await oidc.discovery(new URL(s.url), rs.client_id, { id_token_signed_response_alg: 'RS256' },
+    oidc.ClientSecretPost(rs.client_secret), { execute: [oidc.allowInsecureRequests] });
+  const { tokens, steps } = await codeFlow({ scope: 'openid profile', cfg });
+  assert.deepEqual(steps, ['consent'], 'signed in already; this client asks for consent once');
+  const header = JSON.parse(Buffer.from(tokens.id_token.split('.')[0], 'base64url'));
+  assert.equal(header.alg, 'RS256');
+  assert.equal(tokens.claims().aud, rs.client_id);
+  assert.equal(tokens.claims().preferred_username, USER.username);
+  // The access token stays ES256, for the API.
+  assert.equal(JSON.parse(Buffer.from(tokens.access_token.split('.')[0], 'base64url')).alg, 'ES256');
+  assert.equal((await oidc.fetchUserInfo(cfg, tokens.access_token, ids.user)).sub, ids.user);
 });
 
 test('client_credentials with the same client', async () => {
@@ -200,17 +227,13 @@ test('RP-initiated logout ends the SSO session: prompt=none then answers login_r
   const end = oidc.buildEndSessionUrl(config, {
     id_token_hint: tokens.id_token, post_logout_redirect_uri: LOGGED_OUT, state,
   });
-  let r = await follow(browser, end.href, { stopAt: LOGGED_OUT });
-  if (!r.redirect) {
-    // A confirmation page: the person confirms.
-    const confirm = formFor(r.page, '/oidc/logout');
-    assert.ok(confirm, `neither a redirect nor a confirmation: ${r.page.status} ${r.page.text.slice(0, 300)}`);
-    r = await follow(browser, new URL(confirm.action, r.page.url).href, { method: 'POST', form: confirm.fields, stopAt: LOGGED_OUT });
-  }
-  assert.ok(r.redirect, 'redirected to the post-logout URI');
-  const last = r.hops.at(-1);
-  assert.equal(last.status, 303);
+  // With a valid hint of the person signed in, the GET ends the session at
+  // once: 303 to the registered post-logout URI, the cookie cleared.
+  const r = await follow(browser, end.href, { stopAt: LOGGED_OUT });
+  assert.ok(r.redirect, `not redirected to ${LOGGED_OUT}: ${r.page?.status} ${r.page?.text.slice(0, 300)}`);
+  assert.deepEqual(r.hops.map((h) => h.status), [303]);
   assert.equal(r.redirect.origin + r.redirect.pathname, LOGGED_OUT);
+  assert.equal(browser.get(s.url, 'kreide_sso'), undefined, 'the SSO cookie is cleared');
   assert.equal(r.redirect.searchParams.get('state'), state);
 
   // Even a browser that kept the old cookie is signed in no more: the

@@ -122,13 +122,15 @@ export function formFor(page, path) {
 // given): follows redirects, signs in on the login page with `username`
 // and `password` (and `totp` when the page asks for it), answers the
 // consent page with `consent` ('allow' or 'deny'), until the provider
-// redirects to `redirectUri`. Returns { jar, redirect: URL, hops }. Throws,
+// redirects to `redirectUri`. Returns { jar, redirect: URL, hops, steps }
+// (`steps`: the forms posted on the way, 'login' and 'consent'). Throws,
 // with the page's text, when it ends on any other page (an error page, or
 // the login page again after a wrong password).
 export async function signIn(authorizationUrl, { username, password, totp, redirectUri, consent = 'allow', jar = new CookieJar() } = {}) {
   let r = await follow(jar, String(authorizationUrl), { stopAt: redirectUri });
   const hops = [...r.hops];
   const seen = new Set();
+  const steps = [];
   while (!r.redirect) {
     const page = r.page;
     const login = formFor(page, '/oidc/login');
@@ -137,12 +139,14 @@ export async function signIn(authorizationUrl, { username, password, totp, redir
     let fields;
     if (login && !seen.has('login')) {
       seen.add('login');
+      steps.push('login');
       if (username === undefined) throw new Error(`signIn: the provider asks for a login (${page.status})`);
       fields = { ...login.fields, username, password };
       if (login.inputs.includes('totp') && totp !== undefined) fields.totp = totp;
       action = login.action;
     } else if (allow && !seen.has('consent')) {
       seen.add('consent');
+      steps.push('consent');
       fields = { ...allow.fields, decision: consent };
       action = allow.action;
     } else {
@@ -154,5 +158,5 @@ export async function signIn(authorizationUrl, { username, password, totp, redir
     r = await follow(jar, new URL(action, page.url).href, { method: 'POST', form: fields, stopAt: redirectUri });
     hops.push(...r.hops);
   }
-  return { jar, redirect: r.redirect, hops };
+  return { jar, redirect: r.redirect, hops, steps };
 }

@@ -14,9 +14,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash, createHmac, createPublicKey, randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
-import path from 'node:path';
-import { startSuite, api } from '../lib/kreide.mjs';
+import { startSuite, api, until } from '../lib/kreide.mjs';
 import { signIn, request, CookieJar } from '../lib/browser.mjs';
 
 let s;
@@ -27,6 +25,7 @@ const jars = {}; // one signed-in browser per person
 const PASSWORD = 'ein sehr geheimes passwort';
 const REDIRECT = 'http://127.0.0.1:8766/cb';
 const OTHER_REDIRECT = 'http://127.0.0.1:8766/other';
+const BYE = 'http://127.0.0.1:8766/bye';
 const FLOW_SCOPE = 'openid profile school offline_access';
 
 const FORM = 'application/x-www-form-urlencoded';
@@ -49,7 +48,7 @@ async function person(suite, token, username, contexts) {
 }
 
 const registerClient = (suite, token, name, extra = {}) => post(suite, '/api/v1/oidc/clients', {
-  name, type: 'CONFIDENTIAL', redirect_uris: [REDIRECT, OTHER_REDIRECT], first_party: true,
+  name, type: 'CONFIDENTIAL', redirect_uris: [REDIRECT, OTHER_REDIRECT], post_logout_redirect_uris: [BYE], first_party: true,
   grant_types: ['authorization_code', 'refresh_token'], scopes: ['openid', 'profile', 'school', 'offline_access'], ...extra,
 }, token);
 
@@ -139,6 +138,12 @@ async function works(t) {
   assert.equal(u.status === 200, d.status === 200, `userinfo ${u.status}, API ${d.status}`);
   return u.status === 200;
 }
+// Revocations reach every gateway loop over Redis, a moment after identity
+// recorded them: wait for the refusal, then check it everywhere.
+async function revoked(t) {
+  await until(async () => (await userinfo(t)).status === 401, { what: 'the revocation to arrive' });
+  await dead(t);
+}
 async function dead(t) {
   const u = await userinfo(t);
   assert.equal(u.status, 401, u.text);
@@ -148,13 +153,16 @@ async function dead(t) {
   assert.equal(d.json.error.code, 'auth.invalid_token');
 }
 
-// Rows the flow writes; a refusal changes none of them.
-function flowRows() {
-  const tables = sql("SELECT string_agg(table_name, ' ' ORDER BY table_name) FROM information_schema.tables WHERE table_schema = 'identity' "
-    + "AND table_name ~ '(code|grant|refresh|consent)'").split(' ').filter((t) => t && t !== 'one_time_codes');
-  assert.ok(tables.length >= 2, `the flow's tables: ${tables}`);
-  return Object.fromEntries(tables.map((t) => [t, sql(`SELECT md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM identity.${t} t`)]));
+// The flow's tables (services/identity/migrations/005_oidc_flow.sql), each
+// as a digest of all its rows: a refusal changes none of them.
+const FLOW_TABLES = ['oidc_codes', 'oidc_grants', 'oidc_refresh_tokens', 'oidc_access_tokens', 'oidc_consents'];
+function flowRows({ except = [] } = {}) {
+  return Object.fromEntries(FLOW_TABLES.filter((t) => !except.includes(t)).map((t) =>
+    [t, sql(`SELECT count(*) || ':' || md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM identity.${t} t`)]));
 }
+// A code's row: 'unused', 'used' (refused, no grant) or 'redeemed'.
+const codeState = (c) => sql(`SELECT CASE WHEN used_at IS NULL THEN 'unused' WHEN grant_id IS NULL THEN 'used' ELSE 'redeemed' END `
+  + `FROM identity.oidc_codes WHERE code_hash = sha256('${c.code}'::bytea)`);
 
 test('an unregistered redirect_uri gets an error page, never a redirect, and no code', async () => {
   await code(); // signed in: a code would be issued if the URI were accepted
@@ -173,10 +181,9 @@ test('an unregistered redirect_uri gets an error page, never a redirect, and no 
       assert.ok(!r.text.includes('code='), redirectUri);
     }
   }
+  assert.deepEqual(flowRows(), before, 'a refused request wrote a code');
   // A registered URI of the same client is fine (the control).
   assert.ok((await code({ redirectUri: OTHER_REDIRECT })).code);
-  const after = flowRows();
-  for (const t of Object.keys(before)) if (!/code/.test(t)) assert.equal(after[t], before[t], t);
 });
 
 test('a reused code is invalid_grant and kills the tokens issued from it', async () => {
@@ -186,19 +193,20 @@ test('a reused code is invalid_grant and kills the tokens issued from it', async
   const { access_token: at, refresh_token: rt } = first.json;
   assert.ok(await works(at));
   refused(await redeem(c), 'invalid_grant');
-  await dead(at);
+  await revoked(at);
   refused(await refresh(rt), 'invalid_grant');
 });
 
 test('a wrong PKCE verifier is invalid_grant, and the code is gone after it', async () => {
   const c = await code();
-  const before = flowRows();
-  refused(await redeem(c, clients.a, { code_verifier: pkce().verifier }), 'invalid_grant');
+  const before = flowRows({ except: ['oidc_codes'] });
+  refused(await redeem(c, clients.a, { code_verifier: pkce().verifier }), 'invalid_grant', /verifier/);
+  assert.equal(codeState(c), 'used');
   const nearly = c.verifier.slice(0, -1) + (c.verifier.endsWith('A') ? 'B' : 'A');
   refused(await redeem(c, clients.a, { code_verifier: nearly }), 'invalid_grant');
   refused(await redeem(c), 'invalid_grant'); // single use, even after a failure
-  const after = flowRows();
-  for (const t of Object.keys(before)) if (!/code/.test(t)) assert.equal(after[t], before[t], t);
+  assert.deepEqual(flowRows({ except: ['oidc_codes'] }), before, 'no grant, no tokens');
+  assert.equal(codeState(c), 'used');
   // Without any verifier, for a code that has a challenge.
   const d = await code();
   refused(await token({ grant_type: 'authorization_code', code: d.code, redirect_uri: d.redirectUri }), 'invalid_grant');
@@ -206,8 +214,11 @@ test('a wrong PKCE verifier is invalid_grant, and the code is gone after it', as
 
 test('a code redeemed with another redirect_uri than it was issued for is invalid_grant', async () => {
   const c = await code();
-  refused(await redeem(c, clients.a, { redirect_uri: OTHER_REDIRECT }), 'invalid_grant');
+  const before = flowRows({ except: ['oidc_codes'] });
+  refused(await redeem(c, clients.a, { redirect_uri: OTHER_REDIRECT }), 'invalid_grant', /redirect_uri/);
   refused(await redeem(c), 'invalid_grant');
+  assert.deepEqual(flowRows({ except: ['oidc_codes'] }), before);
+  assert.equal(codeState(c), 'used');
 });
 
 test('a code presented by another client is invalid_grant and stays the rightful client\'s', async () => {
@@ -215,6 +226,7 @@ test('a code presented by another client is invalid_grant and stays the rightful
   const before = flowRows();
   refused(await redeem(c, clients.b), 'invalid_grant');
   assert.deepEqual(flowRows(), before);
+  assert.equal(codeState(c), 'unused');
   const own = await redeem(c);
   assert.equal(own.status, 200, own.text);
   assert.ok(await works(own.json.access_token));
@@ -238,8 +250,8 @@ test('a reused refresh token revokes the whole family', async () => {
   refused(await refresh(t.refresh_token), 'invalid_grant');
   // Every token of the family is dead: the old and the new access token,
   // and the newest refresh token.
-  await dead(t.access_token);
-  await dead(r2.json.access_token);
+  await revoked(t.access_token);
+  await revoked(r2.json.access_token);
   refused(await refresh(r2.json.refresh_token), 'invalid_grant');
   // Another family of the same person is untouched.
   assert.ok(await works((await tokens()).access_token));
@@ -271,28 +283,58 @@ test('tampered access and ID tokens are refused by userinfo and the API', async 
   assert.ok(await works(t.access_token));
 });
 
+test('a tampered or unsigned ID token as id_token_hint ends no session and redirects nowhere', async () => {
+  const jar = new CookieJar();
+  const t = await tokens({ jar });
+  const id = parts(t.id_token);
+  const raw = Buffer.from(id.sig, 'base64url');
+  raw[5] ^= 0x80;
+  const bad = [
+    `${id.h}.${id.p}.${raw.toString('base64url')}`,
+    `${id.h}.${b64({ ...id.payload, sub: ids.pupil })}.${id.sig}`,
+    `${b64({ ...id.header, alg: 'none' })}.${id.p}.`,
+    t.access_token, // an access token is no ID token
+  ];
+  const logout = (hint) => {
+    const u = new URL('/oidc/logout', s.url);
+    u.searchParams.set('id_token_hint', hint);
+    u.searchParams.set('post_logout_redirect_uri', BYE);
+    return request(jar, u.href);
+  };
+  for (const hint of bad) {
+    const r = await logout(hint);
+    assert.equal(r.status, 400, `${r.status} ${r.location}`);
+    assert.equal(r.location, null);
+    assert.match(r.headers.get('content-type'), /^text\/html/);
+  }
+  // Still signed in: a silent authorization gets a code.
+  const silent = await signIn(authorizeUrl(s, clients.a, { challenge: pkce().challenge, extra: { prompt: 'none' } }),
+    { redirectUri: REDIRECT, jar });
+  assert.ok(silent.redirect.searchParams.get('code'), String(silent.redirect));
+  // The untouched hint (the control) ends the session.
+  const ok = await logout(t.id_token);
+  assert.equal(ok.status, 303, ok.text.slice(0, 300));
+  assert.equal(new URL(ok.location).origin + new URL(ok.location).pathname, BYE);
+});
+
 test('alg none and HS256 keyed with the public key are refused by userinfo and the API', async () => {
   const t = await tokens();
   const { header, payload } = parts(t.access_token);
   const none = `${b64({ ...header, alg: 'none' })}.${b64(payload)}.`;
   await dead(none);
   await dead(`${b64({ typ: 'JWT', alg: 'none' })}.${b64(payload)}.`);
-  // The public key as an attacker finds it: PEM from the JWK Set, and the
-  // JWK itself.
+  // Every public key as an attacker finds it in the JWK Set (the suite has
+  // an EC and an RSA key), as PEM and as the JWK itself, for an HMAC secret.
   const jwks = (await api(`${s.url}/.well-known/jwks.json`)).json;
-  const jwk = jwks.keys.find((k) => k.kid === header.kid);
-  assert.ok(jwk);
-  const pem = createPublicKey({ key: jwk, format: 'jwk' }).export({ type: 'spki', format: 'pem' });
-  for (const secret of [pem, pem.trim(), JSON.stringify(jwk)]) {
-    const head = b64({ ...header, alg: 'HS256' });
-    const body = b64(payload);
-    const mac = createHmac('sha256', secret).update(`${head}.${body}`).digest('base64url');
-    await dead(`${head}.${body}.${mac}`);
-  }
-  // The key files the suite signs with are EC keys: no HMAC secret there either.
-  for (const f of readdirSync(s.keysDir).filter((n) => n.endsWith('.pem'))) {
-    const key = createPublicKey(readFileSync(path.join(s.keysDir, f)));
-    assert.ok(['ec', 'rsa'].includes(key.asymmetricKeyType), f);
+  assert.deepEqual(jwks.keys.map((k) => k.kty).sort(), ['EC', 'RSA']);
+  for (const jwk of jwks.keys) {
+    const pem = createPublicKey({ key: jwk, format: 'jwk' }).export({ type: 'spki', format: 'pem' });
+    for (const secret of [pem, pem.trim(), JSON.stringify(jwk)]) {
+      const head = b64({ ...header, alg: 'HS256', kid: jwk.kid });
+      const body = b64(payload);
+      const mac = createHmac('sha256', secret).update(`${head}.${body}`).digest('base64url');
+      await dead(`${head}.${body}.${mac}`);
+    }
   }
   assert.ok(await works(t.access_token));
 });
@@ -333,19 +375,32 @@ test('one-time codes with flow tokens: a pupil issues none, a teacher none outsi
 });
 
 test('an expired code is invalid_grant', async () => {
-  // A suite of its own whose codes live one second.
-  const e = await startSuite({ name: 'oidcflowexp', env: { KREIDE_AUTH_CODE_TTL: '1' } });
+  // A suite of its own whose codes live 10 seconds, the shortest
+  // KREIDE_AUTH_CODE_TTL identity accepts.
+  const e = await startSuite({ name: 'oidcflowexp', env: { KREIDE_AUTH_CODE_TTL: '10' } });
   try {
     const eop = e.token({ roles: ['operator'] });
     const school = (await post(e, '/api/v1/schools', { name: 'Schule E', kind: 'SCHOOL' }, eop)).id;
     await person(e, eop, 'flow.teacher', [{ school_id: school, role: 'TEACHER' }]);
     const client = await registerClient(e, eop, 'Client E');
-    const c = await code({ suite: e, client, jar: new CookieJar() });
-    const issued = Date.now();
-    // Time has to pass: a code of one second is expired two seconds later.
-    await new Promise((r) => setTimeout(r, 2100 - (Date.now() - issued)));
-    refused(await token({ grant_type: 'authorization_code', code: c.code, redirect_uri: c.redirectUri, code_verifier: c.verifier }, client, e),
-      'invalid_grant', /expired/);
+    const jar = new CookieJar();
+    const c = await code({ suite: e, client, jar });
+    const control = await code({ suite: e, client, jar });
+    const redeemIt = (x) => token({ grant_type: 'authorization_code', code: x.code, redirect_uri: x.redirectUri, code_verifier: x.verifier },
+      client, e);
+    const expired = () => execFileSync('psql', [e.dbUrl, '-qAtc',
+      `SELECT expires_at < now() FROM identity.oidc_codes WHERE code_hash = sha256('${c.code}'::bytea)`]).toString().trim();
+    assert.equal(expired(), 'f');
+    const ok = await redeemIt(control); // in time: fine
+    assert.equal(ok.status, 200, ok.text);
+    await until(() => expired() === 't', { what: 'the code to expire', timeoutMs: 20000, intervalMs: 250 });
+    // Identity's housekeeping may have deleted the expired code just before
+    // (then it is "unknown"); either way it is refused.
+    refused(await redeemIt(c), 'invalid_grant', /expired|unknown/);
+    assert.equal(execFileSync('psql', [e.dbUrl, '-qAtc', 'SELECT count(*) FROM identity.oidc_codes']).toString().trim(), '1',
+      'the expired code is deleted, the redeemed one kept');
+    assert.equal(execFileSync('psql', [e.dbUrl, '-qAtc', 'SELECT count(*) FROM identity.oidc_grants']).toString().trim(), '1',
+      'only the control made a grant');
   } finally {
     await e.stop();
   }
