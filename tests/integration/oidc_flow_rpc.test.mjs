@@ -697,3 +697,143 @@ test('what expired is cleaned up by the first flow call of a worker, then at mos
     await t.stop();
   }
 });
+
+// ------------------------------------------------------------------- TOTP
+
+// Waits (polling the clock) until the current 30-second step has at least
+// `margin` seconds left, so codes of the steps around it stay in the window
+// while a test runs.
+async function stepWithRoom(margin = 8) {
+  await until(() => 30 - ((Date.now() / 1000) % 30) >= margin && (Date.now() / 1000) % 30 >= 1,
+    { timeoutMs: 40000, intervalMs: 200, what: 'a TOTP step with room left' });
+  return Math.floor(Date.now() / 1000 / 30);
+}
+const codeAt = (secret, step) => totp(secret, step * 30 * 1000 + 1000);
+const b32decode = (text) => {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const ch of text) bits += alphabet.indexOf(ch).toString(2).padStart(5, '0');
+  return Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+};
+const me = (p, token, body = {}) => api(`${s.url}/api/v1/me/totp${p}`, { method: 'POST', token, body });
+
+test('a teacher sets up TOTP through the API, signs in with it, and switches it off again', async () => {
+  const teacher = s.token({ sub: ids.teacher, schools: [`${ids.school}:teacher`] });
+  const setup = await me('', teacher);
+  assert.equal(setup.status, 200, setup.text);
+  assert.match(setup.json.secret, /^[A-Z2-7]{32}$/);
+  assert.equal(setup.json.otpauth_uri,
+    `otpauth://totp/Kreide:tom.lehrer?secret=${setup.json.secret}&issuer=Kreide&algorithm=SHA1&digits=6&period=30`);
+  const secret = b32decode(setup.json.secret);
+  assert.equal(secret.length, 20);
+  assert.equal(sql(`SELECT encode(totp_pending_secret, 'hex') || ' ' || (totp_secret IS NULL) FROM identity.users WHERE id = '${ids.teacher}'`),
+    `${secret.toString('hex')} true`);
+  // Pending is not on: sign-in still needs only the password.
+  ok(startSession());
+
+  const step = await stepWithRoom();
+  for (const code of ['12345', 'abcdef', String((Number(codeAt(secret, step)) + 1) % 1e6).padStart(6, '0')]) {
+    const r = await me('/confirm', teacher, { code });
+    assert.equal(r.status, 400, r.text);
+    assert.equal(r.json.error.code, 'identity.totp_invalid');
+    assert.equal(r.json.error.field, 'code');
+  }
+  const confirmed = await me('/confirm', teacher, { code: codeAt(secret, step - 1) });
+  assert.equal(confirmed.status, 200, confirmed.text);
+  assert.equal(sql(`SELECT (totp_secret IS NOT NULL) || ' ' || (totp_pending_secret IS NULL) || ' ' || totp_last_step FROM identity.users WHERE id = '${ids.teacher}'`),
+    `true true ${step - 1}`);
+  const again = await me('', teacher);
+  assert.equal(again.status, 409, again.text);
+  assert.equal(again.json.error.code, 'identity.totp_enabled');
+
+  // Sign-in now asks for the code, after the password, and takes each code once.
+  refused(startSession('tom.lehrer', 'falsch'), 'UNAUTHENTICATED', 'identity.bad_credentials');
+  refused(startSession(), 'FAILED_PRECONDITION', 'credentials.totp_required');
+  refused(startSession('tom.lehrer', PASSWORD, { totp: codeAt(secret, step - 1) }), 'FAILED_PRECONDITION', 'credentials.totp_required');
+  const sess = ok(startSession('tom.lehrer', PASSWORD, { totp: codeAt(secret, step) }));
+  assert.deepEqual(sess.amr, ['pwd', 'otp']);
+  const replay = refused(startSession('tom.lehrer', PASSWORD, { totp: codeAt(secret, step) }), 'FAILED_PRECONDITION',
+    'credentials.totp_required');
+  assert.match(replay.message, /used already/);
+  redis('DEL', 'kreide:throttle:acct:tom.lehrer');
+
+  // Switching off takes a current code that was not used yet.
+  const used = await me('/disable', teacher, { code: codeAt(secret, step) });
+  assert.equal(used.status, 400, used.text);
+  assert.equal(used.json.error.code, 'identity.totp_invalid');
+  const off = await me('/disable', teacher, { code: codeAt(secret, step + 1) });
+  assert.equal(off.status, 200, off.text);
+  assert.equal(sql(`SELECT (totp_secret IS NULL) || ' ' || (totp_last_step IS NULL) FROM identity.users WHERE id = '${ids.teacher}'`), 'true true');
+  assert.deepEqual(ok(startSession()).amr, ['pwd']);
+  const offAgain = await me('/disable', teacher, { code: codeAt(secret, step + 1) });
+  assert.equal(offAgain.status, 409, offAgain.text);
+  assert.equal(offAgain.json.error.code, 'identity.totp_not_enabled');
+  redis('DEL', 'kreide:throttle:acct:tom.lehrer');
+});
+
+test('a pending TOTP secret waits 15 minutes; confirming needs one', async () => {
+  const teacher = s.token({ sub: ids.teacher, schools: [`${ids.school}:teacher`] });
+  const none = await me('/confirm', teacher, { code: '123456' });
+  assert.equal(none.status, 409, none.text);
+  assert.equal(none.json.error.code, 'identity.totp_not_pending');
+  const setup = await me('', teacher);
+  assert.equal(setup.status, 200, setup.text);
+  // A second setup replaces the first secret.
+  const second = await me('', teacher);
+  assert.notEqual(second.json.secret, setup.json.secret);
+  const step = await stepWithRoom();
+  const stale = await me('/confirm', teacher, { code: codeAt(b32decode(setup.json.secret), step) });
+  assert.equal(stale.status, 400, stale.text);
+  sql(`UPDATE identity.users SET totp_pending_at = now() - interval '16 minutes' WHERE id = '${ids.teacher}'`);
+  const late = await me('/confirm', teacher, { code: codeAt(b32decode(second.json.secret), step) });
+  assert.equal(late.status, 409, late.text);
+  assert.equal(late.json.error.code, 'identity.totp_not_pending');
+  assert.equal(sql(`SELECT totp_secret IS NULL FROM identity.users WHERE id = '${ids.teacher}'`), 't');
+});
+
+test('pupils, parents and callers who are no person cannot set up TOTP', async () => {
+  const pupil = await post('/api/v1/users', {
+    username: 'pia.schuelerin', given_name: 'Pia', family_name: 'Schulz', contexts: [{ school_id: ids.school, role: 'PUPIL' }],
+  });
+  const parent = await post('/api/v1/users', {
+    username: 'pete.vater', given_name: 'Pete', family_name: 'Schulz', contexts: [{ school_id: ids.school, role: 'PARENT' }],
+  });
+  // Even a token claiming another role: identity goes by the directory.
+  for (const [id, role] of [[pupil.json.id, 'pupil'], [parent.json.id, 'parent'], [pupil.json.id, 'teacher']]) {
+    const t = s.token({ sub: id, schools: [`${ids.school}:${role}`] });
+    for (const p of ['', '/confirm']) {
+      const r = await me(p, t, p ? { code: '123456' } : {});
+      assert.equal(r.status, 403, `${role} ${p}: ${r.text}`);
+      assert.equal(r.json.error.code, 'identity.forbidden');
+    }
+  }
+  assert.equal(sql(`SELECT count(*) FROM identity.users WHERE totp_pending_secret IS NOT NULL AND id IN ('${pupil.json.id}', '${parent.json.id}')`), '0');
+  const r = await me('', op);
+  assert.equal(r.status, 403, r.text);
+  assert.equal((await me('', undefined)).status, 401);
+  // Over RPC: a service is no person either.
+  refused(gw('SetupTotp', {}), 'PERMISSION_DENIED', 'identity.forbidden');
+});
+
+test('guessing the code to switch TOTP off is throttled per account', async () => {
+  const teacher = s.token({ sub: ids.teacher, schools: [`${ids.school}:teacher`] });
+  const setup = await me('', teacher);
+  const secret = b32decode(setup.json.secret);
+  const step = await stepWithRoom();
+  assert.equal((await me('/confirm', teacher, { code: codeAt(secret, step) })).status, 200);
+  try {
+    const wrong = String((Number(codeAt(secret, step + 1)) + 1) % 1e6).padStart(6, '0');
+    let throttled;
+    for (let i = 0; i < 8 && !throttled; i++) {
+      const r = await me('/disable', teacher, { code: wrong });
+      if (r.status === 429) throttled = r;
+      else assert.equal(r.json.error.code, 'identity.totp_invalid', r.text);
+    }
+    assert.ok(throttled, 'wrong codes are held back after a few');
+    assert.equal(throttled.json.error.code, 'identity.throttled');
+    assert.equal(sql(`SELECT totp_secret IS NOT NULL FROM identity.users WHERE id = '${ids.teacher}'`), 't');
+  } finally {
+    redis('DEL', 'kreide:throttle:acct:tom.lehrer');
+    sql(`UPDATE identity.users SET totp_secret = NULL, totp_last_step = NULL, totp_enabled_at = NULL WHERE id = '${ids.teacher}'`);
+  }
+});
