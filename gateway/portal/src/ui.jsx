@@ -7,13 +7,17 @@ export function Link({ href, children, class: cls, ...rest }) {
   return <a href={href} class={cls} onClick={onLink} {...rest}>{children}</a>;
 }
 
-// A page: its one <h1> takes the focus when the page opens, so a screen
-// reader announces where a link led.
+// A page: its one <h1> takes the focus when another page opens, so a
+// screen reader announces where a link led (not on the first page: there
+// the browser's own start is right).
+let firstPage = true;
+
 export function Page({ title, children, wide }) {
   const h1 = useRef(null);
   useEffect(() => {
     document.title = `${title} · ${t('app_name')}`;
-    if (h1.current) h1.current.focus();
+    if (firstPage) firstPage = false;
+    else if (h1.current) h1.current.focus();
   }, [title]);
   return (
     <div class={wide ? 'page page-wide' : 'page'}>
