@@ -139,7 +139,10 @@ test('the sign-in button starts an authorization code request with PKCE for the 
     assert.match(q.get('scope'), /\bschool\b/);
     assert.ok(q.get('state').length >= 16 && q.get('nonce').length >= 16);
     assert.equal(q.get('ui_locales'), 'en');
-    // The verifier waits in this tab's session storage, nowhere else.
+    // The verifier waits in this tab's session storage (same origin, so
+    // still there on the provider's page), nowhere else.
+    await page.waitForURL((u) => u.pathname === '/oidc/authorize');
+    await page.waitForLoadState();
     const stored = await page.evaluate(() => ({ local: JSON.stringify(localStorage), pending: sessionStorage.getItem('kreide.pending') }));
     assert.ok(stored.pending && JSON.parse(stored.pending).state === q.get('state'));
     assert.ok(!stored.local.includes(JSON.parse(stored.pending).verifier));
