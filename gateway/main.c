@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "gateway.h"
+#include "static.h"
 #include "identity.pb-c.h"
 #include "kr_config.h"
 #include "kr_log.h"

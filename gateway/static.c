@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "gateway.h"
+#include "static.h"
 
 /* Prefixes that belong to the gateway itself, never to the app: a path
  * under one of them that no handler took is a 404, not the app's page. */

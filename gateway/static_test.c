@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "gateway.h"
+#include "static.h"
 
 static gw_static_kind classify(const char *path)
 {
@@ -14,8 +15,8 @@ static gw_static_kind classify(const char *path)
 
 static void app_routes_get_the_index(void **state)
 {
-    const char *routes[] = {"/", "/auth/callback", "/enroll", "/accounts", "/class/0192abcd-ef01", "/admin/x/people",
-                            "/chat/", "/apiary", "/oidcx", "/assetsmanager"};
+    const char *routes[] = {"/",      "/auth/callback", "/enroll", "/accounts",     "/class/0192abcd-ef01", "/admin/x/people",
+                            "/chat/", "/apiary",        "/oidcx",  "/assetsmanager"};
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         if (classify(routes[i]) != GW_STATIC_APP_ROUTE)
             fail_msg("%s should be an app route", routes[i]);
@@ -24,10 +25,25 @@ static void app_routes_get_the_index(void **state)
 
 static void the_gateways_own_paths_stay_404(void **state)
 {
-    const char *paths[] = {"/api",         "/api/v1/nothing", "/oidc",         "/oidc/whatever",      "/.well-known/x",
-                           "/assets",      "/assets/",        "/assets/a.js",  "/assets/missing",     "/healthz",
-                           "/healthz/x",   "/readyz",         "/metrics",      "/portal-config.json", "/portal-config.json/x",
-                           "/favicon.ico", "/sw.js",          "/x/y/icon.png", "/.env"};
+    const char *paths[] = {"/api",
+                           "/api/v1/nothing",
+                           "/oidc",
+                           "/oidc/whatever",
+                           "/.well-known/x",
+                           "/assets",
+                           "/assets/",
+                           "/assets/a.js",
+                           "/assets/missing",
+                           "/healthz",
+                           "/healthz/x",
+                           "/readyz",
+                           "/metrics",
+                           "/portal-config.json",
+                           "/portal-config.json/x",
+                           "/favicon.ico",
+                           "/sw.js",
+                           "/x/y/icon.png",
+                           "/.env"};
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
         if (classify(paths[i]) != GW_STATIC_NOT_FOUND)
             fail_msg("%s should not be an app route", paths[i]);
