@@ -128,7 +128,7 @@ function decodeJwtPayload(jwt) {
 // Sends the browser to the provider. `prompt`: 'none' (silent, with the
 // account's login_hint), 'login' (always the sign-in page) or undefined.
 // `expectSub`: the account a silent sign-in is for.
-export async function signIn({ prompt, loginHint, expectSub, returnTo = '/' } = {}) {
+export async function signIn({ prompt, loginHint, expectSub, returnTo = '/', intent = '' } = {}) {
   await loadProvider();
   const verifier = randomString(32);
   const pending = {
@@ -139,6 +139,7 @@ export async function signIn({ prompt, loginHint, expectSub, returnTo = '/' } = 
     hint: loginHint || '',
     expectSub: expectSub || '',
     returnTo: safeReturn(returnTo),
+    intent,
     at: Date.now(),
   };
   sessionStorage.setItem(PENDING_KEY, JSON.stringify(pending));
@@ -175,6 +176,11 @@ export async function completeSignIn(search) {
   if (params.has('iss') && params.get('iss') !== discovery.issuer) throw new AuthError('failed');
   const account = accounts().find((a) => a.sub === pending.expectSub) || null;
   const error = params.get('error');
+  if (pending.intent === 'signout' && pending.expectSub && error) {
+    // No session of that account here: forgetting it on this device is all.
+    forget(pending.expectSub);
+    return pending.returnTo;
+  }
   if (error) {
     if (pending.prompt === 'none' && ['login_required', 'interaction_required', 'consent_required', 'account_selection_required'].includes(error)) {
       if (pending.expectSub) sessionStorage.setItem(SILENT_FAILED_KEY, pending.expectSub);
@@ -220,6 +226,11 @@ export async function completeSignIn(search) {
   // else): these tokens are not used at all.
   if (pending.prompt === 'none' && pending.expectSub && claims.sub !== pending.expectSub) {
     revoke(body.access_token);
+    if (pending.intent === 'signout') {
+      // The session here is someone else's: the account has none to end.
+      forget(pending.expectSub);
+      return pending.returnTo;
+    }
     throw new AuthError('mismatch', { account, returnTo: pending.returnTo });
   }
   tokens.set(claims.sub, {
@@ -232,6 +243,10 @@ export async function completeSignIn(search) {
   list.push({ sub: claims.sub, username: claims.preferred_username || '', name: claims.name || claims.preferred_username || '' });
   saveAccounts(list);
   sessionStorage.removeItem(SILENT_FAILED_KEY);
+  if (pending.intent === 'signout') {
+    await signOut(claims.sub); // now with its ID token: ends its session
+    return pending.returnTo;
+  }
   setActive(claims.sub);
   return pending.returnTo;
 }
@@ -274,21 +289,38 @@ function revoke(token) {
   }).catch(() => {});
 }
 
-// Signs one account out of this device: its tokens are revoked and
-// forgotten, its entry removed, and its single sign-on session ended at the
-// provider (RP-Initiated Logout 1.0), which returns to the start page.
-export async function signOut(sub) {
-  await loadProvider().catch(() => {});
-  const tok = tokens.get(sub);
+// Removes an account from this device: tokens, entry, active mark.
+function forget(sub) {
   tokens.delete(sub);
   saveAccounts(accounts().filter((a) => a.sub !== sub));
   if (localStorage.getItem(ACTIVE_KEY) === sub) localStorage.removeItem(ACTIVE_KEY);
   if (sessionStorage.getItem(SILENT_FAILED_KEY) === sub) sessionStorage.removeItem(SILENT_FAILED_KEY);
   publish();
+}
+
+// Signs one account out of this device: its access token is revoked, the
+// account forgotten, and its single sign-on session ended at the provider
+// (RP-Initiated Logout 1.0, with its ID token as id_token_hint), which
+// returns to the start page. Without its tokens in memory (after a
+// reload) a silent sign-in for it comes first: it tells whether this
+// device holds a session of that account at all, and brings the hint.
+export async function signOut(sub) {
+  await loadProvider();
+  const account = accounts().find((a) => a.sub === sub);
+  const tok = tokens.get(sub);
+  if (!tok && account) {
+    await signIn({ prompt: 'none', loginHint: account.username, expectSub: sub, returnTo: '/accounts', intent: 'signout' });
+    return;
+  }
+  forget(sub);
   if (tok) await revoke(tok.accessToken);
-  if (discovery && discovery.end_session_endpoint) {
-    const q = new URLSearchParams({ client_id: config.client_id, post_logout_redirect_uri: `${location.origin}/`, ui_locales: lang.get() });
-    if (tok) q.set('id_token_hint', tok.idToken);
+  if (tok && discovery.end_session_endpoint) {
+    const q = new URLSearchParams({
+      client_id: config.client_id,
+      id_token_hint: tok.idToken,
+      post_logout_redirect_uri: `${location.origin}/`,
+      ui_locales: lang.get(),
+    });
     location.assign(`${discovery.end_session_endpoint}?${q}`);
     throw new AuthError('redirecting');
   }

@@ -18,8 +18,8 @@ import { ClassCodes } from './pages/ClassCodes.jsx';
 import { Admin } from './pages/Admin.jsx';
 import { Chat, NotFound } from './pages/Chat.jsx';
 
-// Pages anyone may open; every other page needs a signed-in account.
-const PUBLIC = ['/enroll', '/forgot', '/accounts', CALLBACK_PATH];
+// Pages that never wait for the active account's tokens at start.
+const PUBLIC = ['/enroll', '/forgot', CALLBACK_PATH];
 
 function Header() {
   const s = useSignal(session);

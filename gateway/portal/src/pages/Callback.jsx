@@ -16,6 +16,7 @@ export function Callback() {
       .then((to) => navigate(to, { replace: true }))
       .catch((e) => {
         if (!(e instanceof AuthError)) return setOutcome({ kind: 'failed' });
+        if (e.kind === 'redirecting') return; // on to the provider (a sign-out)
         if (e.kind === 'mismatch' && e.account) {
           // Another account's session answered: ask for this one's password.
           signIn({ prompt: 'login', loginHint: e.account.username, returnTo: e.returnTo }).catch(() => setOutcome({ kind: 'failed' }));
