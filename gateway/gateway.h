@@ -25,6 +25,9 @@
  *              requests, the sealed pending request, cookies, CSRF (oidc.h)
  *   oidc_authorize.c  the browser's endpoints: authorize, login, consent,
  *              enroll, logout; the SSO and CSRF cookies (oidc.h)
+ *   oidc_userinfo.c  the UserInfo endpoint (oidc.h)
+ *   oidc_claims.c  the person claims of ID tokens, userinfo and access
+ *              tokens (oidc.h)
  */
 #ifndef GATEWAY_H
 #define GATEWAY_H
