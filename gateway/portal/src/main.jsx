@@ -41,8 +41,9 @@ function Header() {
           </select>
         </label>
         {(s || known) && (
-          <Link href="/accounts" class="account-chip" aria-label={s ? `${t('accounts')}: ${t('signed_in_as', { name: s.account.name })}` : t('accounts')}>
+          <Link href="/accounts" class="account-chip">
             <span class="avatar" aria-hidden="true">{s ? initials(s.account.name) : '…'}</span>
+            <span class="visually-hidden">{t('accounts')}: </span>
             <span class="account-chip-name">{s ? s.account.name : t('accounts')}</span>
           </Link>
         )}

@@ -1,7 +1,7 @@
 // /auth/callback: the provider's answer to a sign-in.
 import { useEffect, useState } from 'preact/hooks';
 import { t } from '../i18n.js';
-import { completeSignIn, signIn, AuthError } from '../auth.js';
+import { completeSignIn, signIn, resume, AuthError } from '../auth.js';
 import { navigate } from '../router.js';
 import { Page, Link, Alert, Loading } from '../ui.jsx';
 import { Start } from './Start.jsx';
@@ -13,7 +13,9 @@ export function Callback() {
     // The code must not stay in the address bar or the history.
     history.replaceState(null, '', location.pathname);
     completeSignIn(search)
-      .then((to) => navigate(to, { replace: true }))
+      // The active account may still need its tokens (after a sign-out
+      // of another one): got silently, like after a reload.
+      .then(async (to) => { await resume(to); navigate(to, { replace: true }); })
       .catch((e) => {
         if (!(e instanceof AuthError)) return setOutcome({ kind: 'failed' });
         if (e.kind === 'redirecting') return; // on to the provider (a sign-out)
