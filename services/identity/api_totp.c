@@ -32,8 +32,9 @@ static int load(kr_rpc_ctx *ctx, ident_totp_state *st)
         return kr_rpc_fail(ctx, KREIDE__STATUS__PERMISSION_DENIED, "identity.forbidden", NULL,
                            "a second factor belongs to a signed-in person");
     ident_store_result r = ident_store_totp_state(ctx, c->user_id, st);
-    if (r == IDENT_STORE_NOT_FOUND)
-        return kr_rpc_fail(ctx, KREIDE__STATUS__NOT_FOUND, "identity.not_found", NULL, "no such user");
+    if (r == IDENT_STORE_NOT_FOUND) /* an operator's token names no person of the directory */
+        return kr_rpc_fail(ctx, KREIDE__STATUS__PERMISSION_DENIED, "identity.forbidden", NULL,
+                           "a second factor belongs to a person of the directory");
     if (r != IDENT_STORE_OK)
         return database_failure(ctx);
     return 0;

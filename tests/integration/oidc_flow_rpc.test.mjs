@@ -505,3 +505,335 @@ test('no token or code ever reaches the log', async () => {
   }, { what: 'the redemption logged with its jti' });
   for (const secret of [sess.session_token, c.code, c.verifier, g.refresh_token, PASSWORD]) assert.ok(!log.includes(secret));
 });
+
+// ------------------------------------------------------------ refresh tokens
+
+function wikiGrant(scope = 'openid profile school offline_access') {
+  const g = ok(redeem(wikiCode(session(), { scope })));
+  assert.match(g.refresh_token, /^[A-Za-z0-9_-]{43}$/);
+  return g;
+}
+
+function refresh(token, { scope = '', client_id = clients.wiki.client_id } = {}) {
+  return gw('RefreshGrant', { client_id, refresh_token: token, scope });
+}
+
+const refreshRow = (token) =>
+  sql(`SELECT used_at IS NOT NULL FROM identity.oidc_refresh_tokens WHERE token_hash = decode('${sha256hex(token)}', 'hex')`);
+
+test('RefreshGrant rotates: a new refresh token, a new recorded access jti, the same grant', () => {
+  const g = wikiGrant();
+  const t0 = Math.floor(Date.now() / 1000);
+  const n = ok(refresh(g.refresh_token));
+  assert.notEqual(n.refresh_token, g.refresh_token);
+  assert.match(n.refresh_token, /^[A-Za-z0-9_-]{43}$/);
+  assert.notEqual(n.access_jti, g.access_jti);
+  assert.ok(Math.abs(Number(n.access_expires_at) - (t0 + 600)) <= 60);
+  assert.ok(Math.abs(Number(n.refresh_expires_in) - 30 * 86400) < 60);
+  assert.equal(n.scope, g.scope);
+  assert.equal(n.session_id, g.session_id);
+  assert.equal(n.auth_time, g.auth_time);
+  assert.equal(n.nonce, '');
+  assert.equal(n.id_token_alg, 'ES256');
+  assert.equal(n.claims.sub, ids.teacher);
+  assert.equal(n.claims.name, 'Tom Lehmann');
+  assert.equal(n.claims.schools[0].school_id, ids.school);
+  assert.equal(refreshRow(g.refresh_token), 't');
+  assert.equal(refreshRow(n.refresh_token), 'f');
+  const grants = sql(`SELECT count(DISTINCT grant_id) FROM identity.oidc_access_tokens WHERE jti IN ('${g.access_jti}', '${n.access_jti}')`);
+  assert.equal(grants, '1');
+  // And again, from the new one.
+  const m = ok(refresh(n.refresh_token));
+  assert.notEqual(m.refresh_token, n.refresh_token);
+});
+
+test('RefreshGrant narrows the scope only to a subset, and a refused narrowing changes nothing', () => {
+  const g = wikiGrant();
+  for (const scope of ['openid profile email', 'admin', 'openid "x"']) {
+    refused(refresh(g.refresh_token, { scope }), 'INVALID_ARGUMENT', 'oidc.invalid_scope');
+    assert.equal(refreshRow(g.refresh_token), 'f', `${scope}: the token is not used up`);
+  }
+  const n = ok(refresh(g.refresh_token, { scope: 'openid' }));
+  assert.equal(n.scope, 'openid');
+  assert.equal(n.claims.name, '', 'no profile, no names');
+  assert.equal(n.claims.schools[0].school_id, ids.school);
+  // The grant keeps what was granted: the next refresh may ask for it all.
+  const m = ok(refresh(n.refresh_token));
+  assert.equal(m.scope, 'openid profile school offline_access');
+});
+
+test('a rotated refresh token used again revokes the whole family: refresh tokens and live access tokens', async () => {
+  const g = wikiGrant();
+  const n = ok(refresh(g.refresh_token));
+  const m = ok(refresh(n.refresh_token));
+  // One recorded access token has expired already: it is not revoked again.
+  const old = g.access_jti;
+  sql(`UPDATE identity.oidc_access_tokens SET created_at = now() - interval '20 minutes', expires_at = now() - interval '5 minutes' WHERE jti = '${old}'`);
+  const sub = subscribe(s.redisUrl, 'kreide.tokens.revoked');
+  try {
+    await sub.ready;
+    const r = refused(refresh(g.refresh_token), 'FAILED_PRECONDITION', 'oidc.invalid_grant');
+    assert.match(r.message, /family is revoked/);
+    for (const live of [n, m]) {
+      assert.equal(redis('GET', `kreide:revoked:jti:${live.access_jti}`), '1');
+      await until_published(sub, live.access_jti);
+      const msg = sub.messages.map((x) => JSON.parse(x)).find((x) => x.jti === live.access_jti);
+      assert.deepEqual(msg, { jti: live.access_jti, until: Number(live.access_expires_at) + 30 });
+    }
+    assert.equal(redis('EXISTS', `kreide:revoked:jti:${old}`), '0');
+    assert.ok(!sub.messages.some((x) => JSON.parse(x).jti === old));
+  } finally {
+    sub.close();
+  }
+  // The newest token of the family is dead too.
+  const last = refused(refresh(m.refresh_token), 'FAILED_PRECONDITION', 'oidc.invalid_grant');
+  assert.match(last.message, /revoked/);
+});
+
+test('refresh tokens for a client without the grant, unknown, expired, or of a replayed code are refused', () => {
+  const g = wikiGrant();
+  // A client not registered for the grant is refused before the token is looked at.
+  refused(refresh(g.refresh_token, { client_id: clients.other.client_id }), 'INVALID_ARGUMENT', 'oidc.unauthorized_client');
+  assert.equal(refreshRow(g.refresh_token), 'f');
+  for (const token of [randomBytes(32).toString('base64url'), 'short', '']) {
+    const r = refused(refresh(token), 'FAILED_PRECONDITION', 'oidc.invalid_grant');
+    assert.match(r.message, /unknown/);
+  }
+  // Expired: refused and deleted on the spot.
+  sql(`UPDATE identity.oidc_refresh_tokens SET created_at = now() - interval '31 days', expires_at = now() - interval '1 day' `
+    + `WHERE token_hash = decode('${sha256hex(g.refresh_token)}', 'hex')`);
+  const r = refused(refresh(g.refresh_token), 'FAILED_PRECONDITION', 'oidc.invalid_grant');
+  assert.match(r.message, /expired/);
+  assert.equal(refreshRow(g.refresh_token), '');
+
+  // A replayed code revokes the refresh token it gave.
+  const c = wikiCode(session());
+  const fromCode = ok(redeem(c));
+  refused(redeem(c), 'FAILED_PRECONDITION', 'oidc.invalid_grant');
+  const dead = refused(refresh(fromCode.refresh_token), 'FAILED_PRECONDITION', 'oidc.invalid_grant');
+  assert.match(dead.message, /revoked/);
+});
+
+test('another client that may refresh cannot use the wiki\'s refresh token, and spends nothing trying', async () => {
+  const rival = await client({
+    name: 'Rivale', type: 'CONFIDENTIAL', redirect_uris: ['https://rival.example.org/cb'],
+    grant_types: ['authorization_code', 'refresh_token'], scopes: ['openid', 'offline_access'],
+  });
+  const g = wikiGrant();
+  const r = refused(refresh(g.refresh_token, { client_id: rival.client_id }), 'FAILED_PRECONDITION', 'oidc.invalid_grant');
+  assert.match(r.message, /another client/);
+  assert.equal(refreshRow(g.refresh_token), 'f');
+  ok(refresh(g.refresh_token));
+  // Revoking another client's token is answered like success and changes nothing.
+  const h = wikiGrant();
+  ok(gw('RevokeRefreshToken', { client_id: rival.client_id, refresh_token: h.refresh_token }));
+  ok(refresh(h.refresh_token));
+});
+
+test('RevokeRefreshToken ends the family and its live access tokens; unknown tokens are no error', async () => {
+  const g = wikiGrant();
+  const n = ok(refresh(g.refresh_token));
+  const sub = subscribe(s.redisUrl, 'kreide.tokens.revoked');
+  try {
+    await sub.ready;
+    ok(gw('RevokeRefreshToken', { client_id: clients.wiki.client_id, refresh_token: n.refresh_token }));
+    for (const jti of [g.access_jti, n.access_jti]) {
+      assert.equal(redis('GET', `kreide:revoked:jti:${jti}`), '1');
+      await until_published(sub, jti);
+    }
+  } finally {
+    sub.close();
+  }
+  assert.equal(sql(`SELECT revoked_reason FROM identity.oidc_grants g JOIN identity.oidc_access_tokens a ON a.grant_id = g.id `
+    + `WHERE a.jti = '${n.access_jti}'`), 'revoked_by_client');
+  refused(refresh(n.refresh_token), 'FAILED_PRECONDITION', 'oidc.invalid_grant');
+  // Revoking an older token of the family, again, or nonsense: all fine.
+  ok(gw('RevokeRefreshToken', { client_id: clients.wiki.client_id, refresh_token: g.refresh_token }));
+  ok(gw('RevokeRefreshToken', { client_id: clients.wiki.client_id, refresh_token: n.refresh_token }));
+  ok(gw('RevokeRefreshToken', { client_id: clients.wiki.client_id, refresh_token: randomBytes(32).toString('base64url') }));
+  ok(gw('RevokeRefreshToken', { client_id: 'x', refresh_token: 'y' }));
+});
+
+test('what expired is cleaned up by the first flow call of a worker, then at most once a minute', async () => {
+  // One worker, so which worker answers is no question.
+  const t = await startSuite({ name: 'oidcflowclean', env: { KREIDE_REDIS_URL: s.redisUrl, KREIDE_WORKERS: '1' } });
+  try {
+    const q = (query) => execFileSync('psql', [t.dbUrl, '-v', 'ON_ERROR_STOP=1', '-qAtc', query]).toString().trim();
+    const user = '0190b3c4-7d2e-7a11-9f00-00000000c1ea';
+    const client = 'CLEANUPCLEANUPCLEANUP0';
+    q(`INSERT INTO identity.users (id, username, given_name, family_name, display_name) VALUES ('${user}', 'cleo.clean', 'Cleo', 'Clean', 'Cleo Clean');
+       INSERT INTO identity.oidc_clients (id, name, type, redirect_uris, grant_types, scopes, created_by)
+         VALUES ('${client}', 'Cleanup', 'public', '{https://c.example.org/cb}', '{authorization_code}', '{openid}', 'test')`);
+    const code = (n, expired, grant = 'NULL') => `INSERT INTO identity.oidc_codes (code_hash, client_id, user_id, redirect_uri, scope, session_id, auth_time, created_at, expires_at, used_at, grant_id)
+       VALUES (decode('${sha256hex(`code${n}`)}', 'hex'), '${client}', '${user}', 'https://c.example.org/cb', 'openid', '${user}', 1,
+       now() - interval '1 hour', now() ${expired ? '-' : '+'} interval '30 minutes', ${grant === 'NULL' ? 'NULL' : 'now()'}, ${grant === 'NULL' ? 'NULL' : `'${grant}'`})`;
+    const grant = (id, created) => `INSERT INTO identity.oidc_grants (id, client_id, user_id, scope, session_id, auth_time, created_at)
+       VALUES ('${id}', '${client}', '${user}', 'openid', '${user}', 1, now() - interval '${created}')`;
+    const gOld = '0190b3c4-7d2e-7a11-9f00-0000000000a1'; // nothing live left: goes
+    const gLive = '0190b3c4-7d2e-7a11-9f00-0000000000a2'; // a live refresh token: stays
+    q([
+      code(1, true), code(2, false), grant(gOld, '2 hours'), grant(gLive, '2 hours'), code(3, true, gOld), code(4, true, gLive),
+      `INSERT INTO identity.oidc_access_tokens (jti, grant_id, created_at, expires_at) VALUES
+         ('0190b3c4-7d2e-7a11-9f00-0000000000b1', '${gOld}', now() - interval '2 hours', now() - interval '1 hour'),
+         ('0190b3c4-7d2e-7a11-9f00-0000000000b2', '${gLive}', now() - interval '5 minutes', now() + interval '5 minutes')`,
+      `INSERT INTO identity.oidc_refresh_tokens (token_hash, grant_id, created_at, expires_at) VALUES
+         (decode('${sha256hex('r1')}', 'hex'), '${gOld}', now() - interval '2 days', now() - interval '1 day'),
+         (decode('${sha256hex('r2')}', 'hex'), '${gLive}', now() - interval '1 day', now() + interval '1 day')`,
+    ].join(';\n'));
+    const counts = () => q(`SELECT (SELECT count(*) FROM identity.oidc_codes) || ' ' || (SELECT count(*) FROM identity.oidc_grants) || ' '
+      || (SELECT count(*) FROM identity.oidc_access_tokens) || ' ' || (SELECT count(*) FROM identity.oidc_refresh_tokens)`);
+    assert.equal(counts(), '4 2 2 2');
+    const call = () => t.rpc('kreide.identity.Identity/IssueAuthCode', JSON.stringify({ session_token: 'x', client_id: client }), { service: 'gateway' });
+    refused(call(), 'NOT_FOUND', 'oidc.login_required');
+    // Left: the live code 2, the code of the live grant (kept for replays), the
+    // live grant with its live access and refresh token.
+    assert.equal(counts(), '2 1 1 1');
+    assert.equal(q(`SELECT count(*) FROM identity.oidc_grants WHERE id = '${gLive}'`), '1');
+    // Within the minute the next call leaves a new expired code alone.
+    q(code(5, true));
+    refused(call(), 'NOT_FOUND', 'oidc.login_required');
+    assert.equal(counts(), '3 1 1 1');
+  } finally {
+    await t.stop();
+  }
+});
+
+// ------------------------------------------------------------------- TOTP
+
+// Waits (polling the clock) until the current 30-second step has at least
+// `margin` seconds left, so codes of the steps around it stay in the window
+// while a test runs.
+async function stepWithRoom(margin = 8) {
+  await until(() => 30 - ((Date.now() / 1000) % 30) >= margin && (Date.now() / 1000) % 30 >= 1,
+    { timeoutMs: 40000, intervalMs: 200, what: 'a TOTP step with room left' });
+  return Math.floor(Date.now() / 1000 / 30);
+}
+const codeAt = (secret, step) => totp(secret, step * 30 * 1000 + 1000);
+const b32decode = (text) => {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const ch of text) bits += alphabet.indexOf(ch).toString(2).padStart(5, '0');
+  return Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+};
+const me = (p, token, body = {}) => api(`${s.url}/api/v1/me/totp${p}`, { method: 'POST', token, body });
+
+test('a teacher sets up TOTP through the API, signs in with it, and switches it off again', async () => {
+  const teacher = s.token({ sub: ids.teacher, schools: [`${ids.school}:teacher`] });
+  const setup = await me('', teacher);
+  assert.equal(setup.status, 200, setup.text);
+  assert.match(setup.json.secret, /^[A-Z2-7]{32}$/);
+  assert.equal(setup.json.otpauth_uri,
+    `otpauth://totp/Kreide:tom.lehrer?secret=${setup.json.secret}&issuer=Kreide&algorithm=SHA1&digits=6&period=30`);
+  const secret = b32decode(setup.json.secret);
+  assert.equal(secret.length, 20);
+  assert.equal(sql(`SELECT encode(totp_pending_secret, 'hex') || ' ' || (totp_secret IS NULL) FROM identity.users WHERE id = '${ids.teacher}'`),
+    `${secret.toString('hex')} true`);
+  // Pending is not on: sign-in still needs only the password.
+  ok(startSession());
+
+  const step = await stepWithRoom();
+  for (const code of ['12345', 'abcdef', String((Number(codeAt(secret, step)) + 1) % 1e6).padStart(6, '0')]) {
+    const r = await me('/confirm', teacher, { code });
+    assert.equal(r.status, 400, r.text);
+    assert.equal(r.json.error.code, 'identity.totp_invalid');
+    assert.equal(r.json.error.field, 'code');
+  }
+  const confirmed = await me('/confirm', teacher, { code: codeAt(secret, step - 1) });
+  assert.equal(confirmed.status, 200, confirmed.text);
+  assert.equal(sql(`SELECT (totp_secret IS NOT NULL) || ' ' || (totp_pending_secret IS NULL) || ' ' || totp_last_step FROM identity.users WHERE id = '${ids.teacher}'`),
+    `true true ${step - 1}`);
+  const again = await me('', teacher);
+  assert.equal(again.status, 409, again.text);
+  assert.equal(again.json.error.code, 'identity.totp_enabled');
+
+  // Sign-in now asks for the code, after the password, and takes each code once.
+  refused(startSession('tom.lehrer', 'falsch'), 'UNAUTHENTICATED', 'identity.bad_credentials');
+  refused(startSession(), 'FAILED_PRECONDITION', 'credentials.totp_required');
+  refused(startSession('tom.lehrer', PASSWORD, { totp: codeAt(secret, step - 1) }), 'FAILED_PRECONDITION', 'credentials.totp_required');
+  const sess = ok(startSession('tom.lehrer', PASSWORD, { totp: codeAt(secret, step) }));
+  assert.deepEqual(sess.amr, ['pwd', 'otp']);
+  const replay = refused(startSession('tom.lehrer', PASSWORD, { totp: codeAt(secret, step) }), 'FAILED_PRECONDITION',
+    'credentials.totp_required');
+  assert.match(replay.message, /used already/);
+  redis('DEL', 'kreide:throttle:acct:tom.lehrer');
+
+  // Switching off takes a current code that was not used yet.
+  const used = await me('/disable', teacher, { code: codeAt(secret, step) });
+  assert.equal(used.status, 400, used.text);
+  assert.equal(used.json.error.code, 'identity.totp_invalid');
+  const off = await me('/disable', teacher, { code: codeAt(secret, step + 1) });
+  assert.equal(off.status, 200, off.text);
+  assert.equal(sql(`SELECT (totp_secret IS NULL) || ' ' || (totp_last_step IS NULL) FROM identity.users WHERE id = '${ids.teacher}'`), 'true true');
+  assert.deepEqual(ok(startSession()).amr, ['pwd']);
+  const offAgain = await me('/disable', teacher, { code: codeAt(secret, step + 1) });
+  assert.equal(offAgain.status, 409, offAgain.text);
+  assert.equal(offAgain.json.error.code, 'identity.totp_not_enabled');
+  redis('DEL', 'kreide:throttle:acct:tom.lehrer');
+});
+
+test('a pending TOTP secret waits 15 minutes; confirming needs one', async () => {
+  const teacher = s.token({ sub: ids.teacher, schools: [`${ids.school}:teacher`] });
+  const none = await me('/confirm', teacher, { code: '123456' });
+  assert.equal(none.status, 409, none.text);
+  assert.equal(none.json.error.code, 'identity.totp_not_pending');
+  const setup = await me('', teacher);
+  assert.equal(setup.status, 200, setup.text);
+  // A second setup replaces the first secret.
+  const second = await me('', teacher);
+  assert.notEqual(second.json.secret, setup.json.secret);
+  const step = await stepWithRoom();
+  const stale = await me('/confirm', teacher, { code: codeAt(b32decode(setup.json.secret), step) });
+  assert.equal(stale.status, 400, stale.text);
+  sql(`UPDATE identity.users SET totp_pending_at = now() - interval '16 minutes' WHERE id = '${ids.teacher}'`);
+  const late = await me('/confirm', teacher, { code: codeAt(b32decode(second.json.secret), step) });
+  assert.equal(late.status, 409, late.text);
+  assert.equal(late.json.error.code, 'identity.totp_not_pending');
+  assert.equal(sql(`SELECT totp_secret IS NULL FROM identity.users WHERE id = '${ids.teacher}'`), 't');
+});
+
+test('pupils, parents and callers who are no person cannot set up TOTP', async () => {
+  const pupil = await post('/api/v1/users', {
+    username: 'pia.schuelerin', given_name: 'Pia', family_name: 'Schulz', contexts: [{ school_id: ids.school, role: 'PUPIL' }],
+  });
+  const parent = await post('/api/v1/users', {
+    username: 'pete.vater', given_name: 'Pete', family_name: 'Schulz', contexts: [{ school_id: ids.school, role: 'PARENT' }],
+  });
+  // Even a token claiming another role: identity goes by the directory.
+  for (const [id, role] of [[pupil.json.id, 'pupil'], [parent.json.id, 'parent'], [pupil.json.id, 'teacher']]) {
+    const t = s.token({ sub: id, schools: [`${ids.school}:${role}`] });
+    for (const p of ['', '/confirm']) {
+      const r = await me(p, t, p ? { code: '123456' } : {});
+      assert.equal(r.status, 403, `${role} ${p}: ${r.text}`);
+      assert.equal(r.json.error.code, 'identity.forbidden');
+    }
+  }
+  assert.equal(sql(`SELECT count(*) FROM identity.users WHERE totp_pending_secret IS NOT NULL AND id IN ('${pupil.json.id}', '${parent.json.id}')`), '0');
+  const r = await me('', op);
+  assert.equal(r.status, 403, r.text);
+  assert.equal((await me('', undefined)).status, 401);
+  // Over RPC: a service is no person either.
+  refused(gw('SetupTotp', {}), 'PERMISSION_DENIED', 'identity.forbidden');
+});
+
+test('guessing the code to switch TOTP off is throttled per account', async () => {
+  const teacher = s.token({ sub: ids.teacher, schools: [`${ids.school}:teacher`] });
+  const setup = await me('', teacher);
+  const secret = b32decode(setup.json.secret);
+  const step = await stepWithRoom();
+  assert.equal((await me('/confirm', teacher, { code: codeAt(secret, step) })).status, 200);
+  try {
+    const wrong = String((Number(codeAt(secret, step + 1)) + 1) % 1e6).padStart(6, '0');
+    let throttled;
+    for (let i = 0; i < 8 && !throttled; i++) {
+      const r = await me('/disable', teacher, { code: wrong });
+      if (r.status === 429) throttled = r;
+      else assert.equal(r.json.error.code, 'identity.totp_invalid', r.text);
+    }
+    assert.ok(throttled, 'wrong codes are held back after a few');
+    assert.equal(throttled.json.error.code, 'identity.throttled');
+    assert.equal(sql(`SELECT totp_secret IS NOT NULL FROM identity.users WHERE id = '${ids.teacher}'`), 't');
+  } finally {
+    redis('DEL', 'kreide:throttle:acct:tom.lehrer');
+    sql(`UPDATE identity.users SET totp_secret = NULL, totp_last_step = NULL, totp_enabled_at = NULL WHERE id = '${ids.teacher}'`);
+  }
+});
