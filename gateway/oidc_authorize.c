@@ -418,7 +418,9 @@ static void on_code(flow *f, h2o_req_t *req, kr_rpc_result *res)
         redirect_error(req, a, "temporarily_unavailable", "sign-in is unavailable for a moment");
         return;
     }
-    if (code_is(res, "oidc.invalid_scope"))
+    if (code_is(res, "oidc.access_denied"))
+        redirect_error(req, a, "access_denied", "this client is for the people of its own school only");
+    else if (code_is(res, "oidc.invalid_scope"))
         redirect_error(req, a, "invalid_scope", "the scope is not allowed for this client");
     else if (code_is(res, "oidc.unauthorized_client") || res->status == KREIDE__STATUS__PERMISSION_DENIED)
         redirect_error(req, a, "unauthorized_client", "this client may not use the authorization code flow");

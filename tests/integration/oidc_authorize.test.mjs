@@ -7,8 +7,10 @@
 // matched, forged forms, and RP-Initiated Logout.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes, sign } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { startSuite, api, required } from '../lib/kreide.mjs';
 
 let s;
@@ -155,6 +157,13 @@ function login(b, page, { username = 'lena.schmidt', password = PASSWORD, totp: 
 
 function consent(b, page, decision) {
   return b.post('/oidc/consent', { csrf: field(page.text, 'csrf'), request: field(page.text, 'request'), decision });
+}
+
+// An ID token as the token endpoint signs it: ES256 with the suite's key.
+function idToken(claims, key = readFileSync(path.join(s.keysDir, 'test1.pem'))) {
+  const enc = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const input = `${enc({ alg: 'ES256', kid: 'test1', typ: 'JWT' })}.${enc(claims)}`;
+  return `${input}.${sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`;
 }
 
 function redeem(client, code, redirectUri, verifier) {
@@ -606,4 +615,47 @@ test('logout returns to a registered post_logout_redirect_uri only', async () =>
   const r = await crossSite.post('/oidc/logout', { client_id: clients.wiki.client_id });
   assertPage(r, 200);
   assert.match(r.text, /action="\/oidc\/logout"/);
+});
+
+test('logout with an id_token_hint of the person signed in ends the session at once', async () => {
+  const b = await signedIn();
+  const token = b.jar.get('kreide_sso');
+  const session = gw('GetSession', { session_token: token }).body;
+  const now = Math.floor(Date.now() / 1000);
+  // long expired, as hints often are
+  const hint = idToken({ iss: s.url, sub: ids.lena, aud: clients.wiki.client_id, azp: clients.wiki.client_id,
+    iat: now - 7200, exp: now - 6600, sid: session.session_id });
+  const r = await b.get(`/oidc/logout?${new URLSearchParams({
+    id_token_hint: hint, post_logout_redirect_uri: 'https://wiki.example.org/bye', state: 's-1',
+  })}`);
+  assert.equal(r.status, 303, r.text);
+  assert.equal(r.location, 'https://wiki.example.org/bye?state=s-1');
+  assert.match(b.setCookie('kreide_sso'), /Max-Age=0/);
+  assert.equal(gw('GetSession', { session_token: token }).status, 'NOT_FOUND');
+
+  // another person's hint does not end Tom's session without asking
+  const t = await signedIn('tom.lehrer');
+  const ask = await t.get(`/oidc/logout?${new URLSearchParams({ id_token_hint: hint })}`);
+  assertPage(ask, 200);
+  assert.match(ask.text, /action="\/oidc\/logout"/);
+  assert.equal(field(ask.text, 'id_token_hint'), hint);
+  assert.equal(gw('GetSession', { session_token: t.jar.get('kreide_sso') }).status, 'OK');
+
+  // hints that are not our ID tokens for that client: a page, nothing ended
+  const other = idToken({ iss: s.url, sub: ids.tom, aud: clients.wiki.client_id, exp: now + 600 },
+    execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256']));
+  const bad = [
+    [{ id_token_hint: other }, 'another key'],
+    [{ id_token_hint: idToken({ iss: 'https://evil.example.org', sub: ids.tom, aud: clients.wiki.client_id, exp: now + 600 }) },
+      'another issuer'],
+    [{ id_token_hint: idToken({ iss: s.url, sub: ids.tom, aud: clients.wiki.client_id, exp: now + 600 }),
+      client_id: clients.app.client_id }, 'another client'],
+    [{ id_token_hint: s.token({ sub: ids.tom }) }, 'an access token'],
+  ];
+  for (const [q, what] of bad) {
+    const x = await t.get(`/oidc/logout?${new URLSearchParams(q)}`);
+    assert.equal(x.status, 400, what);
+    assert.equal(x.location, null, what);
+  }
+  assert.equal(gw('GetSession', { session_token: t.jar.get('kreide_sso') }).status, 'OK');
 });
