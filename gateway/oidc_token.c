@@ -901,4 +901,9 @@ void gw_oidc_token_register(h2o_hostconf_t *hostconf)
     register_handler(hostconf, "/oidc/introspect", on_introspect);
     register_handler(hostconf, "/oidc/revoke", on_revoke);
     gw_oidc_userinfo_register(hostconf);
+    if (gw.jwt_keys != NULL && !kr_jwt_keyset_can_sign(gw.jwt_keys, "RS256"))
+        kr_log(KR_LOG_WARN,
+               "no RSA key in KREIDE_JWT_KEYS_DIR: clients registered for RS256 ID tokens get server_error "
+               "(kreidectl keygen --alg RS256 makes one)",
+               NULL);
 }

@@ -183,7 +183,7 @@ test('authorization_code: an ES256 ID token with nonce, auth_time, sid, azp, pro
   assert.equal(id.sub, ids.teacher);
   assert.equal(id.azp, clients.wiki.client_id);
   assert.equal(id.nonce, code.nonce);
-  assert.equal(id.auth_time, sess.auth_time);
+  assert.equal(id.auth_time, Number(sess.auth_time));
   assert.equal(id.sid, sess.session_id);
   assert.equal(id.exp - id.iat, 600);
   assert.ok(Math.abs(id.iat - Date.now() / 1000) < 60);
@@ -328,7 +328,7 @@ test('refresh tokens rotate; reusing an old one is invalid_grant and kills the w
   // OpenID Connect Core 12.2: same iss, sub, aud and azp; auth_time of the sign-in
   assert.equal(id2.sub, idFirst.sub);
   assert.equal(id2.azp, idFirst.azp);
-  assert.equal(id2.auth_time, sess.auth_time);
+  assert.equal(id2.auth_time, Number(sess.auth_time));
   assert.equal(id2.sid, sess.session_id);
   assert.equal(id2.nonce, undefined);
   assert.notEqual(decodeJwt(second.access_token).jti, decodeJwt(first.access_token).jti);
