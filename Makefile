@@ -177,13 +177,34 @@ $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+# ------------------------------------------------------------------ portal
+# The web portal (gateway/portal, Preact + Vite) built into $(BUILD)/portal,
+# which the gateway serves as KREIDE_STATIC_DIR. npm ci runs only when the
+# lockfile changed (a stamp inside node_modules); node and npm come from
+# scripts/bootstrap.
+PORTAL_DIR   := gateway/portal
+PORTAL_OUT   := $(BUILD)/portal
+PORTAL_STAMP := $(PORTAL_DIR)/node_modules/.kreide-npm-ci
+PORTAL_SRC   := $(PORTAL_DIR)/index.html $(PORTAL_DIR)/vite.config.js $(wildcard $(PORTAL_DIR)/src/*.* \
+                $(PORTAL_DIR)/src/*/*.* $(PORTAL_DIR)/public/*.* $(PORTAL_DIR)/public/*/*.* $(PORTAL_DIR)/tools/*.*)
+
+$(PORTAL_STAMP): $(PORTAL_DIR)/package-lock.json $(PORTAL_DIR)/package.json
+	@echo "  NPM CI  $(PORTAL_DIR)"
+	$(Q)cd $(PORTAL_DIR) && npm ci --no-audit --no-fund --loglevel=error </dev/null >/dev/null
+	$(Q)touch $@
+
+$(PORTAL_OUT)/index.html: $(PORTAL_SRC) $(PORTAL_STAMP)
+	@echo "  VITE    $(PORTAL_OUT)"
+	$(Q)cd $(PORTAL_DIR) && node node_modules/vite/bin/vite.js build --logLevel warn --outDir $(abspath $(PORTAL_OUT))
+
 # ----------------------------------------------------------------- targets
 .DEFAULT_GOAL := all
 .SECONDARY:
-.PHONY: all tests fuzz run test bench asan fmt lint clean bootstrap
-all: $(BINS) $(UNIT_TESTS)
+.PHONY: all tests fuzz portal run test bench asan fmt lint clean bootstrap
+all: $(BINS) $(UNIT_TESTS) $(PORTAL_OUT)/index.html
 tests: $(UNIT_TESTS)
 fuzz: $(FUZZ_BINS)
+portal: $(PORTAL_OUT)/index.html
 
 bootstrap:
 	scripts/bootstrap

@@ -11,6 +11,8 @@
  *              table and the protobuf descriptors
  *   api.c      the JSON API handler: body -> protobuf -> RPC -> JSON
  *   auth.c     bearer tokens -> the caller put into every envelope
+ *   static.c   the portal's files, index.html for the app's routes, its
+ *              headers and its configuration document (static.h)
  *   ops.c      /healthz, /readyz, /metrics, /api/v1/openapi.json, errors,
  *              the JSON access log
  *   oidc.c     OpenID Connect: discovery, JWKS, the sign-in pages (oidc.h)

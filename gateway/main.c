@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "gateway.h"
+#include "static.h"
 #include "identity.pb-c.h"
 #include "kr_config.h"
 #include "kr_log.h"
@@ -202,6 +203,7 @@ int main(int argc, char **argv)
     gw.issuer = kr_config_str(cfg, "KREIDE_ISSUER", "http://127.0.0.1:8080", 0);
     gw.audience = kr_config_str(cfg, "KREIDE_JWT_AUDIENCE", "kreide", 0);
     const char *static_dir = kr_config_str(cfg, "KREIDE_STATIC_DIR", NULL, 0);
+    const char *portal_config = kr_config_str(cfg, "KREIDE_PORTAL_CONFIG", NULL, 0);
     gw.redis_url = kr_config_str(cfg, "KREIDE_REDIS_URL", NULL, KR_CFG_SECRET);
     gw.access_token_ttl = kr_config_int(cfg, "KREIDE_ACCESS_TOKEN_TTL", 600, 60, 86400);
 
@@ -251,14 +253,13 @@ int main(int argc, char **argv)
     h2o_pathconf_t *api = h2o_config_register_path(host, "/api", 0);
     gw_api_register(api);
     gw_access_log_register(api);
-    h2o_pathconf_t *root = h2o_config_register_path(host, "/", 0);
     if (static_dir != NULL) {
-        static const char *index_files[] = {"index.html", NULL};
-        h2o_file_register(root, static_dir, index_files, NULL, 0);
+        gw_static_register(host, static_dir, portal_config != NULL && portal_config[0] != '\0' ? portal_config : NULL);
     } else {
+        h2o_pathconf_t *root = h2o_config_register_path(host, "/", 0);
         gw_api_register(root); /* answers a JSON 404 for everything */
+        gw_access_log_register(root);
     }
-    gw_access_log_register(root);
 
     threads = calloc((size_t)nthreads, sizeof(gw_thread));
     stop_receivers = calloc((size_t)nthreads, sizeof(*stop_receivers));

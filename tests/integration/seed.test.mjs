@@ -3,8 +3,9 @@
 // people; a second run finds all of it and creates nothing twice.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
+import { readFileSync } from 'node:fs';
 import { startSuite, api, bin, root } from '../lib/kreide.mjs';
 
 let s;
@@ -15,10 +16,10 @@ before(async () => {
 });
 after(async () => s && s.stop());
 
-function seed() {
+function seed(...extra) {
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KREIDE_')));
   const r = spawnSync(path.join(root, 'scripts', 'seed'),
-    ['--url', s.url, '--keys', s.keysDir, '--kreidectl', path.join(bin, 'kreidectl')], { encoding: 'utf8', env });
+    ['--url', s.url, '--keys', s.keysDir, '--kreidectl', path.join(bin, 'kreidectl'), ...extra], { encoding: 'utf8', env });
   assert.equal(r.status, 0, r.stderr);
   const m = r.stdout.match(/^seed: created (\d+), already there (\d+)$/m);
   assert.ok(m, r.stdout);
@@ -89,4 +90,44 @@ test('the demo seed creates two schools of one carrier, once, however often it r
   assert.equal(second.created, 0, second.out);
   assert.equal(second.kept, first.created);
   assert.deepEqual(await snapshot(), a);
+});
+
+// seed() without blocking the event loop, so the test runner's own work
+// goes on while the seed runs.
+function seedAsync(...extra) {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KREIDE_')));
+  return new Promise((resolve, reject) => {
+    const p = spawn(path.join(root, 'scripts', 'seed'),
+      ['--url', s.url, '--keys', s.keysDir, '--kreidectl', path.join(bin, 'kreidectl'), ...extra], { env });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d) => { out += d; });
+    p.stderr.on('data', (d) => { err += d; });
+    p.once('error', reject);
+    p.once('close', (code) => {
+      if (code !== 0) return reject(new Error(`seed exited ${code}: ${err}`));
+      const m = out.match(/^seed: created (\d+), already there (\d+)$/m);
+      if (!m) return reject(new Error(`no summary line: ${out}`));
+      resolve({ out, created: Number(m[1]), kept: Number(m[2]) });
+    });
+  });
+}
+
+test('with --portal-config the seed registers the portal as a public client, once', async () => {
+  await seedAsync(); // the demo itself, if this test runs alone
+  const file = path.join(s.dir, 'portal-config.json');
+  const first = await seedAsync('--portal-config', file);
+  assert.equal(first.created, 1, first.out); // the client; the demo was there
+  const cfg = JSON.parse(readFileSync(file, 'utf8'));
+  assert.match(cfg.client_id, /^[A-Za-z0-9_-]{22}$/);
+  assert.ok(first.out.includes(cfg.client_id), first.out);
+  const c = await get(`/api/v1/oidc/clients/${cfg.client_id}`);
+  assert.equal(c.type, 'PUBLIC');
+  assert.ok(c.redirect_uris.includes(`${s.url}/auth/callback`), JSON.stringify(c.redirect_uris));
+  assert.deepEqual(c.grant_types, ['authorization_code']);
+  assert.deepEqual([...c.scopes].sort(), ['openid', 'profile', 'school']);
+
+  const second = await seedAsync('--portal-config', file);
+  assert.equal(second.created, 0, second.out);
+  assert.equal(JSON.parse(readFileSync(file, 'utf8')).client_id, cfg.client_id);
 });

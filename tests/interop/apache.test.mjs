@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import os from 'node:os';
 import { startSuite, api, freePort, until } from '../lib/kreide.mjs';
-import { formFor } from '../lib/browser.mjs';
+import { formFor } from '../lib/signin.mjs';
 
 const MODULES = '/usr/lib/apache2/modules';
 const APACHE = '/usr/sbin/apache2';

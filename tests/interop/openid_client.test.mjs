@@ -8,7 +8,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as oidc from 'openid-client';
 import { startSuite, api, until } from '../lib/kreide.mjs';
-import { signIn, follow, CookieJar } from '../lib/browser.mjs';
+import { signIn, follow, CookieJar } from '../lib/signin.mjs';
 
 let s;
 let op;

@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash, createHmac, createPublicKey, randomBytes } from 'node:crypto';
 import { startSuite, api, until } from '../lib/kreide.mjs';
-import { signIn, request, CookieJar } from '../lib/browser.mjs';
+import { signIn, request, CookieJar } from '../lib/signin.mjs';
 
 let s;
 let op;
