@@ -290,9 +290,43 @@ static void start_request(int ep, conn *c)
     epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
+/* The end of a chunked body that starts at `pos` (RFC 9112 section 7.1;
+ * no trailers), 0 when more is needed, -1 when malformed. With `decoded`,
+ * the chunks' data is also joined in place right after the head and
+ * *decoded is where it ends. */
+static long chunked_end(conn *c, size_t pos, size_t *decoded)
+{
+    bool decode = decoded != NULL;
+    size_t out = pos;
+    for (;;) {
+        char *eol = strstr(c->in + pos, "\r\n");
+        if (eol == NULL)
+            return 0;
+        char *endp;
+        unsigned long size = strtoul(c->in + pos, &endp, 16);
+        if (endp == c->in + pos)
+            return -1;
+        pos = (size_t)(eol - c->in) + 2;
+        if (size == 0) {
+            if (decode)
+                *decoded = out;
+            return c->in_len >= pos + 2 ? (long)(pos + 2) : 0;
+        }
+        if (size > RESP_MAX)
+            return -1;
+        if (c->in_len < pos + size + 2)
+            return 0;
+        if (decode) {
+            memmove(c->in + out, c->in + pos, size);
+            out += size;
+        }
+        pos += size + 2;
+    }
+}
+
 /* Length of a complete response in c->in (head + body), 0 when more is
- * needed, -1 when it cannot be parsed (chunked bodies are not expected from
- * either server for these small JSON answers). */
+ * needed, -1 when it cannot be parsed. A chunked body is decoded in place,
+ * so that c->in then holds the head and the plain body. */
 static long response_len(conn *c, int *status)
 {
     c->in[c->in_len] = '\0';
@@ -303,11 +337,22 @@ static long response_len(conn *c, int *status)
     if (sscanf(c->in, "HTTP/1.%*d %d", status) != 1)
         return -1;
     long clen = -1;
+    bool chunked = false;
     for (char *l = strstr(c->in, "\r\n"); l != NULL && l < end; l = strstr(l + 2, "\r\n")) {
         if (strncasecmp(l + 2, "content-length:", 15) == 0)
             clen = strtol(l + 17, NULL, 10);
         else if (strncasecmp(l + 2, "transfer-encoding:", 18) == 0)
-            return -1;
+            chunked = true;
+    }
+    if (chunked) {
+        long n = chunked_end(c, head, NULL);
+        if (n > 0) {
+            size_t body_end = head;
+            (void)chunked_end(c, head, &body_end);
+            /* For the searches that follow; nothing else is in flight. */
+            c->in[body_end] = '\0';
+        }
+        return n == 0 && c->in_len >= RESP_MAX - 1 ? -1 : n;
     }
     if (clen < 0)
         clen = 0;
