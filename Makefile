@@ -170,7 +170,8 @@ $(BUILD)/fuzz/%: libcommon/fuzz/%.c $(COMMON_SRC) $(PROTO_C) $(TEST_PROTO_C) | $
 	    $(PROTO_C) $(TEST_PROTO_C) $(LIBS)
 
 # --------------------------------------------------------------- benchmarks
-# Floors measured beside the daemons by `make bench`.
+# Floors and load generators of `make bench`; built by `make` too, so their
+# quick checks in tests/integration/bench_tools.test.mjs find them.
 BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/bench/*.c))
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o
 	@mkdir -p $(dir $@)
@@ -181,7 +182,7 @@ $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o
 .DEFAULT_GOAL := all
 .SECONDARY:
 .PHONY: all tests fuzz run test bench asan fmt lint clean bootstrap
-all: $(BINS) $(UNIT_TESTS)
+all: $(BINS) $(UNIT_TESTS) $(BENCH_BINS)
 tests: $(UNIT_TESTS)
 fuzz: $(FUZZ_BINS)
 

@@ -95,8 +95,8 @@ static int throughput(int threads, double seconds, unsigned m, unsigned t, unsig
         return 1;
     }
     long n = atomic_load(&a.hashes);
-    printf("argon2id m=%u t=%u p=%u threads=%d: %ld hashes in %.2f s, CPU %.2f s, hashes/s %.2f\n", m, t, p, threads, n, wall,
-           cpu, (double)n / wall);
+    printf("argon2id m=%u t=%u p=%u threads=%d: %ld hashes in %.2f s, CPU %.2f s, hashes/s %.2f\n", m, t, p, threads, n, wall, cpu,
+           (double)n / wall);
     return 0;
 }
 

@@ -104,6 +104,17 @@ static void die(const char *what)
     exit(2);
 }
 
+/* A whole number or a decimal option value; anything else is a usage error. */
+static double num_arg(const char *s)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0')
+        die("a number was expected");
+    return v;
+}
+
 static void *xmalloc(size_t n)
 {
     void *p = malloc(n);
@@ -153,7 +164,7 @@ static double group_cpu(const group *g)
     while ((e = readdir(d)) != NULL) {
         if (!isdigit((unsigned char)e->d_name[0]))
             continue;
-        int pid = atoi(e->d_name), parent = 0;
+        int pid = (int)strtol(e->d_name, NULL, 10), parent = 0;
         double c = proc_cpu(pid, false, &parent);
         if (parent == g->pid)
             sum += c;
@@ -334,8 +345,9 @@ static long response_len(conn *c, int *status)
     if (end == NULL)
         return c->in_len >= RESP_MAX - 1 ? -1 : 0;
     size_t head = (size_t)(end - c->in) + 4;
-    if (sscanf(c->in, "HTTP/1.%*d %d", status) != 1)
+    if (strncmp(c->in, "HTTP/1.", 7) != 0 || c->in[8] != ' ')
         return -1;
+    *status = (int)strtol(c->in + 9, NULL, 10);
     long clen = -1;
     bool chunked = false;
     for (char *l = strstr(c->in, "\r\n"); l != NULL && l < end; l = strstr(l + 2, "\r\n")) {
@@ -446,7 +458,7 @@ static void add_group(const char *arg, bool children)
     if (eq == NULL || ngroups == MAX_GROUPS)
         usage();
     groups[ngroups].name = strndup(arg, (size_t)(eq - arg));
-    groups[ngroups].pid = atoi(eq + 1);
+    groups[ngroups].pid = (int)num_arg(eq + 1);
     groups[ngroups].children = children;
     if (groups[ngroups].pid <= 0)
         usage();
@@ -463,13 +475,13 @@ int main(int argc, char **argv)
     while ((opt = getopt(argc, argv, "c:d:w:H:e:k:T:U:p:P:")) != -1) {
         switch (opt) {
         case 'c':
-            nconns = atoi(optarg);
+            nconns = (int)num_arg(optarg);
             break;
         case 'd':
-            secs = atof(optarg);
+            secs = num_arg(optarg);
             break;
         case 'w':
-            warm = atof(optarg);
+            warm = num_arg(optarg);
             break;
         case 'H':
             if (nheaders == MAX_HEADERS)
@@ -478,7 +490,7 @@ int main(int argc, char **argv)
             break;
         case 'e':
             for (char *s = strtok(optarg, ","); s != NULL && nok < 16; s = strtok(NULL, ","))
-                ok_codes[nok++] = atoi(s);
+                ok_codes[nok++] = (int)num_arg(s);
             break;
         case 'k':
             must_contain = optarg;
@@ -500,7 +512,7 @@ int main(int argc, char **argv)
     if (argc - optind != 4 || nconns < 1 || nconns > MAX_CONNS || secs <= 0 || warm < 0)
         usage();
     host = argv[optind];
-    port = atoi(argv[optind + 1]);
+    port = (int)num_arg(argv[optind + 1]);
     path = argv[optind + 2];
     body_tpl = argv[optind + 3];
     if (nok == 0)
@@ -582,7 +594,7 @@ int main(int argc, char **argv)
         }
     }
     double wall = now_s() - cpu0, gen_cpu = self_cpu() - cpu_self0;
-    double gcpu[MAX_GROUPS], total_cpu = 0;
+    double gcpu[MAX_GROUPS] = {0}, total_cpu = 0;
     for (int g = 0; g < ngroups; g++) {
         gcpu[g] = group_cpu(&groups[g]) - groups[g].start;
         total_cpu += gcpu[g];
