@@ -173,7 +173,7 @@ $(BUILD)/fuzz/%: libcommon/fuzz/%.c $(COMMON_SRC) $(PROTO_C) $(TEST_PROTO_C) | $
 # Floors and load generators of `make bench`; built by `make` too, so their
 # quick checks in tests/integration/bench_tools.test.mjs find them.
 BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/bench/*.c))
-$(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o
+$(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(COMMON_LIB) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
