@@ -42,6 +42,9 @@ const char *gw_oidc_strerror(int err);
 
 /* ------------------------------------------------------------------ PKCE */
 
+/* The rules live in libcommon (kr_oauth_pkce_*, which identity uses when a
+ * code is redeemed); these keep the gateway's error codes. */
+
 /* Shortest and longest code_verifier (RFC 7636 section 4.1). */
 #define GW_OIDC_PKCE_VERIFIER_MIN 43
 #define GW_OIDC_PKCE_VERIFIER_MAX 128

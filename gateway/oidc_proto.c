@@ -1,9 +1,6 @@
 /* OAuth 2.0 / OpenID Connect protocol rules with no I/O (see oidc.h). */
 #include <string.h>
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-
 #include "oidc.h"
 #include "kr_oauth.h"
 #include "kr_url.h"
@@ -35,38 +32,6 @@ const char *gw_oidc_strerror(int err)
 }
 
 /* ------------------------------------------------------------- encodings */
-
-static const char b64url_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static int b64url_value(char c)
-{
-    const char *p = c != '\0' ? strchr(b64url_alphabet, c) : NULL;
-    return p != NULL ? (int)(p - b64url_alphabet) : -1;
-}
-
-/* Base64url without padding (RFC 4648 section 5); `out` holds 4*ceil(n/3). */
-static size_t b64url_encode(const unsigned char *in, size_t n, char *out)
-{
-    size_t o = 0, i = 0;
-    for (; i + 3 <= n; i += 3) {
-        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
-        out[o++] = b64url_alphabet[v >> 18 & 63];
-        out[o++] = b64url_alphabet[v >> 12 & 63];
-        out[o++] = b64url_alphabet[v >> 6 & 63];
-        out[o++] = b64url_alphabet[v & 63];
-    }
-    if (n - i == 1) {
-        unsigned v = (unsigned)in[i] << 16;
-        out[o++] = b64url_alphabet[v >> 18 & 63];
-        out[o++] = b64url_alphabet[v >> 12 & 63];
-    } else if (n - i == 2) {
-        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8;
-        out[o++] = b64url_alphabet[v >> 18 & 63];
-        out[o++] = b64url_alphabet[v >> 12 & 63];
-        out[o++] = b64url_alphabet[v >> 6 & 63];
-    }
-    return o;
-}
 
 static int b64std_value(char c)
 {
@@ -171,35 +136,23 @@ static bool pkce_unreserved(char c)
            c == '~';
 }
 
+/* PKCE lives in libcommon (kr_oauth.h), since identity verifies the
+ * verifier when a code is redeemed; these keep the gateway's error codes. */
 bool gw_oidc_pkce_challenge_valid(const char *challenge, size_t len)
 {
-    if (challenge == NULL || len != GW_OIDC_PKCE_CHALLENGE_LEN)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if (b64url_value(challenge[i]) < 0)
-            return false;
-    /* 43 characters carry 258 bits for 256: the last two must be zero. */
-    return (b64url_value(challenge[len - 1]) & 3) == 0;
+    return kr_oauth_pkce_challenge_valid(challenge, len);
 }
 
 int gw_oidc_pkce_verify(const char *verifier, size_t verifier_len, const char *challenge, size_t challenge_len)
 {
-    if (verifier == NULL || verifier_len < GW_OIDC_PKCE_VERIFIER_MIN || verifier_len > GW_OIDC_PKCE_VERIFIER_MAX)
-        return GW_OIDC_EMALFORMED;
-    for (size_t i = 0; i < verifier_len; i++)
-        if (!pkce_unreserved(verifier[i]))
-            return GW_OIDC_EMALFORMED;
-    if (!gw_oidc_pkce_challenge_valid(challenge, challenge_len))
-        return GW_OIDC_EMALFORMED;
-    unsigned char digest[32];
-    unsigned int dlen = 0;
-    if (EVP_Digest(verifier, verifier_len, digest, &dlen, EVP_sha256(), NULL) != 1 || dlen != sizeof(digest))
-        return GW_OIDC_EMALFORMED;
-    char computed[GW_OIDC_PKCE_CHALLENGE_LEN + 1];
-    size_t n = b64url_encode(digest, sizeof(digest), computed);
-    if (n != GW_OIDC_PKCE_CHALLENGE_LEN || CRYPTO_memcmp(computed, challenge, GW_OIDC_PKCE_CHALLENGE_LEN) != 0)
+    switch (kr_oauth_pkce_verify(verifier, verifier_len, challenge, challenge_len)) {
+    case KR_OAUTH_OK:
+        return GW_OIDC_OK;
+    case KR_OAUTH_EMISMATCH:
         return GW_OIDC_EMISMATCH;
-    return GW_OIDC_OK;
+    default:
+        return GW_OIDC_EMALFORMED;
+    }
 }
 
 /* ---------------------------------------------------------- redirect URIs */

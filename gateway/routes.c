@@ -46,6 +46,12 @@ static gw_route routes[] = {
      NULL, NULL},
     {"GET", "/api/v1/oidc/clients/{client_id}", "identity", "GetClient", GW_AUTH_BEARER, 200,
      "Read an OpenID Connect client's registration", NULL, NULL, NULL},
+    {"POST", "/api/v1/me/totp", "identity", "SetupTotp", GW_AUTH_BEARER, 200,
+     "Start setting up one's own TOTP second factor (a new secret)", NULL, NULL, NULL},
+    {"POST", "/api/v1/me/totp/confirm", "identity", "ConfirmTotp", GW_AUTH_BEARER, 200,
+     "Switch one's own TOTP second factor on with a first code", NULL, NULL, NULL},
+    {"POST", "/api/v1/me/totp/disable", "identity", "DisableTotp", GW_AUTH_BEARER, 200,
+     "Switch one's own TOTP second factor off with a current code", NULL, NULL, NULL},
 };
 static const size_t nroutes = sizeof(routes) / sizeof(routes[0]);
 

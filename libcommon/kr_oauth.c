@@ -1,6 +1,9 @@
 /* OAuth 2.0 rules shared by the gateway and identity (see kr_oauth.h). */
 #include <string.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
 #include "kr_id.h"
 #include "kr_oauth.h"
 #include "kr_url.h"
@@ -18,6 +21,8 @@ const char *kr_oauth_strerror(int err)
         return "redirect URI must use https (http only on a loopback address)";
     case KR_OAUTH_EFRAGMENT:
         return "redirect URI must not have a fragment";
+    case KR_OAUTH_EMISMATCH:
+        return "does not match";
     default:
         return "unknown error";
     }
@@ -179,6 +184,47 @@ int kr_oauth_redirect_uri_match(const char *requested, size_t len, const char *c
     return -1;
 }
 
+/* ------------------------------------------------------------------ PKCE */
+
+static const char b64url_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static int b64url_value(char c)
+{
+    const char *p = c != '\0' ? strchr(b64url_alphabet, c) : NULL;
+    return p != NULL ? (int)(p - b64url_alphabet) : -1;
+}
+
+bool kr_oauth_pkce_challenge_valid(const char *challenge, size_t len)
+{
+    if (challenge == NULL || len != KR_OAUTH_PKCE_CHALLENGE_LEN)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (b64url_value(challenge[i]) < 0)
+            return false;
+    /* 43 characters carry 258 bits for 256: the last two must be zero. */
+    return (b64url_value(challenge[len - 1]) & 3) == 0;
+}
+
+int kr_oauth_pkce_verify(const char *verifier, size_t verifier_len, const char *challenge, size_t challenge_len)
+{
+    if (verifier == NULL || verifier_len < KR_OAUTH_PKCE_VERIFIER_MIN || verifier_len > KR_OAUTH_PKCE_VERIFIER_MAX)
+        return KR_OAUTH_EMALFORMED;
+    for (size_t i = 0; i < verifier_len; i++)
+        if (!unreserved(verifier[i]))
+            return KR_OAUTH_EMALFORMED;
+    if (!kr_oauth_pkce_challenge_valid(challenge, challenge_len))
+        return KR_OAUTH_EMALFORMED;
+    unsigned char digest[32];
+    unsigned int dlen = 0;
+    if (EVP_Digest(verifier, verifier_len, digest, &dlen, EVP_sha256(), NULL) != 1 || dlen != sizeof(digest))
+        return KR_OAUTH_EMALFORMED;
+    char computed[KR_OAUTH_B64URL_LEN(32) + 1];
+    size_t n = kr_oauth_b64url_encode(digest, sizeof(digest), computed);
+    if (n != KR_OAUTH_PKCE_CHALLENGE_LEN || CRYPTO_memcmp(computed, challenge, KR_OAUTH_PKCE_CHALLENGE_LEN) != 0)
+        return KR_OAUTH_EMISMATCH;
+    return KR_OAUTH_OK;
+}
+
 /* ---------------------------------------------------------------- scopes */
 
 bool kr_oauth_scope_token_valid(const char *s, size_t len)
@@ -197,24 +243,23 @@ bool kr_oauth_scope_token_valid(const char *s, size_t len)
 
 size_t kr_oauth_b64url_encode(const unsigned char *in, size_t n, char *out)
 {
-    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     size_t o = 0, i = 0;
     for (; i + 3 <= n; i += 3) {
         unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
-        out[o++] = alphabet[v >> 18 & 63];
-        out[o++] = alphabet[v >> 12 & 63];
-        out[o++] = alphabet[v >> 6 & 63];
-        out[o++] = alphabet[v & 63];
+        out[o++] = b64url_alphabet[v >> 18 & 63];
+        out[o++] = b64url_alphabet[v >> 12 & 63];
+        out[o++] = b64url_alphabet[v >> 6 & 63];
+        out[o++] = b64url_alphabet[v & 63];
     }
     if (n - i == 1) {
         unsigned v = (unsigned)in[i] << 16;
-        out[o++] = alphabet[v >> 18 & 63];
-        out[o++] = alphabet[v >> 12 & 63];
+        out[o++] = b64url_alphabet[v >> 18 & 63];
+        out[o++] = b64url_alphabet[v >> 12 & 63];
     } else if (n - i == 2) {
         unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8;
-        out[o++] = alphabet[v >> 18 & 63];
-        out[o++] = alphabet[v >> 12 & 63];
-        out[o++] = alphabet[v >> 6 & 63];
+        out[o++] = b64url_alphabet[v >> 18 & 63];
+        out[o++] = b64url_alphabet[v >> 12 & 63];
+        out[o++] = b64url_alphabet[v >> 6 & 63];
     }
     out[o] = '\0';
     return o;

@@ -2,8 +2,10 @@
  * kr_oauth — OAuth 2.0 rules without I/O that both the gateway (which
  * matches redirect URIs at the authorization request) and identity (which
  * checks them when a client is registered) apply: what a redirect URI may
- * look like and how a requested one matches a registered one, the syntax of
- * scopes, and random base64url identifiers for clients and secrets.
+ * look like and how a requested one matches a registered one, PKCE (the
+ * gateway checks a challenge when the request arrives, identity verifies
+ * the verifier when the code is redeemed), the syntax of scopes, and random
+ * base64url identifiers for clients and secrets.
  */
 #ifndef KR_OAUTH_H
 #define KR_OAUTH_H
@@ -18,6 +20,7 @@ typedef enum {
     KR_OAUTH_ETOOBIG,    /* longer than KR_OAUTH_REDIRECT_URI_MAX */
     KR_OAUTH_ESCHEME,    /* neither https nor http on a loopback host */
     KR_OAUTH_EFRAGMENT,  /* has a fragment */
+    KR_OAUTH_EMISMATCH,  /* a PKCE verifier that does not match its challenge */
 } kr_oauth_err;
 
 /* A static English text for an error code; never NULL. */
@@ -47,6 +50,29 @@ int kr_oauth_redirect_uri_check(const char *uri, size_t len) __attribute__((warn
  * kr_oauth_redirect_uri_check. Returns the index into `registered` (NULL
  * entries are skipped), or -1. */
 int kr_oauth_redirect_uri_match(const char *requested, size_t len, const char *const *registered, size_t nregistered);
+
+/* ------------------------------------------------------------------ PKCE */
+
+/* Shortest and longest code_verifier (RFC 7636 section 4.1). */
+#define KR_OAUTH_PKCE_VERIFIER_MIN 43
+#define KR_OAUTH_PKCE_VERIFIER_MAX 128
+/* Length of an S256 code_challenge: BASE64URL of 32 bytes, no padding. */
+#define KR_OAUTH_PKCE_CHALLENGE_LEN 43
+
+/* Whether `challenge` can be an S256 code_challenge: exactly 43 characters
+ * of the base64url alphabet, the last one carrying no stray bits (no
+ * SHA-256 encodes to anything else). Checked when the authorization request
+ * arrives, so a bad challenge is refused up front. */
+bool kr_oauth_pkce_challenge_valid(const char *challenge, size_t len);
+
+/* Verifies a code_verifier against the S256 code_challenge stored with the
+ * code (RFC 7636 section 4.6): the verifier must be 43..128 characters of
+ * [A-Za-z0-9-._~] and BASE64URL(SHA256(verifier)) must equal the challenge.
+ * `plain` is never accepted. The comparison takes the same time wherever
+ * the strings differ. Returns 0, KR_OAUTH_EMALFORMED for a verifier or
+ * challenge of the wrong shape, or KR_OAUTH_EMISMATCH. */
+int kr_oauth_pkce_verify(const char *verifier, size_t verifier_len, const char *challenge, size_t challenge_len)
+    __attribute__((warn_unused_result));
 
 /* ---------------------------------------------------------------- scopes */
 

@@ -80,6 +80,81 @@ static void random_ids_have_the_right_length_and_differ(void **state)
     assert_int_equal(strlen(big), KR_OAUTH_B64URL_LEN(100));
 }
 
+/* ------------------------------------------------------------------ PKCE */
+
+/* RFC 7636 Appendix B. */
+static const char rfc_verifier[] = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+static const char rfc_challenge[] = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+static void pkce_accepts_the_rfc_7636_example(void **state)
+{
+    assert_true(kr_oauth_pkce_challenge_valid(TEXT(rfc_challenge)));
+    assert_int_equal(kr_oauth_pkce_verify(TEXT(rfc_verifier), TEXT(rfc_challenge)), KR_OAUTH_OK);
+}
+
+static void pkce_refuses_another_verifier(void **state)
+{
+    char v[] = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    v[0] = 'e';
+    assert_int_equal(kr_oauth_pkce_verify(v, strlen(v), TEXT(rfc_challenge)), KR_OAUTH_EMISMATCH);
+    v[0] = 'd';
+    v[42] = 'j';
+    assert_int_equal(kr_oauth_pkce_verify(v, strlen(v), TEXT(rfc_challenge)), KR_OAUTH_EMISMATCH);
+    /* the challenge itself is not a verifier for itself (plain is not offered) */
+    assert_int_equal(kr_oauth_pkce_verify(TEXT(rfc_challenge), TEXT(rfc_challenge)), KR_OAUTH_EMISMATCH);
+}
+
+static void pkce_verifier_length_is_43_to_128(void **state)
+{
+    char v[130];
+    memset(v, 'a', sizeof(v));
+    /* the shape is checked before the hash, so any valid challenge will do */
+    assert_int_equal(kr_oauth_pkce_verify(v, 42, TEXT(rfc_challenge)), KR_OAUTH_EMALFORMED);
+    assert_int_equal(kr_oauth_pkce_verify(v, 43, TEXT(rfc_challenge)), KR_OAUTH_EMISMATCH);
+    assert_int_equal(kr_oauth_pkce_verify(v, 128, TEXT(rfc_challenge)), KR_OAUTH_EMISMATCH);
+    assert_int_equal(kr_oauth_pkce_verify(v, 129, TEXT(rfc_challenge)), KR_OAUTH_EMALFORMED);
+    assert_int_equal(kr_oauth_pkce_verify(NULL, 0, TEXT(rfc_challenge)), KR_OAUTH_EMALFORMED);
+}
+
+static void pkce_verifier_must_be_unreserved_characters(void **state)
+{
+    const char *bad[] = {
+        "dBjftJeZ4CVP+mB92K27uhbUJU1p1r_wW1gFWFOEjXk", "dBjftJeZ4CVP/mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+        "dBjftJeZ4CVP mB92K27uhbUJU1p1r_wW1gFWFOEjXk", "dBjftJeZ4CVP=mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+        "dBjftJeZ4CVP%mB92K27uhbUJU1p1r_wW1gFWFOEjXk", "dBjftJeZ4CVP\xc3\xa4mB92K27uhbUJU1p1r_wW1gFWFOEjX",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(kr_oauth_pkce_verify(bad[i], strlen(bad[i]), TEXT(rfc_challenge)), KR_OAUTH_EMALFORMED);
+    /* all four punctuation characters RFC 7636 allows */
+    const char ok[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789-._~";
+    assert_int_equal(kr_oauth_pkce_verify(TEXT(ok), TEXT(rfc_challenge)), KR_OAUTH_EMISMATCH);
+    /* a NUL inside the counted length is not a short verifier in disguise */
+    char nul[44];
+    memcpy(nul, rfc_verifier, 43);
+    nul[10] = '\0';
+    assert_int_equal(kr_oauth_pkce_verify(nul, 43, TEXT(rfc_challenge)), KR_OAUTH_EMALFORMED);
+}
+
+static void pkce_challenge_shape(void **state)
+{
+    assert_false(kr_oauth_pkce_challenge_valid(NULL, 0));
+    assert_false(kr_oauth_pkce_challenge_valid(rfc_challenge, 42));
+    assert_false(kr_oauth_pkce_challenge_valid(TEXT("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM=")));
+    assert_false(kr_oauth_pkce_challenge_valid(TEXT("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw+cM")));
+    assert_false(kr_oauth_pkce_challenge_valid(TEXT("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw/cM")));
+    /* 'N' (13) leaves a stray bit set: no SHA-256 encodes to it */
+    assert_false(kr_oauth_pkce_challenge_valid(TEXT("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cN")));
+    assert_int_equal(kr_oauth_pkce_verify(TEXT(rfc_verifier), TEXT("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cN")),
+                     KR_OAUTH_EMALFORMED);
+}
+
+static void strerror_names_every_code(void **state)
+{
+    for (int e = KR_OAUTH_OK; e <= KR_OAUTH_EMISMATCH; e++)
+        assert_string_not_equal(kr_oauth_strerror(e), "unknown error");
+    assert_string_equal(kr_oauth_strerror(999), "unknown error");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -88,6 +163,12 @@ int main(void)
         cmocka_unit_test(scope_tokens),
         cmocka_unit_test(b64url_matches_rfc4648_vectors),
         cmocka_unit_test(random_ids_have_the_right_length_and_differ),
+        cmocka_unit_test(pkce_accepts_the_rfc_7636_example),
+        cmocka_unit_test(pkce_refuses_another_verifier),
+        cmocka_unit_test(pkce_verifier_length_is_43_to_128),
+        cmocka_unit_test(pkce_verifier_must_be_unreserved_characters),
+        cmocka_unit_test(pkce_challenge_shape),
+        cmocka_unit_test(strerror_names_every_code),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

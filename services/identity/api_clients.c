@@ -115,6 +115,23 @@ static int check_registration(kr_rpc_ctx *ctx, const Kreide__Identity__CreateCli
     c->scopes = in->n_scopes > 0 ? in->scopes : code_flow ? default_scopes : NULL;
     c->n_scopes = in->n_scopes > 0 ? in->n_scopes : code_flow ? 2 : 0;
 
+    /* Where RP-Initiated Logout may return to: the redirect URI rules. */
+    if (in->n_post_logout_redirect_uris > IDENT_CLIENT_MAX_URIS)
+        return invalid(ctx, "identity.invalid_redirect_uri", "post_logout_redirect_uris", "at most 16 post-logout redirect URIs");
+    for (size_t i = 0; i < in->n_post_logout_redirect_uris; i++) {
+        const char *u = in->post_logout_redirect_uris[i];
+        int rv = kr_oauth_redirect_uri_check(u, strlen(u));
+        if (rv != KR_OAUTH_OK)
+            return kr_rpc_fail(ctx, KREIDE__STATUS__INVALID_ARGUMENT, "identity.invalid_redirect_uri", "post_logout_redirect_uris",
+                               "post_logout_redirect_uris[%zu]: %s", i, kr_oauth_strerror(rv));
+        if (ident_list_has(in->post_logout_redirect_uris, i, u))
+            return invalid(ctx, "identity.invalid_redirect_uri", "post_logout_redirect_uris",
+                           "a post-logout redirect URI is listed twice");
+    }
+    c->post_logout_redirect_uris = in->post_logout_redirect_uris;
+    c->n_post_logout_redirect_uris = in->n_post_logout_redirect_uris;
+    c->first_party = in->first_party;
+
     if (in->id_token_alg[0] != '\0' && strcmp(in->id_token_alg, "ES256") != 0 && strcmp(in->id_token_alg, "RS256") != 0)
         return invalid(ctx, "identity.invalid_alg", "id_token_alg", "id_token_alg must be ES256 or RS256");
     c->id_token_alg = in->id_token_alg[0] != '\0' ? in->id_token_alg : "ES256";
@@ -139,6 +156,11 @@ static int create_client(kr_rpc_ctx *ctx, const Kreide__Identity__CreateClientRe
                            of_school ? "only operators and the school's carrier admins may register its clients"
                                      : "only operators may register installation-wide clients");
 
+    /* A first-party client skips the consent page: the installation's
+     * operators decide that, not a carrier for its schools. */
+    if (in->first_party && !ident_is_operator(ctx->caller))
+        return kr_rpc_fail(ctx, KREIDE__STATUS__PERMISSION_DENIED, "identity.forbidden", "first_party",
+                           "only operators may register first-party clients");
     Kreide__Identity__OidcClient c = KREIDE__IDENTITY__OIDC_CLIENT__INIT;
     if (check_registration(ctx, in, &c) != 0)
         return -1;
@@ -179,6 +201,9 @@ static int create_client(kr_rpc_ctx *ctx, const Kreide__Identity__CreateClientRe
     out->created_by = s->created_by;
     out->created_at = s->created_at;
     out->disabled = s->disabled;
+    out->first_party = s->first_party;
+    out->post_logout_redirect_uris = s->post_logout_redirect_uris;
+    out->n_post_logout_redirect_uris = s->n_post_logout_redirect_uris;
     out->client_secret = secret != NULL ? secret : "";
     kr_log(KR_LOG_INFO, "oidc client registered", "client_id", id, "school_id", c.school_id, "by", c.created_by, NULL);
     return 0;

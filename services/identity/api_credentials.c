@@ -328,11 +328,36 @@ static int bad_credentials(kr_rpc_ctx *ctx, attempt *a)
                        "the user name or the password is not right");
 }
 
-static int authenticate(kr_rpc_ctx *ctx, const Kreide__Identity__AuthenticateRequest *in, Kreide__Identity__AuthenticateReply *out)
+/* The second factor, asked for only once the password was right, so the
+ * question tells a guesser nothing a right password does not. A wrong or
+ * reused code counts as a failed guess: six digits are few. */
+static int check_totp(kr_rpc_ctx *ctx, attempt *a, const ident_login_user *user, const char *totp)
+{
+    if (totp[0] == '\0')
+        return kr_rpc_fail(ctx, KREIDE__STATUS__FAILED_PRECONDITION, "credentials.totp_required", "totp",
+                           "this account needs the code from the authenticator app");
+    int64_t step = 0;
+    ident_totp_result tr =
+        ident_totp_verify(user->totp_secret, sizeof(user->totp_secret), totp, a->now, user->totp_last_step, &step);
+    ident_store_result r = IDENT_STORE_PRECONDITION;
+    if (tr == IDENT_TOTP_OK)
+        r = ident_store_use_totp_step(ctx, user->id, step);
+    if (r == IDENT_STORE_OK)
+        return 0;
+    if (r == IDENT_STORE_ERROR)
+        return unavailable(ctx);
+    attempt_failed(a);
+    return kr_rpc_fail(ctx, KREIDE__STATUS__FAILED_PRECONDITION, "credentials.totp_required", "totp", "%s",
+                       tr == IDENT_TOTP_REPLAYED || tr == IDENT_TOTP_OK ? "this code was used already; wait for the next one"
+                                                                        : "the code from the authenticator app is not right");
+}
+
+int ident_sign_in(kr_rpc_ctx *ctx, const char *username, const char *password, const char *totp, const char *client_address,
+                  ident_signed_in *out)
 {
     const ident_app *app = app_of(ctx);
     attempt a;
-    attempt_init(ctx, &a, in->username, in->client_address);
+    attempt_init(ctx, &a, username, client_address);
     if (attempt_allowed(ctx, &a) != 0)
         return -1;
     ident_login_user user;
@@ -341,35 +366,67 @@ static int authenticate(kr_rpc_ctx *ctx, const Kreide__Identity__AuthenticateReq
         r = ident_store_login_user(ctx, a.account, &user);
     if (r != IDENT_STORE_OK && r != IDENT_STORE_NOT_FOUND)
         return unavailable(ctx);
-    size_t len = strlen(in->password);
+    size_t len = strlen(password);
     if (r == IDENT_STORE_NOT_FOUND || user.password_hash == NULL) {
         /* The same work as for a real account, so the answer's timing does
          * not tell which user names exist or have a password. */
-        int ignored = ident_password_verify(app->dummy_hash, in->password, len);
+        int ignored = ident_password_verify(app->dummy_hash, password, len);
         (void)ignored;
         return bad_credentials(ctx, &a);
     }
-    int rc = ident_password_verify(user.password_hash, in->password, len);
+    int rc = ident_password_verify(user.password_hash, password, len);
     if (rc == IDENT_PW_EFORMAT || rc == IDENT_PW_EINTERNAL)
         kr_log(KR_LOG_ERROR, "password check failed", "user_id", user.id, "error", ident_pw_strerror(rc), NULL);
     if (rc != IDENT_PW_OK)
         return bad_credentials(ctx, &a);
+    if (user.has_totp && check_totp(ctx, &a, &user, totp) != 0)
+        return -1;
     attempt_succeeded(&a);
     if (ident_password_needs_rehash(&app->argon2, user.password_hash)) {
         char *encoded = kr_arena_alloc(ctx->arena, IDENT_PASSWORD_HASH_MAX);
-        if (ident_password_hash(&app->argon2, in->password, len, encoded, IDENT_PASSWORD_HASH_MAX) == IDENT_PW_OK &&
+        if (ident_password_hash(&app->argon2, password, len, encoded, IDENT_PASSWORD_HASH_MAX) == IDENT_PW_OK &&
             ident_store_set_password_hash(ctx, user.id, encoded) == IDENT_STORE_OK)
             kr_log(KR_LOG_INFO, "password rehashed", "user_id", user.id, NULL);
     }
-    if (ident_store_auth_schools(ctx, user.id, &out->schools, &out->n_schools) != IDENT_STORE_OK)
-        return unavailable(ctx);
-    out->user_id = (char *)user.id;
-    out->username = (char *)user.username;
-    out->given_name = (char *)user.given_name;
-    out->family_name = (char *)user.family_name;
-    out->display_name = (char *)user.display_name;
+    out->user_id = user.id;
+    out->username = user.username;
+    out->given_name = user.given_name;
+    out->family_name = user.family_name;
+    out->display_name = user.display_name;
     out->auth_time = a.now;
-    kr_log(KR_LOG_INFO, "signed in", "user_id", user.id, NULL);
+    out->with_totp = user.has_totp;
+    return 0;
+}
+
+int ident_throttle_account_allowed(kr_rpc_ctx *ctx, const char *username)
+{
+    attempt a;
+    attempt_init(ctx, &a, username, "");
+    return attempt_allowed(ctx, &a);
+}
+
+void ident_throttle_account_failed(kr_rpc_ctx *ctx, const char *username)
+{
+    attempt a;
+    attempt_init(ctx, &a, username, "");
+    if (a.redis != NULL)
+        attempt_failed(&a);
+}
+
+static int authenticate(kr_rpc_ctx *ctx, const Kreide__Identity__AuthenticateRequest *in, Kreide__Identity__AuthenticateReply *out)
+{
+    ident_signed_in who;
+    if (ident_sign_in(ctx, in->username, in->password, in->totp, in->client_address, &who) != 0)
+        return -1;
+    if (ident_store_auth_schools(ctx, who.user_id, &out->schools, &out->n_schools) != IDENT_STORE_OK)
+        return unavailable(ctx);
+    out->user_id = (char *)who.user_id;
+    out->username = (char *)who.username;
+    out->given_name = (char *)who.given_name;
+    out->family_name = (char *)who.family_name;
+    out->display_name = (char *)who.display_name;
+    out->auth_time = who.auth_time;
+    kr_log(KR_LOG_INFO, "signed in", "user_id", who.user_id, NULL);
     return 0;
 }
 

@@ -13,6 +13,12 @@
  *   events.c   roster events published to Redis after a change commits
  *   api_credentials.c    RPCs of codes, enrollment and sign-in
  *   store_credentials.c  their SQL
+ *   api_clients.c, store_clients.c   OpenID Connect clients
+ *   api_flow.c, store_flow.c         the OpenID Connect flow: sessions,
+ *                                    codes, grants, tokens, consents, claims
+ *   flow.c       pure rules of the flow (scopes, verdicts on codes and tokens)
+ *   flow_redis.c what the flow keeps in Redis: SSO sessions, revocations
+ *   api_totp.c   a person's own TOTP second factor
  *
  * Credential building blocks, each with its own header:
  *   password.h  argon2id hashes and the password policy
@@ -31,6 +37,7 @@
 #include "kr_rpc.h"
 #include "password.h"
 #include "throttle.h"
+#include "totp.h"
 
 /* ------------------------------------------------------------------ api.c */
 
@@ -55,6 +62,11 @@ typedef struct {
     int64_t reset_code_ttl_s;       /* lifetime of reset codes */
     ident_redis_pool *redis;        /* NULL without Redis: throttled RPCs answer UNAVAILABLE */
     const char *dummy_hash;         /* verified for unknown users so timing reveals nothing */
+    /* The OpenID Connect flow (docs/oidc.md), lifetimes in seconds. */
+    int64_t sso_session_ttl_s;   /* KREIDE_SSO_SESSION_TTL: an SSO session, absolute */
+    int64_t auth_code_ttl_s;     /* KREIDE_AUTH_CODE_TTL: an authorization code */
+    int64_t access_token_ttl_s;  /* KREIDE_ACCESS_TOKEN_TTL: what the gateway signs for a grant */
+    int64_t refresh_token_ttl_s; /* KREIDE_REFRESH_TOKEN_TTL: one refresh token, from its issue */
 } ident_app;
 
 /* -------------------------------------------------------- api_credentials.c */
@@ -63,6 +75,38 @@ typedef struct {
  * serves them after ident_methods. */
 extern const kr_rpc_method ident_credential_methods[];
 extern const size_t ident_credential_nmethods;
+
+/* The outcome of a sign-in: the person, and how they proved it. */
+typedef struct {
+    const char *user_id;
+    const char *username;
+    const char *given_name;
+    const char *family_name;
+    const char *display_name;
+    int64_t auth_time; /* Unix seconds */
+    bool with_totp;    /* the second factor was checked too */
+} ident_signed_in;
+
+/* Checks a user name, a password and, when the account has TOTP switched
+ * on, the code `totp`, throttled per account and per address: the sign-in
+ * that Authenticate and StartSession share. Returns 0 with *out filled
+ * (strings from ctx->arena), or the value of kr_rpc_fail() with one of:
+ * UNAUTHENTICATED identity.bad_credentials (unknown name, no password,
+ * wrong password), FAILED_PRECONDITION credentials.totp_required (the
+ * password was right and the account needs a code: none given, or a wrong
+ * or reused one, which counts as a failure), RESOURCE_EXHAUSTED
+ * identity.throttled, UNAVAILABLE identity.throttle_unavailable or
+ * identity.database. */
+int ident_sign_in(kr_rpc_ctx *ctx, const char *username, const char *password, const char *totp, const char *client_address,
+                  ident_signed_in *out);
+
+/* For another guessable RPC of a signed-in person (DisableTotp): 0 when
+ * the account's throttle lets an attempt through now, else the value of
+ * kr_rpc_fail() (identity.throttled, identity.throttle_unavailable). */
+int ident_throttle_account_allowed(kr_rpc_ctx *ctx, const char *username);
+
+/* Counts a failed guess for the account (DisableTotp's wrong codes). */
+void ident_throttle_account_failed(kr_rpc_ctx *ctx, const char *username);
 
 /* A pool handing each worker thread its own Redis client for `url`.
  * Aborts on out-of-memory. Free after the RPC server's workers are gone. */
@@ -204,6 +248,11 @@ bool ident_directory_scope_any(ident_directory_scope scope);
  * (`caller_leads_target`). Pupils and parents never. */
 bool ident_may_issue_code(const Kreide__Caller *caller, const ident_school_ref *school, Kreide__Identity__CodePurpose purpose,
                           unsigned target_roles, bool caller_leads_target);
+
+/* True when a person whose roles at any school are `roles_anywhere`
+ * (IDENT_ROLE_* bits) may set up a TOTP second factor for themself:
+ * teachers, staff, heads and school admins; pupils and parents do not. */
+bool ident_may_use_totp(unsigned roles_anywhere);
 
 /* ---------------------------------------------------------------- events.c */
 
@@ -363,6 +412,9 @@ typedef struct {
     const char *family_name;
     const char *display_name;
     const char *password_hash; /* NULL when none is set */
+    bool has_totp;             /* TOTP is switched on: totp_secret holds the key */
+    uint8_t totp_secret[IDENT_TOTP_SECRET_LEN];
+    int64_t totp_last_step; /* IDENT_TOTP_NEVER when no code was used yet */
 } ident_login_user;
 
 /* Reads a user by (lower-case) user name; NOT_FOUND when none. */
@@ -380,6 +432,38 @@ ident_store_result ident_store_find_code(kr_rpc_ctx *ctx, const char *user_id, c
 /* In one transaction: marks the code used (PRECONDITION when it was used,
  * retired or expired meanwhile) and sets the user's password hash. */
 ident_store_result ident_store_use_code(kr_rpc_ctx *ctx, const char *code_id, const char *user_id, const char *password_hash);
+
+/* Marks a TOTP step used (see ident_sign_in); PRECONDITION when it, or a
+ * later one, was used already. */
+ident_store_result ident_store_use_totp_step(kr_rpc_ctx *ctx, const char *user_id, int64_t step);
+
+/* A person's TOTP as SetupTotp, ConfirmTotp and DisableTotp need it. */
+typedef struct {
+    const char *username;
+    unsigned roles_anywhere; /* IDENT_ROLE_* bits of every context the person holds */
+    bool enabled;            /* totp_secret is set */
+    uint8_t secret[IDENT_TOTP_SECRET_LEN];
+    int64_t last_step; /* IDENT_TOTP_NEVER when none */
+    bool pending;      /* a secret waits for its first code */
+    uint8_t pending_secret[IDENT_TOTP_SECRET_LEN];
+    int64_t pending_at; /* Unix seconds */
+} ident_totp_state;
+
+/* Reads the person's TOTP state; NOT_FOUND when no such user. */
+ident_store_result ident_store_totp_state(kr_rpc_ctx *ctx, const char *user_id, ident_totp_state *out);
+
+/* Stores a new pending secret, replacing an older pending one;
+ * PRECONDITION when TOTP is switched on already. */
+ident_store_result ident_store_totp_set_pending(kr_rpc_ctx *ctx, const char *user_id, const uint8_t secret[IDENT_TOTP_SECRET_LEN]);
+
+/* Switches TOTP on with the pending secret `secret` (still the pending one,
+ * TOTP still off) and the step of the first code; PRECONDITION otherwise. */
+ident_store_result ident_store_totp_confirm(kr_rpc_ctx *ctx, const char *user_id, const uint8_t secret[IDENT_TOTP_SECRET_LEN],
+                                            int64_t step);
+
+/* Switches TOTP off with the step of a current code (later than the last
+ * one used); PRECONDITION when it was off or the step was used. */
+ident_store_result ident_store_totp_disable(kr_rpc_ctx *ctx, const char *user_id, int64_t step);
 
 /* Replaces a user's password hash (after a rehash at sign-in). */
 ident_store_result ident_store_set_password_hash(kr_rpc_ctx *ctx, const char *user_id, const char *password_hash);
@@ -455,5 +539,294 @@ ident_store_result ident_store_create_client(kr_rpc_ctx *ctx, const Kreide__Iden
 
 /* Reads a client by id (a valid client id). NOT_FOUND when none. */
 ident_store_result ident_store_get_client(kr_rpc_ctx *ctx, const char *client_id, ident_stored_client *out);
+
+/* ============================================= The OpenID Connect flow
+ *
+ *   flow.c        pure rules: scope lists, token hashes, what a presented
+ *                 code or refresh token deserves
+ *   flow_redis.c  SSO sessions and access-token revocations in Redis
+ *   api_flow.c    StartSession, GetSession, EndSession, IssueAuthCode,
+ *                 RedeemAuthCode, RefreshGrant, RevokeRefreshToken,
+ *                 GetUserClaims (the gateway only)
+ *   store_flow.c  the SQL of codes, grants, tokens, consents and claims
+ *   api_totp.c    SetupTotp, ConfirmTotp, DisableTotp (a person for themself)
+ *
+ * docs/oidc.md ("Identity's side of the flow") has the design.
+ */
+
+/* Random bytes of session tokens, codes and refresh tokens: 43 base64url
+ * characters each. Only their SHA-256 is kept. */
+#define IDENT_FLOW_TOKEN_BYTES 32
+#define IDENT_FLOW_TOKEN_LEN 43
+/* Most scopes in one request, and the longest nonce kept. */
+#define IDENT_SCOPE_MAX 32
+#define IDENT_NONCE_MAX 512
+
+/* Lifetimes: defaults and bounds of the KREIDE_*_TTL settings (seconds). */
+#define IDENT_SSO_SESSION_TTL_DEFAULT 43200
+#define IDENT_AUTH_CODE_TTL_DEFAULT 60
+#define IDENT_ACCESS_TOKEN_TTL_DEFAULT 600
+#define IDENT_REFRESH_TOKEN_TTL_DEFAULT (30 * 86400)
+
+/* Redis: a session is a hash under this prefix and the hex SHA-256 of its
+ * token; revoked access tokens as the gateway records them (gateway.h's
+ * GW_REVOKED_KEY_PREFIX and GW_REVOKED_CHANNEL, which must stay equal). */
+#define IDENT_SSO_KEY_PREFIX "kreide:sso:"
+#define IDENT_SSO_KEY_LEN (sizeof(IDENT_SSO_KEY_PREFIX) - 1 + 64)
+#define IDENT_REVOKED_KEY_PREFIX "kreide:revoked:jti:"
+#define IDENT_REVOKED_CHANNEL "kreide.tokens.revoked"
+/* A revocation outlives the token by the gateway's clock leeway. */
+#define IDENT_REVOKE_LEEWAY_S 30
+
+/* ------------------------------------------------------------- flow.c */
+
+/* A list of distinct scope tokens, in the order first given. Strings
+ * borrowed from wherever they were parsed. */
+typedef struct {
+    size_t n;
+    const char *v[IDENT_SCOPE_MAX];
+} ident_scopes;
+
+/* Splits a space-separated scope parameter (RFC 6749 section 3.3) into
+ * `out`, dropping repeats; runs of spaces count as one. The tokens are
+ * copied into `arena`. Returns 0, or -1 when a token is not a valid scope
+ * token (kr_oauth_scope_token_valid) or there are more than IDENT_SCOPE_MAX
+ * distinct ones. "" gives an empty list. */
+int ident_scopes_parse(kr_arena *arena, const char *text, ident_scopes *out);
+
+/* True when the list holds `name`. */
+bool ident_scopes_has(const ident_scopes *s, const char *name);
+
+/* True when every scope of `s` is in `list` (n entries). */
+bool ident_scopes_within(const ident_scopes *s, char *const *list, size_t n);
+
+/* Removes `name` from the list when present. */
+void ident_scopes_remove(ident_scopes *s, const char *name);
+
+/* The scopes joined by single spaces, in `arena`. */
+char *ident_scopes_join(kr_arena *arena, const ident_scopes *s);
+
+/* True when `s` has the shape of our session tokens, codes and refresh
+ * tokens: IDENT_FLOW_TOKEN_LEN characters of the base64url alphabet. */
+bool ident_flow_token_valid(const char *s);
+
+/* A new random token of IDENT_FLOW_TOKEN_BYTES as base64url into `out`
+ * (IDENT_FLOW_TOKEN_LEN + 1 bytes). */
+void ident_flow_token_new(char out[IDENT_FLOW_TOKEN_LEN + 1]);
+
+/* SHA-256 of the token's text. */
+void ident_flow_token_hash(const char *token, uint8_t out[32]);
+
+/* The Redis key of the session whose token is `token`:
+ * IDENT_SSO_KEY_PREFIX and the hex SHA-256 of the token. */
+void ident_session_key(const char *token, char out[IDENT_SSO_KEY_LEN + 1]);
+
+/* The message published on IDENT_REVOKED_CHANNEL, exactly as the gateway's
+ * /oidc/revoke sends it: {"jti":"<jti>","until":<until>}. Caller frees. */
+char *ident_revocation_json(const char *jti, int64_t until);
+
+/* What a presented authorization code deserves (RFC 6749 section 4.1.3,
+ * RFC 7636 section 4.6), in the order checked. */
+typedef enum {
+    IDENT_AUTHCODE_OK = 0,
+    IDENT_AUTHCODE_UNKNOWN,        /* no such code */
+    IDENT_AUTHCODE_OTHER_CLIENT,   /* issued to another client: nothing changes */
+    IDENT_AUTHCODE_REPLAYED,       /* used before: its grant is revoked */
+    IDENT_AUTHCODE_EXPIRED,        /* past its lifetime: deleted */
+    IDENT_AUTHCODE_WRONG_REDIRECT, /* another redirect_uri: the code is used up */
+    IDENT_AUTHCODE_WRONG_VERIFIER, /* PKCE failed, or a verifier without a challenge: used up */
+} ident_authcode_verdict;
+
+/* The stored facts about a code that the verdict depends on. */
+typedef struct {
+    const char *client_id;
+    const char *redirect_uri;
+    const char *code_challenge; /* NULL or "" when the request had none */
+    int64_t expires_at;         /* Unix seconds */
+    bool used;
+} ident_authcode_facts;
+
+/* Judges a redemption by `client_id` with `redirect_uri` and
+ * `code_verifier` ("" for none) at `now`. */
+ident_authcode_verdict ident_authcode_judge(const ident_authcode_facts *f, const char *client_id, const char *redirect_uri,
+                                            const char *code_verifier, int64_t now);
+
+/* A static English reason for a verdict, for the invalid_grant message. */
+const char *ident_authcode_verdict_text(ident_authcode_verdict v);
+
+/* What a presented refresh token deserves, in the order checked. */
+typedef enum {
+    IDENT_REFRESH_OK = 0,
+    IDENT_REFRESH_UNKNOWN,      /* no such token */
+    IDENT_REFRESH_OTHER_CLIENT, /* issued to another client: nothing changes */
+    IDENT_REFRESH_REVOKED,      /* its family was revoked */
+    IDENT_REFRESH_REUSED,       /* rotated before: the family is revoked */
+    IDENT_REFRESH_EXPIRED,      /* past its lifetime: deleted */
+} ident_refresh_verdict;
+
+typedef struct {
+    const char *client_id; /* the grant's */
+    int64_t expires_at;
+    bool used;
+    bool revoked; /* the grant was revoked */
+} ident_refresh_facts;
+
+ident_refresh_verdict ident_refresh_judge(const ident_refresh_facts *f, const char *client_id, int64_t now);
+
+/* A static English reason for a verdict. */
+const char *ident_refresh_verdict_text(ident_refresh_verdict v);
+
+/* ------------------------------------------------------- flow_redis.c */
+
+/* An SSO session as Redis keeps it (strings borrowed or from an arena). */
+typedef struct {
+    const char *session_id;
+    const char *user_id;
+    const char *username;
+    int64_t auth_time;
+    int64_t expires_at;
+    const char *amr; /* space-separated: "pwd" or "pwd otp" */
+} ident_session;
+
+typedef enum {
+    IDENT_REDIS_OK = 0,
+    IDENT_REDIS_NOT_FOUND, /* no such session, or expired */
+    IDENT_REDIS_ERROR,     /* Redis unreachable or answering oddly; logged */
+} ident_redis_result;
+
+/* Stores a session under `key` for `ttl_s` seconds (one atomic script). */
+ident_redis_result ident_session_put(kr_redis *r, const char *key, const ident_session *s, int64_t ttl_s);
+
+/* Reads the session under `key` live at `now` into `out` (strings from
+ * `arena`). */
+ident_redis_result ident_session_get(kr_redis *r, kr_arena *arena, const char *key, int64_t now, ident_session *out);
+
+/* Deletes the session under `key` (absent is fine). */
+ident_redis_result ident_session_delete(kr_redis *r, const char *key);
+
+/* Revokes an access token exactly as the gateway's /oidc/revoke does:
+ * SET IDENT_REVOKED_KEY_PREFIX<jti> 1 EX (until - now) and PUBLISH
+ * {"jti","until"} on IDENT_REVOKED_CHANNEL, in one script; `until` is the
+ * token's exp plus IDENT_REVOKE_LEEWAY_S. */
+ident_redis_result ident_revoke_jti(kr_redis *r, const char *jti, int64_t until, int64_t now);
+
+/* ------------------------------------------------------- store_flow.c */
+
+/* The consent of a person for a client covers every scope of `s`. */
+ident_store_result ident_store_consent_covers(kr_rpc_ctx *ctx, const char *user_id, const char *client_id, const ident_scopes *s,
+                                              bool *covers);
+
+/* Records that the person allowed `s` to the client, merged with what was
+ * allowed before. */
+ident_store_result ident_store_consent_merge(kr_rpc_ctx *ctx, const char *user_id, const char *client_id, const ident_scopes *s);
+
+/* An authorization code to store (its hash) or as stored. */
+typedef struct {
+    const char *client_id;
+    const char *user_id;
+    const char *redirect_uri;
+    const char *scope;
+    const char *nonce;          /* "" for none */
+    const char *code_challenge; /* "" for none */
+    const char *session_id;
+    int64_t auth_time;
+    int64_t expires_at;
+} ident_authcode_row;
+
+/* Inserts a code. NOT_FOUND when the user or client is gone. */
+ident_store_result ident_store_insert_code(kr_rpc_ctx *ctx, const uint8_t hash[32], const ident_authcode_row *c);
+
+/* What a new grant records and answers. */
+typedef struct {
+    const char *grant_id;
+    const char *access_jti;
+    int64_t access_expires_at;
+    const char *refresh_token; /* NULL: none issued */
+    int64_t refresh_expires_at;
+} ident_issued;
+
+/* A recorded access token that is still valid. */
+typedef struct {
+    const char *jti;
+    int64_t expires_at;
+} ident_live_jti;
+
+/* What a redemption did: the verdict, the code's row, what was issued
+ * (OK), or the access tokens to revoke (REPLAYED). */
+typedef struct {
+    ident_authcode_verdict verdict;
+    ident_authcode_row code;
+    ident_issued issued;
+    ident_live_jti *revoke; /* from ctx->arena */
+    size_t nrevoke;
+} ident_redeemed;
+
+/* Redeems a code in one transaction (the row locked): judges it with
+ * ident_authcode_judge and acts on the verdict — on OK marks it used, creates
+ * the grant, records the access token (lifetime access_ttl_s) and, when
+ * `refresh_ttl_s` > 0 and the code's scope has offline_access, a refresh
+ * token; on REPLAYED revokes the grant and
+ * lists its live access tokens; on EXPIRED deletes the code; on a wrong
+ * redirect URI or verifier marks it used. */
+ident_store_result ident_store_redeem_code(kr_rpc_ctx *ctx, const uint8_t hash[32], const char *client_id, const char *redirect_uri,
+                                           const char *code_verifier, int64_t now, int64_t access_ttl_s, int64_t refresh_ttl_s,
+                                           ident_redeemed *out);
+
+/* A grant as a refresh needs it. */
+typedef struct {
+    const char *grant_id;
+    const char *client_id;
+    const char *user_id;
+    const char *scope;
+    const char *session_id;
+    int64_t auth_time;
+} ident_grant_row;
+
+/* What a refresh did: the verdict, the grant, what was issued (OK) or the
+ * access tokens to revoke (REUSED). */
+typedef struct {
+    ident_refresh_verdict verdict;
+    ident_grant_row grant;
+    ident_issued issued;
+    ident_live_jti *revoke;
+    size_t nrevoke;
+    bool scope_too_wide; /* OK, but the narrowing asked for more: nothing changed */
+} ident_refreshed;
+
+/* Rotates a refresh token in one transaction (the row locked): judges it
+ * with ident_refresh_judge — on OK, unless `narrow` (NULL: none) holds a
+ * scope the grant lacks (then *scope_too_wide and nothing changes), marks
+ * it used, issues a new one and records a new access token; on REUSED
+ * revokes the family and lists its live access tokens; on EXPIRED deletes
+ * the token. */
+ident_store_result ident_store_refresh(kr_rpc_ctx *ctx, const uint8_t hash[32], const char *client_id, int64_t now,
+                                       int64_t access_ttl_s, int64_t refresh_ttl_s, const ident_scopes *narrow,
+                                       ident_refreshed *out);
+
+/* Revokes the family of a refresh token of `client_id` (RFC 7009) and
+ * lists its live access tokens; *found false (nothing changed) for an
+ * unknown token or another client's. */
+ident_store_result ident_store_revoke_family(kr_rpc_ctx *ctx, const uint8_t hash[32], const char *client_id, int64_t now,
+                                             bool *found, ident_live_jti **revoke, size_t *nrevoke);
+
+/* The claims of a person: names with `names`, schools (with roles,
+ * Schulconnex roles and the groups of memberships valid today) with
+ * `schools`. NOT_FOUND when no such user. */
+ident_store_result ident_store_user_claims(kr_rpc_ctx *ctx, const char *user_id, bool names, bool schools,
+                                           Kreide__Identity__UserClaims *out);
+
+/* Deletes up to `limit` rows of each kind that nothing needs any more:
+ * expired codes without a grant, expired access and refresh tokens, and
+ * grants with neither left. Rows another transaction holds are skipped. */
+ident_store_result ident_store_flow_cleanup(kr_rpc_ctx *ctx, int limit);
+
+/* ---------------------------------------------------- api_flow.c, api_totp.c */
+
+/* The flow's methods and the TOTP methods; main.c serves them after the
+ * credential methods. */
+extern const kr_rpc_method ident_flow_methods[];
+extern const size_t ident_flow_nmethods;
+extern const kr_rpc_method ident_totp_methods[];
+extern const size_t ident_totp_nmethods;
 
 #endif

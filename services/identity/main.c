@@ -36,6 +36,11 @@ typedef struct {
     ident_throttle_params throttle;
     int64_t enrollment_code_ttl_s;
     int64_t reset_code_ttl_s;
+    /* The OpenID Connect flow's lifetimes (docs/oidc.md). */
+    int64_t sso_session_ttl_s;
+    int64_t auth_code_ttl_s;
+    int64_t access_token_ttl_s;
+    int64_t refresh_token_ttl_s;
 } settings;
 
 /* The credential settings; only a serving daemon needs them. */
@@ -68,6 +73,15 @@ static void read_credential_settings(settings *s, kr_config *cfg)
     s->throttle = t;
     s->enrollment_code_ttl_s = 3600 * kr_config_int(cfg, "KREIDE_CODE_TTL_HOURS", 72, 1, 24 * 90);
     s->reset_code_ttl_s = 3600 * kr_config_int(cfg, "KREIDE_RESET_CODE_TTL_HOURS", 24, 1, 24 * 90);
+    /* The flow's lifetimes. The access-token one is the gateway's variable
+     * with the gateway's bounds: identity records the expiry it signs. */
+    s->sso_session_ttl_s = kr_config_int(cfg, "KREIDE_SSO_SESSION_TTL", IDENT_SSO_SESSION_TTL_DEFAULT, 300, 30 * day);
+    s->auth_code_ttl_s = kr_config_int(cfg, "KREIDE_AUTH_CODE_TTL", IDENT_AUTH_CODE_TTL_DEFAULT, 10, 600);
+    s->access_token_ttl_s = kr_config_int(cfg, "KREIDE_ACCESS_TOKEN_TTL", IDENT_ACCESS_TOKEN_TTL_DEFAULT, 60, day);
+    s->refresh_token_ttl_s = kr_config_int(cfg, "KREIDE_REFRESH_TOKEN_TTL", IDENT_REFRESH_TOKEN_TTL_DEFAULT, 3600, 365 * day);
+    if (s->refresh_token_ttl_s <= s->access_token_ttl_s)
+        kr_config_fail(cfg, "KREIDE_REFRESH_TOKEN_TTL", "must be longer than KREIDE_ACCESS_TOKEN_TTL (%lld s)",
+                       (long long)s->access_token_ttl_s);
 }
 
 /* `migrate_only` needs the database and nothing else: the migration Job
@@ -144,6 +158,10 @@ static int credentials_setup(const settings *s, ident_app *app, ident_denylist *
     app->enrollment_code_ttl_s = s->enrollment_code_ttl_s;
     app->reset_code_ttl_s = s->reset_code_ttl_s;
     app->dummy_hash = dummy;
+    app->sso_session_ttl_s = s->sso_session_ttl_s;
+    app->auth_code_ttl_s = s->auth_code_ttl_s;
+    app->access_token_ttl_s = s->access_token_ttl_s;
+    app->refresh_token_ttl_s = s->refresh_token_ttl_s;
     if (s->redis_url != NULL && s->redis_url[0] != '\0')
         app->redis = ident_redis_pool_new(s->redis_url);
     else
@@ -184,13 +202,24 @@ static int serve(const settings *s)
         kr_log(KR_LOG_INFO, "roster events on", "channel", IDENT_EVENTS_CHANNEL, NULL);
     else
         kr_log(KR_LOG_WARN, "roster events off: KREIDE_REDIS_URL is not set", NULL);
-    /* The directory's methods, then the credentials'. */
-    size_t nmethods = ident_nmethods + ident_credential_nmethods;
+    /* The directory's methods, then the credentials', the flow's, TOTP's. */
+    const struct {
+        const kr_rpc_method *m;
+        size_t n;
+    } tables[] = {
+        {ident_methods, ident_nmethods},
+        {ident_credential_methods, ident_credential_nmethods},
+        {ident_flow_methods, ident_flow_nmethods},
+        {ident_totp_methods, ident_totp_nmethods},
+    };
+    size_t nmethods = 0;
+    for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++)
+        nmethods += tables[i].n;
     kr_rpc_method *methods = calloc(nmethods, sizeof(*methods));
     if (methods == NULL)
         abort();
-    memcpy(methods, ident_methods, ident_nmethods * sizeof(*methods));
-    memcpy(methods + ident_nmethods, ident_credential_methods, ident_credential_nmethods * sizeof(*methods));
+    for (size_t i = 0, at = 0; i < sizeof(tables) / sizeof(tables[0]); at += tables[i].n, i++)
+        memcpy(methods + at, tables[i].m, tables[i].n * sizeof(*methods));
     kr_rpc_server_opts opts = {
         .service = &kreide__identity__identity__descriptor,
         .methods = methods,

@@ -159,6 +159,14 @@ bool ident_may_issue_code(const Kreide__Caller *caller, const ident_school_ref *
            (target_roles & IDENT_ROLE_PUPIL) != 0 && caller_leads_target;
 }
 
+bool ident_may_use_totp(unsigned roles_anywhere)
+{
+    /* Children and parents sign in with a password only: a lost phone must
+     * not lock a family out, and a second factor guards the accounts that
+     * can see and change other people's data. */
+    return (roles_anywhere & IDENT_ROLES_WHOLE_SCHOOL) != 0;
+}
+
 /* ------------------------------------------------- OpenID Connect clients */
 
 bool ident_is_gateway(const Kreide__Caller *caller)

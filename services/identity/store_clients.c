@@ -13,7 +13,9 @@
     "c.id, c.name, c.type, array_to_json(c.redirect_uris)::text, array_to_json(c.grant_types)::text, "                             \
     "array_to_json(c.scopes)::text, c.id_token_alg, coalesce(c.school_id::text, ''), c.created_by, " TS(                           \
         "c.created_at") ", "                                                                                                       \
-                        "c.disabled_at IS NOT NULL, coalesce(encode(c.secret_hash, 'hex'), ''), coalesce(s.carrier_id::text, '')"
+                        "c.disabled_at IS NOT NULL, coalesce(encode(c.secret_hash, 'hex'), ''), coalesce(s.carrier_id::text, "     \
+                        "''), "                                                                                                    \
+                        "c.first_party, array_to_json(c.post_logout_redirect_uris)::text"
 #define CLIENT_FROM "identity.oidc_clients c LEFT JOIN identity.schools s ON s.id = c.school_id"
 
 static ident_store_result failed(kr_rpc_ctx *ctx, const char *what, const char *err)
@@ -90,6 +92,8 @@ static void row_to_client(kr_rpc_ctx *ctx, const PGresult *r, int row, ident_sto
             out->secret_hash[i] = (unsigned char)(hi << 4 | lo);
     }
     out->carrier_id = kr_arena_strdup(ctx->arena, PQgetvalue(r, row, 12));
+    c->first_party = PQgetvalue(r, row, 13)[0] == 't';
+    c->post_logout_redirect_uris = arena_list(ctx, PQgetvalue(r, row, 14), &c->n_post_logout_redirect_uris);
 }
 
 ident_store_result ident_store_create_client(kr_rpc_ctx *ctx, const Kreide__Identity__OidcClient *c,
@@ -107,7 +111,8 @@ ident_store_result ident_store_create_client(kr_rpc_ctx *ctx, const Kreide__Iden
     char *uris = json_list(c->redirect_uris, c->n_redirect_uris);
     char *grants = json_list(c->grant_types, c->n_grant_types);
     char *scopes = json_list(c->scopes, c->n_scopes);
-    if (uris == NULL || grants == NULL || scopes == NULL)
+    char *logout_uris = json_list(c->post_logout_redirect_uris, c->n_post_logout_redirect_uris);
+    if (uris == NULL || grants == NULL || scopes == NULL || logout_uris == NULL)
         abort();
     const char *params[] = {
         c->client_id,
@@ -120,16 +125,21 @@ ident_store_result ident_store_create_client(kr_rpc_ctx *ctx, const Kreide__Iden
         c->id_token_alg,
         c->school_id[0] != '\0' ? c->school_id : NULL,
         c->created_by,
+        c->first_party ? "true" : "false",
+        logout_uris,
     };
     char err[256];
     PGresult *r = kr_pg_exec(ctx->pg,
                              "INSERT INTO identity.oidc_clients (id, name, type, secret_hash, redirect_uris, grant_types, scopes, "
-                             "id_token_alg, school_id, created_by) VALUES ($1, $2, $3, decode($4, 'hex'), "
+                             "id_token_alg, school_id, created_by, first_party, post_logout_redirect_uris) "
+                             "VALUES ($1, $2, $3, decode($4, 'hex'), "
                              "ARRAY(SELECT jsonb_array_elements_text($5::jsonb)), "
                              "ARRAY(SELECT jsonb_array_elements_text($6::jsonb)), "
-                             "ARRAY(SELECT jsonb_array_elements_text($7::jsonb)), $8, $9, $10)",
-                             10, params, err, sizeof(err));
+                             "ARRAY(SELECT jsonb_array_elements_text($7::jsonb)), $8, $9, $10, $11::boolean, "
+                             "ARRAY(SELECT jsonb_array_elements_text($12::jsonb)))",
+                             12, params, err, sizeof(err));
     free(uris);
+    free(logout_uris);
     free(grants);
     free(scopes);
     if (r == NULL)

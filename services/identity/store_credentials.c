@@ -57,6 +57,31 @@ static void hash_hex(const uint8_t hash[IDENT_CODE_HASH_LEN], char out[2 * IDENT
         snprintf(out + 2 + 2 * i, 3, "%02x", hash[i]);
 }
 
+/* bytea input in hex form of `n` bytes. */
+static void bytes_hex(const uint8_t *in, size_t n, char *out)
+{
+    out[0] = '\\';
+    out[1] = 'x';
+    for (size_t i = 0; i < n; i++)
+        snprintf(out + 2 + 2 * i, 3, "%02x", in[i]);
+}
+
+/* Lower-case hex (PostgreSQL's encode) of exactly `n` bytes into `out`;
+ * false for anything else, including "" (no value). */
+static bool hex_bytes(const char *hex, uint8_t *out, size_t n)
+{
+    if (strlen(hex) != 2 * n)
+        return false;
+    for (size_t i = 0; i < 2 * n; i++) {
+        char c = hex[i];
+        int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (v < 0)
+            return false;
+        out[i / 2] = (uint8_t)(i % 2 == 0 ? v << 4 : out[i / 2] | v);
+    }
+    return true;
+}
+
 static ident_store_result begin(kr_rpc_ctx *ctx)
 {
     if (kr_pg_begin(ctx->pg) == 0)
@@ -154,7 +179,8 @@ ident_store_result ident_store_login_user(kr_rpc_ctx *ctx, const char *username,
     const char *params[] = {username};
     PGresult *r;
     ident_store_result res = run(ctx, "select login user",
-                                 "SELECT u.id::text, u.username, u.given_name, u.family_name, u.display_name, u.password_hash "
+                                 "SELECT u.id::text, u.username, u.given_name, u.family_name, u.display_name, u.password_hash, "
+                                 "encode(u.totp_secret, 'hex'), u.totp_last_step "
                                  "FROM identity.users u WHERE u.username = $1",
                                  1, params, &r);
     if (res != IDENT_STORE_OK)
@@ -167,6 +193,8 @@ ident_store_result ident_store_login_user(kr_rpc_ctx *ctx, const char *username,
         out->family_name = col(ctx, r, 0, 3);
         out->display_name = col(ctx, r, 0, 4);
         out->password_hash = PQgetisnull(r, 0, 5) ? NULL : col(ctx, r, 0, 5);
+        out->has_totp = hex_bytes(PQgetvalue(r, 0, 6), out->totp_secret, sizeof(out->totp_secret));
+        out->totp_last_step = PQgetisnull(r, 0, 7) ? IDENT_TOTP_NEVER : strtoll(PQgetvalue(r, 0, 7), NULL, 10);
         res = IDENT_STORE_OK;
     }
     PQclear(r);
@@ -230,6 +258,106 @@ ident_store_result ident_store_use_code(kr_rpc_ctx *ctx, const char *code_id, co
         }
     }
     return finish(ctx, "use code", res);
+}
+
+ident_store_result ident_store_use_totp_step(kr_rpc_ctx *ctx, const char *user_id, int64_t step)
+{
+    char stepbuf[24];
+    snprintf(stepbuf, sizeof(stepbuf), "%lld", (long long)step);
+    const char *params[] = {user_id, stepbuf};
+    PGresult *r;
+    /* Conditioned on the step, so of two requests racing with one code only
+     * one succeeds. */
+    ident_store_result res = run(ctx, "use totp step",
+                                 "UPDATE identity.users SET totp_last_step = $2::bigint WHERE id = $1 AND totp_secret IS NOT NULL "
+                                 "AND (totp_last_step IS NULL OR totp_last_step < $2::bigint)",
+                                 2, params, &r);
+    if (res != IDENT_STORE_OK)
+        return res;
+    if (strcmp(PQcmdTuples(r), "1") != 0)
+        res = IDENT_STORE_PRECONDITION;
+    PQclear(r);
+    return res;
+}
+
+ident_store_result ident_store_totp_state(kr_rpc_ctx *ctx, const char *user_id, ident_totp_state *out)
+{
+    const char *params[] = {user_id};
+    PGresult *r;
+    ident_store_result res =
+        run(ctx, "select totp state",
+            "SELECT u.username, encode(u.totp_secret, 'hex'), u.totp_last_step, encode(u.totp_pending_secret, 'hex'), " EPOCH(
+                "u.totp_pending_at") ", "
+                                     "coalesce((SELECT string_agg(DISTINCT pc.role, ' ') FROM identity.person_contexts pc "
+                                     "WHERE pc.user_id = u.id), '') FROM identity.users u WHERE u.id = $1",
+            1, params, &r);
+    if (res != IDENT_STORE_OK)
+        return res;
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        return IDENT_STORE_NOT_FOUND;
+    }
+    memset(out, 0, sizeof(*out));
+    out->username = col(ctx, r, 0, 0);
+    out->enabled = hex_bytes(PQgetvalue(r, 0, 1), out->secret, sizeof(out->secret));
+    out->last_step = PQgetisnull(r, 0, 2) ? IDENT_TOTP_NEVER : strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+    out->pending = hex_bytes(PQgetvalue(r, 0, 3), out->pending_secret, sizeof(out->pending_secret));
+    out->pending_at = strtoll(PQgetvalue(r, 0, 4), NULL, 10);
+    char *roles = col(ctx, r, 0, 5), *save = NULL;
+    for (char *w = strtok_r(roles, " ", &save); w != NULL; w = strtok_r(NULL, " ", &save))
+        out->roles_anywhere |= ident_role_bit(w);
+    PQclear(r);
+    return IDENT_STORE_OK;
+}
+
+/* Runs an UPDATE of one user row; PRECONDITION when its conditions left
+ * nothing to update. */
+static ident_store_result update_one(kr_rpc_ctx *ctx, const char *what, const char *sql, int n, const char *const *params)
+{
+    PGresult *r;
+    ident_store_result res = run(ctx, what, sql, n, params, &r);
+    if (res != IDENT_STORE_OK)
+        return res;
+    if (strcmp(PQcmdTuples(r), "1") != 0)
+        res = IDENT_STORE_PRECONDITION;
+    PQclear(r);
+    return res;
+}
+
+ident_store_result ident_store_totp_set_pending(kr_rpc_ctx *ctx, const char *user_id, const uint8_t secret[IDENT_TOTP_SECRET_LEN])
+{
+    char hex[2 * IDENT_TOTP_SECRET_LEN + 3];
+    bytes_hex(secret, IDENT_TOTP_SECRET_LEN, hex);
+    const char *params[] = {user_id, hex};
+    return update_one(ctx, "set pending totp",
+                      "UPDATE identity.users SET totp_pending_secret = $2::bytea, totp_pending_at = now() "
+                      "WHERE id = $1 AND totp_secret IS NULL",
+                      2, params);
+}
+
+ident_store_result ident_store_totp_confirm(kr_rpc_ctx *ctx, const char *user_id, const uint8_t secret[IDENT_TOTP_SECRET_LEN],
+                                            int64_t step)
+{
+    char hex[2 * IDENT_TOTP_SECRET_LEN + 3], stepbuf[24];
+    bytes_hex(secret, IDENT_TOTP_SECRET_LEN, hex);
+    snprintf(stepbuf, sizeof(stepbuf), "%lld", (long long)step);
+    const char *params[] = {user_id, hex, stepbuf};
+    return update_one(ctx, "confirm totp",
+                      "UPDATE identity.users SET totp_secret = totp_pending_secret, totp_last_step = $3::bigint, "
+                      "totp_enabled_at = now(), totp_pending_secret = NULL, totp_pending_at = NULL "
+                      "WHERE id = $1 AND totp_secret IS NULL AND totp_pending_secret = $2::bytea",
+                      3, params);
+}
+
+ident_store_result ident_store_totp_disable(kr_rpc_ctx *ctx, const char *user_id, int64_t step)
+{
+    char stepbuf[24];
+    snprintf(stepbuf, sizeof(stepbuf), "%lld", (long long)step);
+    const char *params[] = {user_id, stepbuf};
+    return update_one(ctx, "disable totp",
+                      "UPDATE identity.users SET totp_secret = NULL, totp_last_step = NULL, totp_enabled_at = NULL "
+                      "WHERE id = $1 AND totp_secret IS NOT NULL AND (totp_last_step IS NULL OR totp_last_step < $2::bigint)",
+                      2, params);
 }
 
 ident_store_result ident_store_set_password_hash(kr_rpc_ctx *ctx, const char *user_id, const char *password_hash)

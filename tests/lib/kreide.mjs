@@ -153,10 +153,14 @@ export async function startSuite({ gateways = 1, name = 'suite', env: extraEnv =
       return execFileSync(path.join(bin, 'kreidectl'), args, { env: { ...process.env, KREIDE_ISSUER: url } })
         .toString().trim();
     },
-    // Sends one RPC straight to the identity socket (see `kreidectl rpc`).
-    rpc(method, json, { roles = [], seal = true, keys = internalKeys } = {}) {
+    // Sends one RPC straight to the identity socket (see `kreidectl rpc`):
+    // as a person (`user`, `roles`) or, with `service`, as a SERVICE caller
+    // with that client id (`service: 'gateway'` calls as the gateway does).
+    rpc(method, json, { roles = [], user, service, seal = true, keys = internalKeys } = {}) {
       const args = ['rpc', identityUrl, method, json];
       for (const r of roles) args.push('--role', r);
+      if (user) args.push('--user', user);
+      if (service) args.push('--service', service);
       if (!seal) args.push('--no-seal');
       try {
         const out = execFileSync(path.join(bin, 'kreidectl'), args,

@@ -664,12 +664,14 @@ static void append_words(json_t *array, const char *arg)
 COMMAND(client_create)
 {
     const char *name = NULL, *type = NULL, *alg = "", *school = "";
-    json_t *uris = json_array(), *grants = json_array(), *scopes = json_array();
+    json_t *uris = json_array(), *grants = json_array(), *scopes = json_array(), *logout_uris = json_array();
+    bool first_party = false;
     int rc = CTL_EXIT_USAGE;
     OPTIONS({"name", required_argument, NULL, 'n'}, {"type", required_argument, NULL, 't'},
             {"redirect-uri", required_argument, NULL, 'r'}, {"grant", required_argument, NULL, 'g'},
             {"scope", required_argument, NULL, 's'}, {"alg", required_argument, NULL, 'a'},
-            {"school", required_argument, NULL, 'S'});
+            {"school", required_argument, NULL, 'S'}, {"first-party", no_argument, NULL, 'F'},
+            {"post-logout-redirect-uri", required_argument, NULL, 'L'});
     while (NEXT_OPTION()) {
         switch (c) {
         case 'n':
@@ -694,6 +696,12 @@ COMMAND(client_create)
         case 'S':
             school = optarg;
             break;
+        case 'F':
+            first_party = true;
+            break;
+        case 'L':
+            json_array_append_new(logout_uris, json_string(optarg));
+            break;
         default:
             if ((rc = common_option(ctx, self, c, optarg)) >= 0)
                 goto out;
@@ -711,8 +719,13 @@ COMMAND(client_create)
         json_object_set_new(body, "id_token_alg", json_string(alg));
     if (*school)
         json_object_set_new(body, "school_id", json_string(school));
+    if (first_party)
+        json_object_set_new(body, "first_party", json_true());
+    if (json_array_size(logout_uris) > 0)
+        json_object_set(body, "post_logout_redirect_uris", logout_uris);
     rc = call_and_print(ctx, "POST", &p, body, CTL_OBJ_CLIENT);
 out:
+    json_decref(logout_uris);
     json_decref(uris);
     json_decref(grants);
     json_decref(scopes);
@@ -759,7 +772,7 @@ const ctl_command ctl_commands[] = {
     {"code", "issue", code_issue, "--user ID --school ID [--purpose enrollment|reset]"},
     {"client", "create", client_create,
      "--name N --type confidential|public --redirect-uri U... --grant G... --scope S...\n"
-     "           [--alg ES256|RS256] [--school ID]"},
+     "           [--alg ES256|RS256] [--school ID] [--first-party] [--post-logout-redirect-uri U]..."},
     {"client", "get", client_get, "--id CLIENT_ID"},
     {NULL, NULL, NULL, NULL},
 };

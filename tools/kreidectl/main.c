@@ -26,12 +26,14 @@
  *       audience come from KREIDE_ISSUER / KREIDE_JWT_AUDIENCE as for the
  *       gateway.
  *
- *   kreidectl rpc URL METHOD [JSON] [--role ROLE]... [--user ID] [--no-seal]
+ *   kreidectl rpc URL METHOD [JSON] [--role ROLE]... [--user ID] [--service CLIENT_ID] [--no-seal]
  *       Sends one RPC straight to a daemon's socket, like the gateway would,
  *       and prints the reply: for operators debugging a service, and for the
  *       tests showing that a service refuses envelopes that are not sealed
  *       with the internal key (KREIDE_INTERNAL_KEYS). METHOD is
  *       "kreide.identity.Identity/GetSchool"; JSON is the input message.
+ *       The caller is a person (USER) unless --service makes it a SERVICE
+ *       caller with that client id (--service gateway: as the gateway).
  *
  * Exit status: 0 done, 1 usage or configuration, 3 the API refused (its
  * error code and message go to stderr), 4 the gateway could not be reached.
@@ -51,7 +53,7 @@ static int usage(void)
     fprintf(stderr, "\nkeys and debugging:\n"
                     "  keygen DIR [KID]\n"
                     "  token [--sub ID] [--role ROLE]... [--school ID[:ROLE[+ROLE]]]... [--scope S] [--ttl SECONDS] [--keys DIR]\n"
-                    "  rpc URL METHOD [JSON] [--role ROLE]... [--user ID] [--no-seal]\n\n"
+                    "  rpc URL METHOD [JSON] [--role ROLE]... [--user ID] [--service CLIENT_ID] [--no-seal]\n\n"
                     "The gateway is --url, else $KREIDE_URL, else http://127.0.0.1:8080. The token is --token, or\n"
                     "one minted for an operator from the signing keys in --keys DIR (a local install: .run/jwt),\n"
                     "else $KREIDE_TOKEN, else one minted from $KREIDE_JWT_KEYS_DIR.\n"

@@ -14,7 +14,7 @@
 
 static int rpc_usage(void)
 {
-    fprintf(stderr, "usage: kreidectl rpc URL METHOD [JSON] [--role ROLE]... [--user ID] [--no-seal]\n");
+    fprintf(stderr, "usage: kreidectl rpc URL METHOD [JSON] [--role ROLE]... [--user ID] [--service CLIENT_ID] [--no-seal]\n");
     return CTL_EXIT_USAGE;
 }
 
@@ -42,11 +42,13 @@ int ctl_cmd_rpc(int argc, char **argv)
         {"role", required_argument, NULL, 'r'},
         {"user", required_argument, NULL, 'u'},
         {"no-seal", no_argument, NULL, 'n'},
+        {"service", required_argument, NULL, 's'},
         {NULL, 0, NULL, 0},
     };
     char *roles[16];
     size_t nroles = 0;
     const char *user = "";
+    const char *service = NULL; /* a SERVICE caller with this client id */
     bool seal = true;
     int c;
     optind = 1;
@@ -57,6 +59,8 @@ int ctl_cmd_rpc(int argc, char **argv)
             user = optarg;
         else if (c == 'n')
             seal = false;
+        else if (c == 's')
+            service = optarg;
         else
             return rpc_usage();
     }
@@ -81,8 +85,9 @@ int ctl_cmd_rpc(int argc, char **argv)
     protobuf_c_message_free_unpacked(in, NULL);
 
     Kreide__Caller caller = KREIDE__CALLER__INIT;
-    caller.kind = KREIDE__CALLER__KIND__USER;
+    caller.kind = service != NULL ? KREIDE__CALLER__KIND__SERVICE : KREIDE__CALLER__KIND__USER;
     caller.user_id = (char *)user;
+    caller.client_id = service != NULL ? (char *)service : "";
     caller.roles = roles;
     caller.n_roles = nroles;
     kr_uuid_str rid;

@@ -1,0 +1,561 @@
+/* The SQL of the OpenID Connect flow: consents, authorization codes, grants
+ * with their refresh tokens and recorded access tokens, a person's claims,
+ * and the cleanup of what expired. Codes and tokens travel as their SHA-256
+ * only (bytea, sent as hex). A redemption or rotation is one transaction
+ * that locks the row first, so of two requests with the same code or token
+ * exactly one gets the grant and the other is treated as a replay. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "identity.h"
+#include "kr_id.h"
+#include "kr_log.h"
+#include "kr_pg.h"
+
+#define EPOCH(col) "floor(extract(epoch FROM " col "))::bigint"
+
+static ident_store_result failed(kr_rpc_ctx *ctx, const char *what, const char *err)
+{
+    const char *state = kr_pg_sqlstate(ctx->pg);
+    if (strcmp(state, "23505") == 0)
+        return IDENT_STORE_CONFLICT;
+    if (strcmp(state, "23503") == 0)
+        return IDENT_STORE_NOT_FOUND;
+    kr_log(KR_LOG_ERROR, "database statement failed", "statement", what, "error", err, "sqlstate", state, NULL);
+    return IDENT_STORE_ERROR;
+}
+
+static ident_store_result run(kr_rpc_ctx *ctx, const char *what, const char *sql, int n, const char *const *params, PGresult **out)
+{
+    char err[256];
+    *out = kr_pg_exec(ctx->pg, sql, n, params, err, sizeof(err));
+    return *out == NULL ? failed(ctx, what, err) : IDENT_STORE_OK;
+}
+
+/* Runs a statement whose rows nobody reads. */
+static ident_store_result exec(kr_rpc_ctx *ctx, const char *what, const char *sql, int n, const char *const *params)
+{
+    PGresult *r;
+    ident_store_result res = run(ctx, what, sql, n, params, &r);
+    if (res == IDENT_STORE_OK)
+        PQclear(r);
+    return res;
+}
+
+static char *col(kr_rpc_ctx *ctx, const PGresult *r, int row, int c)
+{
+    return kr_arena_strdup(ctx->arena, PQgetvalue(r, row, c));
+}
+
+static int64_t col_int(const PGresult *r, int row, int c)
+{
+    return strtoll(PQgetvalue(r, row, c), NULL, 10);
+}
+
+/* bytea input in hex form: "\x" and two digits per byte. */
+static void hash_hex(const uint8_t hash[32], char out[2 * 32 + 3])
+{
+    out[0] = '\\';
+    out[1] = 'x';
+    for (size_t i = 0; i < 32; i++)
+        snprintf(out + 2 + 2 * i, 3, "%02x", hash[i]);
+}
+
+static void int_text(int64_t v, char out[24])
+{
+    snprintf(out, 24, "%lld", (long long)v);
+}
+
+static ident_store_result begin(kr_rpc_ctx *ctx)
+{
+    if (kr_pg_begin(ctx->pg) == 0)
+        return IDENT_STORE_OK;
+    kr_log(KR_LOG_ERROR, "cannot begin a transaction", "error", kr_pg_errmsg(ctx->pg), NULL);
+    kr_pg_rollback(ctx->pg);
+    return IDENT_STORE_ERROR;
+}
+
+/* Commits when everything went well, else rolls back; returns the outcome. */
+static ident_store_result finish(kr_rpc_ctx *ctx, const char *what, ident_store_result res)
+{
+    if (res == IDENT_STORE_OK && kr_pg_commit(ctx->pg) != 0) {
+        kr_log(KR_LOG_ERROR, "commit failed", "statement", what, "error", kr_pg_errmsg(ctx->pg), NULL);
+        res = IDENT_STORE_ERROR;
+    }
+    if (res != IDENT_STORE_OK)
+        kr_pg_rollback(ctx->pg);
+    return res;
+}
+
+/* A scope list as a JSON array text (malloc); aborts on out-of-memory. */
+static char *scopes_json(const ident_scopes *s)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < s->n; i++)
+        json_array_append_new(a, json_string(s->v[i]));
+    char *text = json_dumps(a, JSON_COMPACT);
+    json_decref(a);
+    if (text == NULL)
+        abort();
+    return text;
+}
+
+/* ---------------------------------------------------------------- consent */
+
+ident_store_result ident_store_consent_covers(kr_rpc_ctx *ctx, const char *user_id, const char *client_id, const ident_scopes *s,
+                                              bool *covers)
+{
+    char *list = scopes_json(s);
+    const char *params[] = {user_id, client_id, list};
+    PGresult *r;
+    ident_store_result res = run(ctx, "select consent",
+                                 "SELECT EXISTS (SELECT 1 FROM identity.oidc_consents c WHERE c.user_id = $1 AND c.client_id = $2 "
+                                 "AND c.scopes @> ARRAY(SELECT jsonb_array_elements_text($3::jsonb)))",
+                                 3, params, &r);
+    free(list);
+    if (res != IDENT_STORE_OK)
+        return res;
+    *covers = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    return IDENT_STORE_OK;
+}
+
+ident_store_result ident_store_consent_merge(kr_rpc_ctx *ctx, const char *user_id, const char *client_id, const ident_scopes *s)
+{
+    char *list = scopes_json(s);
+    const char *params[] = {user_id, client_id, list};
+    ident_store_result res =
+        exec(ctx, "merge consent",
+             "INSERT INTO identity.oidc_consents AS c (user_id, client_id, scopes) "
+             "VALUES ($1, $2, ARRAY(SELECT jsonb_array_elements_text($3::jsonb))) "
+             "ON CONFLICT (user_id, client_id) DO UPDATE SET "
+             "scopes = ARRAY(SELECT DISTINCT x FROM unnest(c.scopes || EXCLUDED.scopes) x ORDER BY x), updated_at = now()",
+             3, params);
+    free(list);
+    return res;
+}
+
+/* ------------------------------------------------------------------ codes */
+
+ident_store_result ident_store_insert_code(kr_rpc_ctx *ctx, const uint8_t hash[32], const ident_authcode_row *c)
+{
+    char hex[2 * 32 + 3], auth_time[24], expires_at[24];
+    hash_hex(hash, hex);
+    int_text(c->auth_time, auth_time);
+    int_text(c->expires_at, expires_at);
+    const char *params[] = {hex,      c->client_id,      c->user_id,    c->redirect_uri, c->scope,
+                            c->nonce, c->code_challenge, c->session_id, auth_time,       expires_at};
+    return exec(ctx, "insert code",
+                "INSERT INTO identity.oidc_codes (code_hash, client_id, user_id, redirect_uri, scope, nonce, code_challenge, "
+                "session_id, auth_time, expires_at) VALUES ($1::bytea, $2, $3, $4, $5, $6, NULLIF($7, ''), $8, $9::bigint, "
+                "to_timestamp($10::bigint))",
+                10, params);
+}
+
+/* Records a new access token of the grant, expiring at now + ttl. */
+static ident_store_result record_access(kr_rpc_ctx *ctx, const char *grant_id, int64_t now, int64_t ttl, ident_issued *out)
+{
+    kr_uuid_str jti;
+    kr_uuid7_new(&jti);
+    out->access_jti = kr_arena_strdup(ctx->arena, jti.s);
+    out->access_expires_at = now + ttl;
+    char exp[24];
+    int_text(out->access_expires_at, exp);
+    const char *params[] = {jti.s, grant_id, exp};
+    return exec(ctx, "insert access token",
+                "INSERT INTO identity.oidc_access_tokens (jti, grant_id, expires_at) VALUES ($1, $2, to_timestamp($3::bigint))", 3,
+                params);
+}
+
+/* Issues the grant's next refresh token, expiring at now + ttl. */
+static ident_store_result issue_refresh(kr_rpc_ctx *ctx, const char *grant_id, int64_t now, int64_t ttl, ident_issued *out)
+{
+    char *token = kr_arena_alloc(ctx->arena, IDENT_FLOW_TOKEN_LEN + 1);
+    ident_flow_token_new(token);
+    uint8_t hash[32];
+    ident_flow_token_hash(token, hash);
+    char hex[2 * 32 + 3], exp[24];
+    hash_hex(hash, hex);
+    out->refresh_token = token;
+    out->refresh_expires_at = now + ttl;
+    int_text(out->refresh_expires_at, exp);
+    const char *params[] = {hex, grant_id, exp};
+    return exec(ctx, "insert refresh token",
+                "INSERT INTO identity.oidc_refresh_tokens (token_hash, grant_id, expires_at) "
+                "VALUES ($1::bytea, $2, to_timestamp($3::bigint))",
+                3, params);
+}
+
+/* Revokes a grant (kept if it already was) and lists its access tokens
+ * that are still valid, for Redis. Inside the caller's transaction. */
+static ident_store_result revoke_grant(kr_rpc_ctx *ctx, const char *grant_id, const char *reason, int64_t now,
+                                       ident_live_jti **revoke, size_t *nrevoke)
+{
+    const char *params[] = {grant_id, reason};
+    ident_store_result res = exec(ctx, "revoke grant",
+                                  "UPDATE identity.oidc_grants SET revoked_at = now(), revoked_reason = $2 "
+                                  "WHERE id = $1 AND revoked_at IS NULL",
+                                  2, params);
+    if (res != IDENT_STORE_OK)
+        return res;
+    char nowbuf[24];
+    int_text(now, nowbuf);
+    const char *live[] = {grant_id, nowbuf};
+    PGresult *r;
+    res = run(ctx, "select live access tokens",
+              "SELECT a.jti::text, " EPOCH("a.expires_at") " FROM identity.oidc_access_tokens a "
+                                                           "WHERE a.grant_id = $1 AND a.expires_at > to_timestamp($2::bigint)",
+              2, live, &r);
+    if (res != IDENT_STORE_OK)
+        return res;
+    int rows = PQntuples(r);
+    *revoke = kr_arena_alloc(ctx->arena, sizeof(**revoke) * (size_t)(rows ? rows : 1));
+    for (int i = 0; i < rows; i++) {
+        (*revoke)[i].jti = col(ctx, r, i, 0);
+        (*revoke)[i].expires_at = col_int(r, i, 1);
+    }
+    *nrevoke = (size_t)rows;
+    PQclear(r);
+    return IDENT_STORE_OK;
+}
+
+static bool scope_has(const char *scope, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = scope; (p = strstr(p, name)) != NULL; p += n)
+        if ((p == scope || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+            return true;
+    return false;
+}
+
+ident_store_result ident_store_redeem_code(kr_rpc_ctx *ctx, const uint8_t hash[32], const char *client_id, const char *redirect_uri,
+                                           const char *code_verifier, int64_t now, int64_t access_ttl_s, int64_t refresh_ttl_s,
+                                           ident_redeemed *out)
+{
+    memset(out, 0, sizeof(*out));
+    char hex[2 * 32 + 3];
+    hash_hex(hash, hex);
+    ident_store_result res = begin(ctx);
+    if (res != IDENT_STORE_OK)
+        return res;
+    const char *params[] = {hex};
+    PGresult *r;
+    res = run(ctx, "select code for update",
+              "SELECT c.client_id, c.user_id::text, c.redirect_uri, c.scope, c.nonce, coalesce(c.code_challenge, ''), "
+              "c.session_id::text, c.auth_time, " EPOCH("c.expires_at") ", c.used_at IS NOT NULL, coalesce(c.grant_id::text, '') "
+                                                                        "FROM identity.oidc_codes c WHERE c.code_hash = $1::bytea "
+                                                                        "FOR UPDATE",
+              1, params, &r);
+    if (res != IDENT_STORE_OK)
+        return finish(ctx, "redeem code", res);
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        out->verdict = IDENT_AUTHCODE_UNKNOWN;
+        kr_pg_rollback(ctx->pg);
+        return IDENT_STORE_OK;
+    }
+    ident_authcode_row *c = &out->code;
+    c->client_id = col(ctx, r, 0, 0);
+    c->user_id = col(ctx, r, 0, 1);
+    c->redirect_uri = col(ctx, r, 0, 2);
+    c->scope = col(ctx, r, 0, 3);
+    c->nonce = col(ctx, r, 0, 4);
+    c->code_challenge = col(ctx, r, 0, 5);
+    c->session_id = col(ctx, r, 0, 6);
+    c->auth_time = col_int(r, 0, 7);
+    c->expires_at = col_int(r, 0, 8);
+    bool used = PQgetvalue(r, 0, 9)[0] == 't';
+    const char *grant_id = col(ctx, r, 0, 10);
+    PQclear(r);
+    ident_authcode_facts facts = {c->client_id, c->redirect_uri, c->code_challenge, c->expires_at, used};
+    out->verdict = ident_authcode_judge(&facts, client_id, redirect_uri, code_verifier, now);
+    switch (out->verdict) {
+    case IDENT_AUTHCODE_OK:
+        break;
+    case IDENT_AUTHCODE_REPLAYED:
+        if (grant_id[0] != '\0')
+            res = revoke_grant(ctx, grant_id, "code_replayed", now, &out->revoke, &out->nrevoke);
+        return finish(ctx, "redeem code (replayed)", res);
+    case IDENT_AUTHCODE_EXPIRED:
+        res = exec(ctx, "delete expired code", "DELETE FROM identity.oidc_codes WHERE code_hash = $1::bytea", 1, params);
+        return finish(ctx, "redeem code (expired)", res);
+    case IDENT_AUTHCODE_WRONG_REDIRECT:
+    case IDENT_AUTHCODE_WRONG_VERIFIER:
+        /* Single use: a code presented wrongly is spent. */
+        res = exec(ctx, "use code", "UPDATE identity.oidc_codes SET used_at = now() WHERE code_hash = $1::bytea", 1, params);
+        return finish(ctx, "redeem code (refused)", res);
+    default:
+        kr_pg_rollback(ctx->pg); /* another client's code stays as it was */
+        return IDENT_STORE_OK;
+    }
+
+    kr_uuid_str gid;
+    kr_uuid7_new(&gid);
+    out->issued.grant_id = kr_arena_strdup(ctx->arena, gid.s);
+    char auth_time[24];
+    int_text(c->auth_time, auth_time);
+    const char *grant[] = {gid.s, c->client_id, c->user_id, c->scope, c->session_id, auth_time};
+    res = exec(ctx, "insert grant",
+               "INSERT INTO identity.oidc_grants (id, client_id, user_id, scope, session_id, auth_time) "
+               "VALUES ($1, $2, $3, $4, $5, $6::bigint)",
+               6, grant);
+    if (res == IDENT_STORE_OK) {
+        const char *use[] = {hex, gid.s};
+        res = exec(ctx, "use code", "UPDATE identity.oidc_codes SET used_at = now(), grant_id = $2 WHERE code_hash = $1::bytea", 2,
+                   use);
+    }
+    if (res == IDENT_STORE_OK)
+        res = record_access(ctx, gid.s, now, access_ttl_s, &out->issued);
+    if (res == IDENT_STORE_OK && refresh_ttl_s > 0 && scope_has(c->scope, "offline_access"))
+        res = issue_refresh(ctx, gid.s, now, refresh_ttl_s, &out->issued);
+    return finish(ctx, "redeem code", res);
+}
+
+/* --------------------------------------------------------- refresh tokens */
+
+ident_store_result ident_store_refresh(kr_rpc_ctx *ctx, const uint8_t hash[32], const char *client_id, int64_t now,
+                                       int64_t access_ttl_s, int64_t refresh_ttl_s, const ident_scopes *narrow,
+                                       ident_refreshed *out)
+{
+    memset(out, 0, sizeof(*out));
+    char hex[2 * 32 + 3];
+    hash_hex(hash, hex);
+    ident_store_result res = begin(ctx);
+    if (res != IDENT_STORE_OK)
+        return res;
+    const char *params[] = {hex};
+    PGresult *r;
+    /* The grant is locked too: a family rotates one token at a time. */
+    res = run(ctx, "select refresh token for update",
+              "SELECT g.id::text, g.client_id, g.user_id::text, g.scope, g.session_id::text, g.auth_time, " EPOCH(
+                  "t.expires_at") ", "
+                                  "t.used_at IS NOT NULL, g.revoked_at IS NOT NULL FROM identity.oidc_refresh_tokens t "
+                                  "JOIN identity.oidc_grants g ON g.id = t.grant_id WHERE t.token_hash = $1::bytea "
+                                  "FOR UPDATE OF t, g",
+              1, params, &r);
+    if (res != IDENT_STORE_OK)
+        return finish(ctx, "refresh", res);
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        out->verdict = IDENT_REFRESH_UNKNOWN;
+        kr_pg_rollback(ctx->pg);
+        return IDENT_STORE_OK;
+    }
+    ident_grant_row *g = &out->grant;
+    g->grant_id = col(ctx, r, 0, 0);
+    g->client_id = col(ctx, r, 0, 1);
+    g->user_id = col(ctx, r, 0, 2);
+    g->scope = col(ctx, r, 0, 3);
+    g->session_id = col(ctx, r, 0, 4);
+    g->auth_time = col_int(r, 0, 5);
+    ident_refresh_facts facts = {g->client_id, col_int(r, 0, 6), PQgetvalue(r, 0, 7)[0] == 't', PQgetvalue(r, 0, 8)[0] == 't'};
+    PQclear(r);
+    out->verdict = ident_refresh_judge(&facts, client_id, now);
+    switch (out->verdict) {
+    case IDENT_REFRESH_OK:
+        break;
+    case IDENT_REFRESH_REUSED:
+        res = revoke_grant(ctx, g->grant_id, "refresh_reused", now, &out->revoke, &out->nrevoke);
+        return finish(ctx, "refresh (reused)", res);
+    case IDENT_REFRESH_EXPIRED:
+        res = exec(ctx, "delete expired refresh token", "DELETE FROM identity.oidc_refresh_tokens WHERE token_hash = $1::bytea", 1,
+                   params);
+        return finish(ctx, "refresh (expired)", res);
+    default:
+        kr_pg_rollback(ctx->pg);
+        return IDENT_STORE_OK;
+    }
+    if (narrow != NULL) {
+        /* RFC 6749 section 6: never more than was granted. */
+        ident_scopes granted;
+        if (ident_scopes_parse(ctx->arena, g->scope, &granted) != 0)
+            granted.n = 0;
+        for (size_t i = 0; i < narrow->n && !out->scope_too_wide; i++)
+            out->scope_too_wide = !ident_scopes_has(&granted, narrow->v[i]);
+        if (out->scope_too_wide) {
+            kr_pg_rollback(ctx->pg);
+            return IDENT_STORE_OK;
+        }
+    }
+    out->issued.grant_id = g->grant_id;
+    res = exec(ctx, "rotate refresh token", "UPDATE identity.oidc_refresh_tokens SET used_at = now() WHERE token_hash = $1::bytea",
+               1, params);
+    if (res == IDENT_STORE_OK)
+        res = issue_refresh(ctx, g->grant_id, now, refresh_ttl_s, &out->issued);
+    if (res == IDENT_STORE_OK)
+        res = record_access(ctx, g->grant_id, now, access_ttl_s, &out->issued);
+    return finish(ctx, "refresh", res);
+}
+
+ident_store_result ident_store_revoke_family(kr_rpc_ctx *ctx, const uint8_t hash[32], const char *client_id, int64_t now,
+                                             bool *found, ident_live_jti **revoke, size_t *nrevoke)
+{
+    *found = false;
+    *revoke = NULL;
+    *nrevoke = 0;
+    char hex[2 * 32 + 3];
+    hash_hex(hash, hex);
+    ident_store_result res = begin(ctx);
+    if (res != IDENT_STORE_OK)
+        return res;
+    const char *params[] = {hex, client_id};
+    PGresult *r;
+    res = run(ctx, "select family for update",
+              "SELECT g.id::text FROM identity.oidc_refresh_tokens t JOIN identity.oidc_grants g ON g.id = t.grant_id "
+              "WHERE t.token_hash = $1::bytea AND g.client_id = $2 FOR UPDATE OF g",
+              2, params, &r);
+    if (res != IDENT_STORE_OK)
+        return finish(ctx, "revoke family", res);
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        kr_pg_rollback(ctx->pg);
+        return IDENT_STORE_OK;
+    }
+    const char *grant_id = col(ctx, r, 0, 0);
+    PQclear(r);
+    *found = true;
+    res = revoke_grant(ctx, grant_id, "revoked_by_client", now, revoke, nrevoke);
+    return finish(ctx, "revoke family", res);
+}
+
+/* ----------------------------------------------------------------- claims */
+
+/* The school entry of `school_id` in the list, added when missing. */
+static Kreide__Identity__ClaimSchool *school_entry(kr_rpc_ctx *ctx, Kreide__Identity__UserClaims *out, const PGresult *r, int row,
+                                                   size_t cap)
+{
+    const char *id = PQgetvalue(r, row, 0);
+    for (size_t i = 0; i < out->n_schools; i++)
+        if (strcmp(out->schools[i]->school_id, id) == 0)
+            return out->schools[i];
+    if (out->n_schools == cap)
+        return NULL;
+    Kreide__Identity__ClaimSchool *s = kr_arena_alloc(ctx->arena, sizeof(*s));
+    kreide__identity__claim_school__init(s);
+    s->school_id = col(ctx, r, row, 0);
+    s->name = col(ctx, r, row, 1);
+    s->kennung = col(ctx, r, row, 2);
+    /* A person holds at most the six roles at one school. */
+    s->roles = kr_arena_alloc(ctx->arena, sizeof(char *) * 6);
+    s->schulconnex_roles = kr_arena_alloc(ctx->arena, sizeof(char *) * 6);
+    out->schools[out->n_schools++] = s;
+    return s;
+}
+
+static ident_store_result claim_schools(kr_rpc_ctx *ctx, const char *user_id, Kreide__Identity__UserClaims *out)
+{
+    const char *params[] = {user_id};
+    PGresult *r;
+    ident_store_result res = run(ctx, "select claim schools",
+                                 "SELECT pc.school_id::text, s.name, coalesce(s.kennung, ''), pc.role, pc.schulconnex_role "
+                                 "FROM identity.person_contexts pc JOIN identity.schools s ON s.id = pc.school_id "
+                                 "WHERE pc.user_id = $1 ORDER BY pc.school_id, pc.role",
+                                 1, params, &r);
+    if (res != IDENT_STORE_OK)
+        return res;
+    int rows = PQntuples(r);
+    size_t cap = (size_t)(rows ? rows : 1);
+    out->schools = kr_arena_alloc(ctx->arena, sizeof(*out->schools) * cap);
+    out->n_schools = 0;
+    for (int i = 0; i < rows; i++) {
+        Kreide__Identity__ClaimSchool *s = school_entry(ctx, out, r, i, cap);
+        if (s != NULL && s->n_roles < 6) {
+            s->roles[s->n_roles++] = col(ctx, r, i, 3);
+            s->schulconnex_roles[s->n_schulconnex_roles++] = col(ctx, r, i, 4);
+        }
+    }
+    PQclear(r);
+    /* Groups of memberships valid today, only at schools listed above. */
+    res = run(ctx, "select claim groups",
+              "SELECT m.school_id::text, g.id::text, g.name, g.kind, m.role FROM identity.memberships m "
+              "JOIN identity.groups g ON g.school_id = m.school_id AND g.id = m.group_id WHERE m.user_id = $1 "
+              "AND (m.valid_from IS NULL OR m.valid_from <= current_date) AND (m.valid_to IS NULL OR m.valid_to >= current_date) "
+              "ORDER BY m.school_id, g.name, g.id",
+              1, params, &r);
+    if (res != IDENT_STORE_OK)
+        return res;
+    rows = PQntuples(r);
+    for (size_t k = 0; k < out->n_schools; k++) {
+        Kreide__Identity__ClaimSchool *s = out->schools[k];
+        size_t n = 0;
+        for (int i = 0; i < rows; i++)
+            n += strcmp(PQgetvalue(r, i, 0), s->school_id) == 0;
+        s->groups = kr_arena_alloc(ctx->arena, sizeof(*s->groups) * (n ? n : 1));
+        for (int i = 0; i < rows; i++) {
+            if (strcmp(PQgetvalue(r, i, 0), s->school_id) != 0)
+                continue;
+            Kreide__Identity__ClaimGroup *g = kr_arena_alloc(ctx->arena, sizeof(*g));
+            kreide__identity__claim_group__init(g);
+            g->group_id = col(ctx, r, i, 1);
+            g->name = col(ctx, r, i, 2);
+            g->kind = col(ctx, r, i, 3);
+            g->role = col(ctx, r, i, 4);
+            s->groups[s->n_groups++] = g;
+        }
+    }
+    PQclear(r);
+    return IDENT_STORE_OK;
+}
+
+ident_store_result ident_store_user_claims(kr_rpc_ctx *ctx, const char *user_id, bool names, bool schools,
+                                           Kreide__Identity__UserClaims *out)
+{
+    const char *params[] = {user_id};
+    PGresult *r;
+    ident_store_result res =
+        run(ctx, "select claim user",
+            "SELECT u.id::text, u.username, u.given_name, u.family_name, u.display_name FROM identity.users u WHERE u.id = $1", 1,
+            params, &r);
+    if (res != IDENT_STORE_OK)
+        return res;
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        return IDENT_STORE_NOT_FOUND;
+    }
+    out->sub = col(ctx, r, 0, 0);
+    if (names) {
+        out->preferred_username = col(ctx, r, 0, 1);
+        out->given_name = col(ctx, r, 0, 2);
+        out->family_name = col(ctx, r, 0, 3);
+        out->name = col(ctx, r, 0, 4);
+    }
+    PQclear(r);
+    return schools ? claim_schools(ctx, user_id, out) : IDENT_STORE_OK;
+}
+
+/* ---------------------------------------------------------------- cleanup */
+
+ident_store_result ident_store_flow_cleanup(kr_rpc_ctx *ctx, int limit)
+{
+    char lim[24];
+    int_text(limit, lim);
+    const char *params[] = {lim};
+    /* Used codes stay while their grant lives, so a late replay still
+     * revokes it; rotated refresh tokens stay until they expire, so reuse
+     * is recognised for as long as the token could have been used. */
+    static const struct {
+        const char *what, *sql;
+    } steps[] = {
+        {"cleanup codes", "DELETE FROM identity.oidc_codes WHERE code_hash IN (SELECT code_hash FROM identity.oidc_codes "
+                          "WHERE expires_at < now() AND grant_id IS NULL LIMIT $1::int FOR UPDATE SKIP LOCKED)"},
+        {"cleanup access tokens",
+         "DELETE FROM identity.oidc_access_tokens WHERE jti IN (SELECT jti FROM identity.oidc_access_tokens "
+         "WHERE expires_at < now() LIMIT $1::int FOR UPDATE SKIP LOCKED)"},
+        {"cleanup refresh tokens",
+         "DELETE FROM identity.oidc_refresh_tokens WHERE token_hash IN (SELECT token_hash FROM identity.oidc_refresh_tokens "
+         "WHERE expires_at < now() LIMIT $1::int FOR UPDATE SKIP LOCKED)"},
+        {"cleanup grants", "DELETE FROM identity.oidc_grants WHERE id IN (SELECT g.id FROM identity.oidc_grants g "
+                           "WHERE g.created_at < now() - interval '1 minute' "
+                           "AND NOT EXISTS (SELECT 1 FROM identity.oidc_refresh_tokens t WHERE t.grant_id = g.id) "
+                           "AND NOT EXISTS (SELECT 1 FROM identity.oidc_access_tokens a WHERE a.grant_id = g.id) "
+                           "LIMIT $1::int FOR UPDATE SKIP LOCKED)"},
+    };
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        ident_store_result res = exec(ctx, steps[i].what, steps[i].sql, 1, params);
+        if (res != IDENT_STORE_OK)
+            return res;
+    }
+    return IDENT_STORE_OK;
+}
