@@ -19,6 +19,9 @@
  *   html.c     the server-rendered pages in German and English (html.h)
  *   oidc_token.c  the token, introspection and revocation endpoints, and
  *              revocations broadcast to every loop (oidc.h)
+ *   oidc_userinfo.c  the UserInfo endpoint (oidc.h)
+ *   oidc_claims.c  the person claims of ID tokens, userinfo and access
+ *              tokens (oidc.h)
  */
 #ifndef GATEWAY_H
 #define GATEWAY_H

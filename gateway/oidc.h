@@ -8,6 +8,8 @@
  *                 HTTP Basic client authentication (RFC 6749 section 2.3.1)
  *   oidc.c        the HTTP handlers: discovery (OpenID Connect Discovery 1.0),
  *                 the JWK Set, and the HTML pages (html.h)
+ *   oidc_claims.c the person claims of ID tokens, userinfo and access tokens,
+ *                 and the texts of error descriptions
  *
  * Everything a function returns is allocated from the `pool` it is given
  * (the request's pool in the gateway), so nothing is freed by hand.
@@ -20,7 +22,9 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
+#include "identity.pb-c.h"
 #include "kr_jwt.h"
 #include "kr_oauth.h"
 
@@ -172,12 +176,76 @@ void gw_oidc_init(const char *issuer, const kr_jwt_keyset *keys);
 /* Frees what gw_oidc_init made. */
 void gw_oidc_free(void);
 
-/* Registers /oidc/token, /oidc/introspect and /oidc/revoke (oidc_token.c);
- * gw_oidc_register calls it. */
+/* Registers /oidc/token, /oidc/introspect and /oidc/revoke (oidc_token.c)
+ * and /oidc/userinfo (gw_oidc_userinfo_register); gw_oidc_register calls
+ * it. */
 void gw_oidc_token_register(h2o_hostconf_t *hostconf);
+
+/* Registers /oidc/userinfo (oidc_userinfo.c). */
+void gw_oidc_userinfo_register(h2o_hostconf_t *hostconf);
 
 /* Registers /.well-known/openid-configuration, /.well-known/jwks.json,
  * the token endpoints and the /oidc/ pages on `hostconf`. */
 void gw_oidc_register(h2o_hostconf_t *hostconf);
+
+/* ---------------------------------------------------------------- claims */
+
+/* What tokens and userinfo say about a person (oidc_claims.c): one place
+ * builds them from identity's UserClaims, so the ID token and userinfo
+ * agree. Results are new jansson references; no pool is involved. */
+
+/* Lifetime of an ID token in seconds (OpenID Connect Core section 2: the
+ * relying party reads it once, right after the token response). */
+#define GW_OIDC_ID_TOKEN_TTL 600
+
+/* Whether the space-separated `scope` holds the scope token `name`. False
+ * for NULL or empty arguments. */
+bool gw_oidc_scope_has(const char *scope, const char *name);
+
+/* The person claims of `uc` for `scope` (OpenID Connect Core section 5.1):
+ * always `sub`; with `profile` name, given_name, family_name and
+ * preferred_username (each only when set: a claim without a value is left
+ * out); with `school` the `schools` array ({school_id, name, kennung,
+ * roles, schulconnex_roles, groups: [{group_id, name, kind, role}]}),
+ * `urn:schulconnex:de:personenkontext:rolle` (the distinct Schulconnex role
+ * codes over all schools, in order of appearance) and
+ * `urn:schulconnex:de:personenkontext:organisation:kennung` (the schools'
+ * kennungen that are set), each an array, possibly empty. Never iss, aud or
+ * nonce: userinfo answers exactly this object. */
+json_t *gw_oidc_person_claims(const Kreide__Identity__UserClaims *uc, const char *scope);
+
+/* The `schools` claim of a person access token: [{"school_id", "roles"}]
+ * for every school of `uc` (which may be NULL: an empty array), the shape
+ * gw_auth_caller turns into the caller's schools. */
+json_t *gw_oidc_access_schools(const Kreide__Identity__UserClaims *uc);
+
+/* Fills `out` for kr_jwt_sign with the person access token of grant `g`
+ * (docs/oidc.md): iss, sub (the user id), aud `audience`, client_id, scope,
+ * sid, jti = g->access_jti, iat `now`, exp = g->access_expires_at, and the
+ * `schools` extra claim. The strings point into the arguments; the caller
+ * releases out->extra with json_decref. */
+void gw_oidc_access_token_claims(const Kreide__Identity__Grant *g, const char *issuer, const char *audience, const char *client_id,
+                                 int64_t now, kr_jwt_claims *out);
+
+/* Fills `out` for kr_jwt_sign with the ID token of grant `g` (OpenID Connect
+ * Core section 2) for `client_id`: iss, sub, aud and azp (the client), iat
+ * `now`, exp `now` + GW_OIDC_ID_TOKEN_TTL, auth_time, nonce (when the grant
+ * has one), sid, at_hash of `access_token` (section 3.1.3.6; none for NULL)
+ * and the person claims of g->claims for g->scope. g->claims must not be
+ * NULL. The strings point into the arguments; the caller releases
+ * out->extra with json_decref. */
+void gw_oidc_id_token_claims(const Kreide__Identity__Grant *g, const char *issuer, const char *client_id, const char *access_token,
+                             int64_t now, kr_jwt_claims *out);
+
+/* Longest error description sent, in bytes. */
+#define GW_OIDC_ERROR_TEXT_MAX 300
+
+/* `text` as an error_description may carry it (RFC 6749 section 5.2:
+ * printable ASCII without double quotes and backslashes, so it is also
+ * safe inside an RFC 6750 WWW-Authenticate quoted-string): a double quote
+ * becomes an apostrophe, a backslash a slash, other bytes outside the set
+ * '?', and the text is cut after
+ * GW_OIDC_ERROR_TEXT_MAX bytes. NULL gives "". From `pool`. */
+const char *gw_oidc_error_text(h2o_mem_pool_t *pool, const char *text);
 
 #endif

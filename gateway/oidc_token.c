@@ -1,12 +1,14 @@
-/* The OAuth 2.0 endpoints clients call directly: token (RFC 6749; the
- * client_credentials grant of section 4.4 so far), introspection (RFC 7662)
- * and revocation (RFC 7009), and the broadcast that carries a revocation to
- * every loop of every gateway replica.
+/* The OAuth 2.0 endpoints clients call directly: token (RFC 6749: the
+ * authorization_code grant of section 4.1 with OpenID Connect's ID token,
+ * refresh_token of section 6, client_credentials of section 4.4),
+ * introspection (RFC 7662) and revocation (RFC 7009), and the broadcast that
+ * carries a revocation to every loop of every gateway replica.
  *
  * Each request authenticates its client through identity's
  * AuthenticateClient, in an envelope whose caller is the gateway itself;
- * identity owns the clients and their secrets. Access tokens are JWTs signed
- * here with the gateway's keys, so checking one needs no call at all. */
+ * identity owns the clients and their secrets, and the codes, grants and
+ * refresh tokens. Access and ID tokens are JWTs signed here with the
+ * gateway's keys, so checking one needs no call at all. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,13 +21,27 @@
 #include "oidc.h"
 
 #define METHOD_AUTHENTICATE "kreide.identity.Identity/AuthenticateClient"
+#define METHOD_REDEEM "kreide.identity.Identity/RedeemAuthCode"
+#define METHOD_REFRESH "kreide.identity.Identity/RefreshGrant"
+#define METHOD_REVOKE_REFRESH "kreide.identity.Identity/RevokeRefreshToken"
 /* Clock skew allowed on exp, as in auth.c; a revocation outlives the token
  * by as much. */
 #define LEEWAY_S 30
 /* Longest jti that is revoked and broadcast; ours are UUIDs. */
 #define JTI_MAX 128
+/* Longest token /oidc/revoke hands to identity as a refresh token; ours
+ * are 43 characters. */
+#define REFRESH_TOKEN_MAX 512
 
 typedef enum { EP_TOKEN, EP_INTROSPECT, EP_REVOKE } endpoint;
+
+typedef enum { GRANT_CLIENT_CREDENTIALS, GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN } grant_type;
+
+static const char *const grant_names[] = {
+    [GRANT_CLIENT_CREDENTIALS] = "client_credentials",
+    [GRANT_AUTHORIZATION_CODE] = "authorization_code",
+    [GRANT_REFRESH_TOKEN] = "refresh_token",
+};
 
 /* Scopes about a person, which a token without one cannot carry. */
 static const char *const person_scopes[] = {"openid", "profile", "offline_access", "school", NULL};
@@ -45,12 +61,14 @@ static void send_oauth_json(h2o_req_t *req, int status, json_t *body)
 }
 
 /* An error response of RFC 6749 section 5.2. `basic` adds the challenge
- * that a 401 after Basic authentication must carry. */
+ * that a 401 after Basic authentication must carry. The description is
+ * cut down to the characters section 5.2 allows. */
 static void send_oauth_error(h2o_req_t *req, int status, const char *error, const char *description, bool basic)
 {
     if (status == 401 && basic)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("Basic realm=\"kreide\""));
-    send_oauth_json(req, status, json_pack("{s:s, s:s}", "error", error, "error_description", description));
+    send_oauth_json(req, status,
+                    json_pack("{s:s, s:s}", "error", error, "error_description", gw_oidc_error_text(&req->pool, description)));
 }
 
 /* --------------------------------------------------------------- requests */
@@ -69,11 +87,13 @@ struct st_oauth_call_t {
     call_guard *guard;
     gw_thread *thread;
     endpoint ep;
+    grant_type grant;  /* EP_TOKEN */
     gw_oidc_form form; /* strings in the request's pool */
     bool basic;        /* the client authenticated with HTTP Basic */
     /* Set after authentication: */
     char *client_id;
-    json_t *answer; /* introspection: the response waiting for the Redis check */
+    char *id_token_alg; /* the client's: ES256 or RS256 */
+    json_t *answer;     /* introspection: the response waiting for the Redis check */
 };
 
 static void on_request_disposed(void *arg)
@@ -105,6 +125,7 @@ static void call_free(oauth_call *c)
     if (c->req != NULL)
         c->guard->call = NULL;
     free(c->client_id);
+    free(c->id_token_alg);
     json_decref(c->answer);
     free(c);
 }
@@ -118,6 +139,39 @@ static bool is_form_content_type(h2o_req_t *req)
     static const char form[] = "application/x-www-form-urlencoded";
     size_t n = sizeof(form) - 1;
     return v.len >= n && h2o_lcstris(v.base, n, form, n) && (v.len == n || v.base[n] == ';' || v.base[n] == ' ');
+}
+
+static kr_rpc_client *identity_client(void)
+{
+    for (size_t i = 0; i < gw.nservices; i++)
+        if (strcmp(gw.services[i].name, "identity") == 0)
+            return gw.services[i].client;
+    abort(); /* main.c always configures identity */
+}
+
+/* Calls identity as the gateway itself (identity serves the client and
+ * flow RPCs to no one else); `cb` gets the call back with the request
+ * detached, so it must take it with call_request. */
+static void call_identity(oauth_call *c, h2o_req_t *req, const char *method, const ProtobufCMessage *in, kr_rpc_cb cb)
+{
+    size_t n = protobuf_c_message_get_packed_size(in);
+    uint8_t *body = h2o_mem_alloc_pool(&req->pool, n ? n : 1);
+    protobuf_c_message_pack(in, body);
+    Kreide__Caller caller = KREIDE__CALLER__INIT;
+    caller.kind = KREIDE__CALLER__KIND__SERVICE;
+    caller.client_id = GW_OWN_CLIENT_ID;
+    kr_rpc_request rq = {
+        .method = method,
+        .request_id = gw_request_id(req),
+        .deadline_ms = kr_now_ms() + gw.rpc_timeout_ms,
+        .caller = &caller,
+        .body = body,
+        .body_len = n,
+    };
+    if (c->guard == NULL)
+        c->guard = h2o_mem_alloc_shared(&req->pool, sizeof(call_guard), on_request_disposed);
+    call_reattach(c, req);
+    kr_rpc_h2o_call(c->thread->rpc, identity_client(), &rq, cb, c);
 }
 
 /* --------------------------------------------------------------- issuing */
@@ -236,6 +290,173 @@ static void issue_client_token(h2o_req_t *req, const oauth_call *c, const Kreide
     free(token);
     kr_log(KR_LOG_INFO, "access token issued", "client_id", cl->client_id, "jti", jti.s, NULL);
     send_oauth_json(req, 200, body);
+}
+
+/* ------------------------------------------------- person grants (OIDC) */
+
+/* Answers a refused RedeemAuthCode or RefreshGrant. Identity says which
+ * OAuth error it is in its error code (docs/oidc.md) and why in its
+ * message, which becomes the description. */
+static void send_grant_refusal(h2o_req_t *req, const oauth_call *c, const kr_rpc_result *res)
+{
+    static const struct {
+        const char *code, *error;
+        int status;
+    } errors[] = {
+        {"oidc.invalid_grant", "invalid_grant", 400},
+        {"oidc.invalid_scope", "invalid_scope", 400},
+        {"oidc.invalid_request", "invalid_request", 400},
+        {"oidc.unauthorized_client", "unauthorized_client", 400},
+        /* disabled between authentication and the grant */
+        {"oidc.invalid_client", "invalid_client", 401},
+    };
+    const char *code = res->error_code != NULL ? res->error_code : "";
+    const char *why = res->message != NULL && res->message[0] != '\0' ? res->message : NULL;
+    switch (res->status) {
+    case KREIDE__STATUS__FAILED_PRECONDITION:
+    case KREIDE__STATUS__INVALID_ARGUMENT:
+    case KREIDE__STATUS__NOT_FOUND:
+        for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++)
+            if (strcmp(code, errors[i].code) == 0) {
+                send_oauth_error(req, errors[i].status, errors[i].error, why != NULL ? why : "the request was refused", c->basic);
+                return;
+            }
+        /* A malformed parameter identity found before looking anything up. */
+        if (res->status == KREIDE__STATUS__INVALID_ARGUMENT) {
+            send_oauth_error(req, 400, "invalid_request", why != NULL ? why : "a parameter is malformed", false);
+            return;
+        }
+        send_oauth_error(req, 400, "invalid_grant", why != NULL ? why : "the grant is invalid", false);
+        return;
+    case KREIDE__STATUS__UNAVAILABLE:
+    case KREIDE__STATUS__DEADLINE_EXCEEDED:
+    case KREIDE__STATUS__RESOURCE_EXHAUSTED:
+        send_oauth_error(req, 503, "temporarily_unavailable", "the grant cannot be checked right now; try again", false);
+        return;
+    default:
+        kr_log(KR_LOG_ERROR, "identity refused the gateway's grant call", "client_id", c->client_id, "grant", grant_names[c->grant],
+               "error", code, NULL);
+        send_oauth_error(req, 500, "server_error", "the grant could not be checked", false);
+    }
+}
+
+/* Signs the access token and the ID token of a grant identity answered
+ * and sends the token response (RFC 6749 section 5.1, OpenID Connect Core
+ * section 3.1.3.3). */
+static void issue_person_tokens(h2o_req_t *req, const oauth_call *c, const Kreide__Identity__Grant *g)
+{
+    int64_t now = kr_now_ms() / 1000;
+    if (g->claims == NULL || g->claims->sub == NULL || g->claims->sub[0] == '\0' || g->access_jti == NULL ||
+        g->access_jti[0] == '\0' || g->access_expires_at <= now) {
+        kr_log(KR_LOG_ERROR, "identity answered a grant without a person, a jti or a future expiry", "client_id", c->client_id,
+               NULL);
+        send_oauth_error(req, 500, "server_error", "the grant could not be completed", false);
+        return;
+    }
+    const char *alg = g->id_token_alg != NULL && g->id_token_alg[0] != '\0' ? g->id_token_alg : c->id_token_alg;
+    kr_jwt_claims ac;
+    gw_oidc_access_token_claims(g, gw.issuer, gw.audience, c->client_id, now, &ac);
+    char *access = NULL, *id_token = NULL;
+    int rv = kr_jwt_sign(gw.jwt_keys, &ac, &access);
+    json_decref(ac.extra);
+    if (rv == KR_JWT_OK) {
+        kr_jwt_claims ic;
+        gw_oidc_id_token_claims(g, gw.issuer, c->client_id, access, now, &ic);
+        rv = kr_jwt_sign_alg(gw.jwt_keys, alg, &ic, &id_token);
+        json_decref(ic.extra);
+    }
+    if (rv != KR_JWT_OK) {
+        kr_log(KR_LOG_ERROR, "cannot sign the tokens of a grant; the grant stays recorded but unused", "client_id", c->client_id,
+               "alg", alg, "error", kr_jwt_strerror(rv), NULL);
+        free(access);
+        send_oauth_error(req, 500, "server_error", "the tokens could not be signed", false);
+        return;
+    }
+    json_t *body = json_pack("{s:s, s:s, s:I, s:s}", "access_token", access, "token_type", "Bearer", "expires_in",
+                             (json_int_t)(g->access_expires_at - now), "id_token", id_token);
+    if (g->scope != NULL && g->scope[0] != '\0')
+        json_object_set_new(body, "scope", json_string(g->scope));
+    if (g->refresh_token != NULL && g->refresh_token[0] != '\0')
+        json_object_set_new(body, "refresh_token", json_string(g->refresh_token));
+    free(access);
+    free(id_token);
+    kr_log(KR_LOG_INFO, "person tokens issued", "client_id", c->client_id, "grant", grant_names[c->grant], "jti", g->access_jti,
+           "sid", g->session_id, NULL);
+    send_oauth_json(req, 200, body);
+}
+
+static void on_grant(void *arg, kr_rpc_result *res)
+{
+    oauth_call *c = arg;
+    h2o_req_t *req = call_request(c);
+    if (req == NULL) {
+        /* The client hung up; identity has recorded the grant, whose
+         * tokens nobody will see. */
+        kr_rpc_result_free(res);
+        call_free(c);
+        return;
+    }
+    if (res->status != KREIDE__STATUS__OK) {
+        send_grant_refusal(req, c, res);
+        kr_rpc_result_free(res);
+        call_free(c);
+        return;
+    }
+    Kreide__Identity__Grant *g = kreide__identity__grant__unpack(NULL, res->body_len, res->body);
+    kr_rpc_result_free(res);
+    if (g == NULL) {
+        kr_log(KR_LOG_ERROR, "identity answered a grant that does not unpack", "client_id", c->client_id, NULL);
+        send_oauth_error(req, 500, "server_error", "the grant could not be completed", false);
+    } else {
+        issue_person_tokens(req, c, g);
+        kreide__identity__grant__free_unpacked(g, NULL);
+    }
+    call_free(c);
+}
+
+/* The authorization_code and refresh_token grants: checks what the gateway
+ * can know itself (the client's registration, a key for its ID tokens)
+ * before identity consumes the code or rotates the token. */
+static void start_person_grant(h2o_req_t *req, oauth_call *c, const Kreide__Identity__OidcClient *cl)
+{
+    const char *grant = grant_names[c->grant];
+    if (!has(cl->grant_types, cl->n_grant_types, grant)) {
+        char why[96];
+        snprintf(why, sizeof(why), "this client is not registered for the %s grant", grant);
+        send_oauth_error(req, 400, "unauthorized_client", why, false);
+        call_free(c);
+        return;
+    }
+    if (gw.jwt_keys == NULL || kr_jwt_keyset_active_kid(gw.jwt_keys) == NULL) {
+        send_oauth_error(req, 503, "temporarily_unavailable", "this server has no signing key", false);
+        call_free(c);
+        return;
+    }
+    if (!kr_jwt_keyset_can_sign(gw.jwt_keys, c->id_token_alg)) {
+        kr_log(KR_LOG_ERROR,
+               "a client wants ID tokens signed with an algorithm this gateway has no private key for: add one to "
+               "KREIDE_JWT_KEYS_DIR (kreidectl keygen --alg RS256)",
+               "client_id", c->client_id, "alg", c->id_token_alg, NULL);
+        send_oauth_error(req, 500, "server_error", "this server cannot sign ID tokens with the client's algorithm", false);
+        call_free(c);
+        return;
+    }
+    if (c->grant == GRANT_AUTHORIZATION_CODE) {
+        Kreide__Identity__RedeemAuthCodeRequest in = KREIDE__IDENTITY__REDEEM_AUTH_CODE_REQUEST__INIT;
+        in.client_id = c->client_id;
+        in.code = (char *)gw_oidc_form_get(&c->form, "code");
+        in.redirect_uri = (char *)gw_oidc_form_get(&c->form, "redirect_uri");
+        const char *verifier = gw_oidc_form_get(&c->form, "code_verifier");
+        in.code_verifier = (char *)(verifier != NULL ? verifier : "");
+        call_identity(c, req, METHOD_REDEEM, &in.base, on_grant);
+    } else {
+        Kreide__Identity__RefreshGrantRequest in = KREIDE__IDENTITY__REFRESH_GRANT_REQUEST__INIT;
+        in.client_id = c->client_id;
+        in.refresh_token = (char *)gw_oidc_form_get(&c->form, "refresh_token");
+        const char *scope = gw_oidc_form_get(&c->form, "scope");
+        in.scope = (char *)(scope != NULL ? scope : "");
+        call_identity(c, req, METHOD_REFRESH, &in.base, on_grant);
+    }
 }
 
 /* ------------------------------------------------------ checking a token */
@@ -413,12 +634,51 @@ static void on_revocation_recorded(redisAsyncContext *ac, void *reply, void *pri
 static const char revoke_script[] = "redis.call('SET', KEYS[1], '1', 'EX', ARGV[1]) "
                                     "return redis.call('PUBLISH', ARGV[2], ARGV[3])";
 
+static void on_refresh_revoked(void *arg, kr_rpc_result *res)
+{
+    oauth_call *c = arg;
+    h2o_req_t *req = call_request(c);
+    if (req != NULL) {
+        switch (res->status) {
+        case KREIDE__STATUS__UNAVAILABLE:
+        case KREIDE__STATUS__DEADLINE_EXCEEDED:
+        case KREIDE__STATUS__RESOURCE_EXHAUSTED:
+            /* RFC 7009 section 2.2.1: the client retries later. */
+            send_oauth_error(req, 503, "temporarily_unavailable", "the revocation could not be done; try again", false);
+            break;
+        case KREIDE__STATUS__OK:
+        case KREIDE__STATUS__INVALID_ARGUMENT:
+        case KREIDE__STATUS__NOT_FOUND:
+        case KREIDE__STATUS__FAILED_PRECONDITION:
+            /* Revoked, or nothing of this client's to revoke: the same 200. */
+            send_oauth_json(req, 200, json_object());
+            break;
+        default:
+            kr_log(KR_LOG_ERROR, "identity refused the gateway's refresh token revocation", "client_id", c->client_id, "error",
+                   res->error_code, NULL);
+            send_oauth_error(req, 500, "server_error", "the revocation could not be done", false);
+        }
+    }
+    kr_rpc_result_free(res);
+    call_free(c);
+}
+
 static void revoke_token(h2o_req_t *req, oauth_call *c, const Kreide__Identity__OidcClient *cl)
 {
     kr_jwt_claims claims = {0};
+    const char *token = gw_oidc_form_get(&c->form, "token");
     /* RFC 7009 section 2.2: an invalid or unknown token, or one issued to
      * another client, is answered like a revoked one and changes nothing. */
-    if (!own_token(c->thread, gw_oidc_form_get(&c->form, "token"), cl->client_id, &claims)) {
+    if (!own_token(c->thread, token, cl->client_id, &claims)) {
+        /* Not one of our JWTs (which always have two dots): a refresh
+         * token, whose family identity revokes if it is this client's. */
+        if (strchr(token, '.') == NULL && strlen(token) <= REFRESH_TOKEN_MAX) {
+            Kreide__Identity__RevokeRefreshTokenRequest in = KREIDE__IDENTITY__REVOKE_REFRESH_TOKEN_REQUEST__INIT;
+            in.client_id = c->client_id;
+            in.refresh_token = (char *)token;
+            call_identity(c, req, METHOD_REVOKE_REFRESH, &in.base, on_refresh_revoked);
+            return;
+        }
         send_oauth_json(req, 200, json_object());
         call_free(c);
         return;
@@ -491,10 +751,17 @@ static void on_authenticated(void *arg, kr_rpc_result *res)
     }
     kr_rpc_result_free(res);
     c->client_id = strdup(cl->client_id);
+    c->id_token_alg = strdup(cl->id_token_alg != NULL && cl->id_token_alg[0] != '\0' ? cl->id_token_alg : "ES256");
+    if (c->client_id == NULL || c->id_token_alg == NULL)
+        abort();
     switch (c->ep) {
     case EP_TOKEN:
-        issue_client_token(req, c, cl);
-        call_free(c);
+        if (c->grant == GRANT_CLIENT_CREDENTIALS) {
+            issue_client_token(req, c, cl);
+            call_free(c);
+        } else {
+            start_person_grant(req, c, cl);
+        }
         break;
     case EP_INTROSPECT:
         introspect(req, c, cl);
@@ -504,14 +771,6 @@ static void on_authenticated(void *arg, kr_rpc_result *res)
         break;
     }
     kreide__identity__oidc_client__free_unpacked(cl, NULL);
-}
-
-static kr_rpc_client *identity_client(void)
-{
-    for (size_t i = 0; i < gw.nservices; i++)
-        if (strcmp(gw.services[i].name, "identity") == 0)
-            return gw.services[i].client;
-    abort(); /* main.c always configures identity */
 }
 
 /* Reads the request up to client authentication, which it starts. */
@@ -573,10 +832,29 @@ static int on_oauth_request(h2o_req_t *req, endpoint ep)
             send_oauth_error(req, 400, "invalid_request", "grant_type is required", false);
             return 0;
         }
-        if (strcmp(grant, "client_credentials") != 0) {
+        size_t g = 0;
+        while (g < sizeof(grant_names) / sizeof(grant_names[0]) && strcmp(grant, grant_names[g]) != 0)
+            g++;
+        if (g == sizeof(grant_names) / sizeof(grant_names[0])) {
             free(c);
-            send_oauth_error(req, 400, "unsupported_grant_type", "this server issues tokens for client_credentials only so far",
-                             false);
+            send_oauth_error(req, 400, "unsupported_grant_type",
+                             "grant_type must be authorization_code, refresh_token or client_credentials", false);
+            return 0;
+        }
+        c->grant = (grant_type)g;
+        /* RFC 6749 sections 4.1.3 and 6: what each grant needs. The
+         * redirect_uri is required because every authorization request
+         * here carries one. */
+        const char *missing = NULL;
+        if (c->grant == GRANT_AUTHORIZATION_CODE)
+            missing = gw_oidc_form_get(&c->form, "code") == NULL           ? "code is required"
+                      : gw_oidc_form_get(&c->form, "redirect_uri") == NULL ? "redirect_uri is required"
+                                                                           : NULL;
+        else if (c->grant == GRANT_REFRESH_TOKEN && gw_oidc_form_get(&c->form, "refresh_token") == NULL)
+            missing = "refresh_token is required";
+        if (missing != NULL) {
+            free(c);
+            send_oauth_error(req, 400, "invalid_request", missing, false);
             return 0;
         }
     } else if (gw_oidc_form_get(&c->form, "token") == NULL) {
@@ -585,28 +863,12 @@ static int on_oauth_request(h2o_req_t *req, endpoint ep)
         return 0;
     }
 
+    /* A public client sends its id alone (method "none"): identity checks
+     * it with an empty secret. */
     Kreide__Identity__AuthenticateClientRequest in = KREIDE__IDENTITY__AUTHENTICATE_CLIENT_REQUEST__INIT;
     in.client_id = (char *)client_id;
     in.client_secret = (char *)(secret != NULL ? secret : "");
-    size_t n = kreide__identity__authenticate_client_request__get_packed_size(&in);
-    uint8_t *body = h2o_mem_alloc_pool(&req->pool, n ? n : 1);
-    kreide__identity__authenticate_client_request__pack(&in, body);
-    /* The gateway asks for itself: identity serves AuthenticateClient to no
-     * one else. */
-    Kreide__Caller caller = KREIDE__CALLER__INIT;
-    caller.kind = KREIDE__CALLER__KIND__SERVICE;
-    caller.client_id = GW_OWN_CLIENT_ID;
-    kr_rpc_request rq = {
-        .method = METHOD_AUTHENTICATE,
-        .request_id = gw_request_id(req),
-        .deadline_ms = kr_now_ms() + gw.rpc_timeout_ms,
-        .caller = &caller,
-        .body = body,
-        .body_len = n,
-    };
-    c->guard = h2o_mem_alloc_shared(&req->pool, sizeof(call_guard), on_request_disposed);
-    call_reattach(c, req);
-    kr_rpc_h2o_call(c->thread->rpc, identity_client(), &rq, on_authenticated, c);
+    call_identity(c, req, METHOD_AUTHENTICATE, &in.base, on_authenticated);
     return 0;
 }
 
@@ -638,4 +900,10 @@ void gw_oidc_token_register(h2o_hostconf_t *hostconf)
     register_handler(hostconf, "/oidc/token", on_token);
     register_handler(hostconf, "/oidc/introspect", on_introspect);
     register_handler(hostconf, "/oidc/revoke", on_revoke);
+    gw_oidc_userinfo_register(hostconf);
+    if (gw.jwt_keys != NULL && !kr_jwt_keyset_can_sign(gw.jwt_keys, "RS256"))
+        kr_log(KR_LOG_WARN,
+               "no RSA key in KREIDE_JWT_KEYS_DIR: clients registered for RS256 ID tokens get server_error "
+               "(kreidectl keygen --alg RS256 makes one)",
+               NULL);
 }

@@ -296,14 +296,24 @@ static const struct kr_jwt_key *find_key(const kr_jwt_keyset *ks, const char *ki
     return NULL;
 }
 
+/* The private key of algorithm `alg` with the greatest kid, or NULL. */
+static const struct kr_jwt_key *greatest_private(const kr_jwt_keyset *ks, int alg)
+{
+    for (size_t i = ks->n; i-- > 0;)
+        if (ks->keys[i].has_private && ks->keys[i].alg == alg)
+            return &ks->keys[i];
+    return NULL;
+}
+
+/* The default rule prefers ES256: an RSA key kept beside the EC keys for
+ * RS256 relying parties must not take over signing because its kid sorts
+ * later ("rsa-..." after "2025-..."). */
 static const struct kr_jwt_key *active_key(const kr_jwt_keyset *ks)
 {
     if (ks->active[0])
         return find_key(ks, ks->active);
-    for (size_t i = ks->n; i-- > 0;)
-        if (ks->keys[i].has_private)
-            return &ks->keys[i];
-    return NULL;
+    const struct kr_jwt_key *k = greatest_private(ks, ALG_ES256);
+    return k ? k : greatest_private(ks, ALG_RS256);
 }
 
 kr_jwt_keyset *kr_jwt_keyset_new(void)
@@ -627,12 +637,9 @@ json_t *kr_jwt_keyset_jwks(const kr_jwt_keyset *ks)
     return set;
 }
 
-int kr_jwt_generate_es256_pem(char **pem_out)
+/* Writes `pk` (which it frees) as an unencrypted PKCS#8 PEM string. */
+static int private_pem(EVP_PKEY *pk, char **pem_out)
 {
-    if (!pem_out)
-        return KR_JWT_EINVAL;
-    *pem_out = NULL;
-    EVP_PKEY *pk = EVP_EC_gen("P-256");
     BIO *bio = BIO_new(BIO_s_mem());
     if (!bio)
         abort();
@@ -652,6 +659,32 @@ int kr_jwt_generate_es256_pem(char **pem_out)
     EVP_PKEY_free(pk);
     ERR_clear_error();
     return rc;
+}
+
+int kr_jwt_generate_es256_pem(char **pem_out)
+{
+    if (!pem_out)
+        return KR_JWT_EINVAL;
+    *pem_out = NULL;
+    return private_pem(EVP_EC_gen("P-256"), pem_out);
+}
+
+int kr_jwt_generate_rs256_pem(char **pem_out)
+{
+    if (!pem_out)
+        return KR_JWT_EINVAL;
+    *pem_out = NULL;
+    return private_pem(EVP_RSA_gen(2048), pem_out);
+}
+
+bool kr_jwt_keyset_can_sign(const kr_jwt_keyset *ks, const char *alg)
+{
+    if (!ks || !alg)
+        return false;
+    for (int a = ALG_ES256; a <= ALG_RS256; a++)
+        if (strcmp(alg, alg_names[a]) == 0)
+            return greatest_private(ks, a) != NULL;
+    return false;
 }
 
 /* ---------------------------------------------------------------- claims */
@@ -747,10 +780,7 @@ static const struct kr_jwt_key *signing_key(const kr_jwt_keyset *ks, const char 
     const struct kr_jwt_key *k = active_key(ks);
     if (!alg || (k && strcmp(alg_names[k->alg], alg) == 0))
         return k;
-    for (size_t i = ks->n; i-- > 0;)
-        if (ks->keys[i].has_private && strcmp(alg_names[ks->keys[i].alg], alg) == 0)
-            return &ks->keys[i];
-    return NULL;
+    return greatest_private(ks, strcmp(alg, alg_names[ALG_ES256]) == 0 ? ALG_ES256 : ALG_RS256);
 }
 
 int kr_jwt_sign(const kr_jwt_keyset *ks, const kr_jwt_claims *c, char **token_out)

@@ -21,6 +21,7 @@
 #ifndef KR_JWT_H
 #define KR_JWT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -100,9 +101,11 @@ int kr_jwt_keyset_load_dir(kr_jwt_keyset *ks, const char *dir, char *err, size_t
 
 /* Chooses the signing key. Every other key keeps verifying, so tokens signed
  * before a rotation stay valid until they expire. Without a call, the active
- * key is the private key with the lexically greatest kid (so naming kids by
- * date, e.g. "2025-09", rotates by adding a file). Returns KR_JWT_EKID if
- * the kid is not in the set, KR_JWT_ENOKEY if it is a public key. */
+ * key is the ES256 private key with the lexically greatest kid (so naming
+ * kids by date, e.g. "2025-09", rotates by adding a file); an RSA key in the
+ * set (for RS256 relying parties, kr_jwt_sign_alg) becomes the default only
+ * when the set has no EC private key at all. Returns KR_JWT_EKID if the kid
+ * is not in the set, KR_JWT_ENOKEY if it is a public key. */
 int kr_jwt_keyset_set_active(kr_jwt_keyset *ks, const char *kid) __attribute__((warn_unused_result));
 
 /* The kid of the signing key, or NULL when the set has no private key. The
@@ -122,6 +125,15 @@ json_t *kr_jwt_keyset_jwks(const kr_jwt_keyset *ks) __attribute__((warn_unused_r
  * first local run without a mounted key. On success *pem_out is a malloc'd,
  * NUL-terminated string the caller frees; on error it is NULL. */
 int kr_jwt_generate_es256_pem(char **pem_out) __attribute__((warn_unused_result));
+
+/* Generates a new RSA-2048 private key (for RS256) the same way, so that a
+ * first local run can also serve relying parties that need RS256. */
+int kr_jwt_generate_rs256_pem(char **pem_out) __attribute__((warn_unused_result));
+
+/* Whether the set holds a private key of algorithm `alg` ("ES256" or
+ * "RS256"), i.e. whether kr_jwt_sign_alg(ks, alg, ...) can sign. False for
+ * a NULL set or another name. */
+bool kr_jwt_keyset_can_sign(const kr_jwt_keyset *ks, const char *alg);
 
 /* ---------------------------------------------------------------- claims */
 

@@ -580,6 +580,80 @@ static void sign_alg_picks_a_key_of_that_algorithm(void **state)
     kr_jwt_keyset_free(ks);
 }
 
+/* Regression: an RSA key kept for RS256 clients, whose kid sorts after the
+ * EC keys' ("rsa-..." > "2025-..."), became the default signer of every
+ * access token. */
+static void rsa_key_never_becomes_the_default_signer(void **state)
+{
+    kr_jwt_keyset *ks = keyset_with("2025-03", ec_new_pem);
+    char err[200];
+    assert_int_equal(kr_jwt_keyset_add_pem(ks, "2024-09", ec_old_pem, strlen(ec_old_pem), err, sizeof(err)), KR_JWT_OK);
+    assert_int_equal(kr_jwt_keyset_add_pem(ks, "rsa-2026", rsa_pem, strlen(rsa_pem), err, sizeof(err)), KR_JWT_OK);
+    assert_string_equal(kr_jwt_keyset_active_kid(ks), "2025-03");
+    kr_jwt_claims c = sample_claims();
+    char *tok = sign_or_fail(ks, &c);
+    json_t *h = decode_header(tok);
+    assert_string_equal(json_string_value(json_object_get(h, "alg")), "ES256");
+    assert_string_equal(json_string_value(json_object_get(h, "kid")), "2025-03");
+    json_decref(h);
+    free(tok);
+    /* RS256 when asked for, from the RSA key */
+    assert_int_equal(kr_jwt_sign_alg(ks, "RS256", &c, &tok), KR_JWT_OK);
+    h = decode_header(tok);
+    assert_string_equal(json_string_value(json_object_get(h, "kid")), "rsa-2026");
+    json_decref(h);
+    free(tok);
+    /* an explicit choice still wins */
+    assert_int_equal(kr_jwt_keyset_set_active(ks, "rsa-2026"), KR_JWT_OK);
+    assert_string_equal(kr_jwt_keyset_active_kid(ks), "rsa-2026");
+    kr_jwt_keyset_free(ks);
+
+    /* a set of RSA keys alone still signs */
+    kr_jwt_keyset *rsa_only = keyset_with("r1", rsa_pem);
+    assert_int_equal(kr_jwt_keyset_add_pem(rsa_only, "z-ec-public", ec_pub_pem, strlen(ec_pub_pem), err, sizeof(err)), KR_JWT_OK);
+    assert_string_equal(kr_jwt_keyset_active_kid(rsa_only), "r1");
+    kr_jwt_keyset_free(rsa_only);
+}
+
+static void can_sign_names_private_keys_by_algorithm(void **state)
+{
+    kr_jwt_keyset *ks = keyset_with("ec", ec_old_pem);
+    assert_true(kr_jwt_keyset_can_sign(ks, "ES256"));
+    assert_false(kr_jwt_keyset_can_sign(ks, "RS256"));
+    char err[200];
+    assert_int_equal(kr_jwt_keyset_add_pem(ks, "rsa-pub", rsa_pub_pem, strlen(rsa_pub_pem), err, sizeof(err)), KR_JWT_OK);
+    assert_false(kr_jwt_keyset_can_sign(ks, "RS256")); /* a public key verifies only */
+    assert_int_equal(kr_jwt_keyset_add_pem(ks, "rsa", rsa_pem, strlen(rsa_pem), err, sizeof(err)), KR_JWT_OK);
+    assert_true(kr_jwt_keyset_can_sign(ks, "RS256"));
+    assert_false(kr_jwt_keyset_can_sign(ks, "HS256"));
+    assert_false(kr_jwt_keyset_can_sign(ks, NULL));
+    assert_false(kr_jwt_keyset_can_sign(NULL, "ES256"));
+    kr_jwt_keyset_free(ks);
+}
+
+static void generated_rsa_key_signs_rs256(void **state)
+{
+    char *pem = NULL;
+    assert_int_equal(kr_jwt_generate_rs256_pem(&pem), KR_JWT_OK);
+    assert_non_null(strstr(pem, "-----BEGIN PRIVATE KEY-----"));
+    kr_jwt_keyset *ks = keyset_with("gen", pem);
+    assert_true(kr_jwt_keyset_can_sign(ks, "RS256"));
+    json_t *jwks = kr_jwt_keyset_jwks(ks);
+    json_t *k = json_array_get(json_object_get(jwks, "keys"), 0);
+    assert_string_equal(json_string_value(json_object_get(k, "kty")), "RSA");
+    /* 2048 bits: a 256-byte modulus is 342 base64url characters */
+    assert_int_equal(strlen(json_string_value(json_object_get(k, "n"))), 342);
+    json_decref(jwks);
+    kr_jwt_claims c = sample_claims();
+    char *tok = NULL;
+    assert_int_equal(kr_jwt_sign_alg(ks, "RS256", &c, &tok), KR_JWT_OK);
+    assert_int_equal(verify_str(ks, tok, &at_t0), KR_JWT_OK);
+    free(tok);
+    kr_jwt_keyset_free(ks);
+    free(pem);
+    assert_int_equal(kr_jwt_generate_rs256_pem(NULL), KR_JWT_EINVAL);
+}
+
 static void unusable_keys_rejected(void **state)
 {
     kr_jwt_keyset *ks = keyset_with("ok", ec_old_pem);
@@ -975,6 +1049,9 @@ int main(void)
         cmocka_unit_test(sign_refuses_unsignable_claims),
         cmocka_unit_test(rotation_keeps_old_tokens_valid),
         cmocka_unit_test(sign_alg_picks_a_key_of_that_algorithm),
+        cmocka_unit_test(rsa_key_never_becomes_the_default_signer),
+        cmocka_unit_test(can_sign_names_private_keys_by_algorithm),
+        cmocka_unit_test(generated_rsa_key_signs_rs256),
         cmocka_unit_test(unusable_keys_rejected),
         cmocka_unit_test(jwks_shape),
         cmocka_unit_test(load_dir_reads_kid_pem_files),

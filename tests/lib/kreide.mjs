@@ -82,6 +82,9 @@ export async function startSuite({ gateways = 1, name = 'suite', env: extraEnv =
   chmodSync(dir, 0o755);
   const keysDir = path.join(dir, 'jwt');
   execFileSync(path.join(bin, 'kreidectl'), ['keygen', keysDir, 'test1']);
+  // An RSA key for clients registered for RS256 ID tokens; its kid sorts
+  // after test1, and the EC key still signs everything else.
+  execFileSync(path.join(bin, 'kreidectl'), ['keygen', '--alg', 'RS256', keysDir, 'test1-rsa']);
   const internalKeys = `t1:${randomBytes(32).toString('base64')}`;
   const identityUrl = `ipc://${dir}/identity.sock`;
 

@@ -104,12 +104,19 @@ test('Basic and client_secret in the body together are invalid_request', async (
   refused(other, 400, 'invalid_request');
 });
 
-test('grant types other than client_credentials are unsupported for now; a missing one is invalid_request', async () => {
+test('unknown grant types are unsupported, a missing one is invalid_request, an unregistered one unauthorized_client', async () => {
   const auth = { authorization: basic(conf.client_id, conf.client_secret) };
-  for (const g of ['authorization_code', 'refresh_token', 'password', 'urn:ietf:params:oauth:grant-type:device_code']) {
+  for (const g of ['password', 'implicit', 'urn:ietf:params:oauth:grant-type:device_code', 'AUTHORIZATION_CODE']) {
     refused(await post('/oidc/token', form({ grant_type: g, code: 'x' }), auth), 400, 'unsupported_grant_type');
   }
   refused(await post('/oidc/token', form({ scope: 'reports' }), auth), 400, 'invalid_request');
+  // conf is registered for client_credentials only
+  refused(await post('/oidc/token', form({ grant_type: 'authorization_code', code: 'x', redirect_uri: 'https://a.example.org/cb' }), auth),
+    400, 'unauthorized_client');
+  refused(await post('/oidc/token', form({ grant_type: 'refresh_token', refresh_token: 'x' }), auth), 400, 'unauthorized_client');
+  // codeOnly has no refresh_token grant
+  refused(await post('/oidc/token', form({ grant_type: 'refresh_token', refresh_token: 'x' }),
+    { authorization: basic(codeOnly.client_id, codeOnly.client_secret) }), 400, 'unauthorized_client');
 });
 
 test('scopes beyond the registration, or about a person, are invalid_scope', async () => {

@@ -12,18 +12,69 @@
 #include "kr_jwt.h"
 #include "kreidectl.h"
 
+static int keygen_usage(void)
+{
+    fprintf(stderr, "usage: kreidectl keygen [--alg ES256|RS256] [--if-missing] DIR [KID]\n");
+    return CTL_EXIT_USAGE;
+}
+
+/* Whether DIR already holds a private key that signs `alg`. A directory
+ * that does not exist or holds no key file holds none; one whose files do
+ * not load is an error (-1), so that a broken key is not papered over. */
+static int dir_can_sign(const char *dir, const char *alg)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0 && errno == ENOENT)
+        return 0;
+    kr_jwt_keyset *ks = kr_jwt_keyset_new();
+    char err[256];
+    int rv = kr_jwt_keyset_load_dir(ks, dir, err, sizeof(err));
+    int out = rv == KR_JWT_OK ? kr_jwt_keyset_can_sign(ks, alg) : rv == KR_JWT_ENOKEY ? 0 : -1;
+    if (out < 0)
+        fprintf(stderr, "kreidectl: %s\n", err);
+    kr_jwt_keyset_free(ks);
+    return out;
+}
+
 int ctl_cmd_keygen(int argc, char **argv)
 {
-    if (argc < 2 || argc > 3) {
-        fprintf(stderr, "usage: kreidectl keygen DIR [KID]\n");
+    static const struct option opts[] = {
+        {"alg", required_argument, NULL, 'a'},
+        {"if-missing", no_argument, NULL, 'm'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *alg = "ES256";
+    bool if_missing = false;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'a':
+            alg = optarg;
+            break;
+        case 'm':
+            if_missing = true;
+            break;
+        default:
+            return keygen_usage();
+        }
+    }
+    bool rsa = strcmp(alg, "RS256") == 0;
+    if (!rsa && strcmp(alg, "ES256") != 0) {
+        fprintf(stderr, "kreidectl: --alg must be ES256 or RS256\n");
         return CTL_EXIT_USAGE;
     }
+    if (argc - optind < 1 || argc - optind > 2)
+        return keygen_usage();
+    const char *dir = argv[optind];
     char kid[64];
-    if (argc == 3) {
-        snprintf(kid, sizeof(kid), "%s", argv[2]);
+    if (argc - optind == 2) {
+        snprintf(kid, sizeof(kid), "%s", argv[optind + 1]);
     } else {
+        /* RSA keys get their own prefix, so that one can tell them apart
+         * in the directory; the EC key signs by default either way. */
         time_t now = time(NULL);
-        strftime(kid, sizeof(kid), "k%Y%m%d%H%M%S", gmtime(&now));
+        strftime(kid, sizeof(kid), rsa ? "rsa%Y%m%d%H%M%S" : "k%Y%m%d%H%M%S", gmtime(&now));
     }
     for (const char *p = kid; *p; p++) {
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_')) {
@@ -31,14 +82,21 @@ int ctl_cmd_keygen(int argc, char **argv)
             return CTL_EXIT_USAGE;
         }
     }
-    if (mkdir(argv[1], 0700) != 0 && errno != EEXIST) {
-        fprintf(stderr, "kreidectl: %s: %s\n", argv[1], strerror(errno));
+    if (if_missing) {
+        int have = dir_can_sign(dir, alg);
+        if (have < 0)
+            return CTL_EXIT_USAGE;
+        if (have > 0)
+            return CTL_EXIT_OK;
+    }
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "kreidectl: %s: %s\n", dir, strerror(errno));
         return CTL_EXIT_USAGE;
     }
     char path[4096];
-    snprintf(path, sizeof(path), "%s/%s.pem", argv[1], kid);
+    snprintf(path, sizeof(path), "%s/%s.pem", dir, kid);
     char *pem = NULL;
-    if (kr_jwt_generate_es256_pem(&pem) != 0) {
+    if ((rsa ? kr_jwt_generate_rs256_pem(&pem) : kr_jwt_generate_es256_pem(&pem)) != 0) {
         fprintf(stderr, "kreidectl: cannot generate a key\n");
         return CTL_EXIT_USAGE;
     }

@@ -12,10 +12,14 @@
  *       items each, 500 unless given) to the end. Run without arguments for
  *       the commands.
  *
- *   kreidectl keygen DIR [KID]
- *       Creates an ES256 signing key DIR/KID.pem (KID defaults to the current
- *       date and time, e.g. k20261122064700) readable only by its owner. The
- *       gateway loads every key in KREIDE_JWT_KEYS_DIR; the newest signs.
+ *   kreidectl keygen [--alg ES256|RS256] [--if-missing] DIR [KID]
+ *       Creates a signing key DIR/KID.pem readable only by its owner: a P-256
+ *       key for ES256 (the default; KID defaults to the current date and
+ *       time, e.g. k20261122064700) or an RSA-2048 key for RS256 (KID
+ *       rsa20261122064700). The gateway loads every key in
+ *       KREIDE_JWT_KEYS_DIR; the newest ES256 key signs, and the RSA key signs
+ *       the ID tokens of clients registered for RS256. --if-missing does
+ *       nothing when DIR already holds a private key of that algorithm.
  *
  *   kreidectl token [--sub ID] [--role ROLE]... [--school ID[:ROLE[+ROLE]]]...
  *                   [--scope "A B"] [--ttl SECONDS] [--keys DIR]
@@ -51,7 +55,7 @@ static int usage(void)
     for (const ctl_command *c = ctl_commands; c->noun != NULL; c++)
         fprintf(stderr, "  %s %s %s\n", c->noun, c->verb, c->usage);
     fprintf(stderr, "\nkeys and debugging:\n"
-                    "  keygen DIR [KID]\n"
+                    "  keygen [--alg ES256|RS256] [--if-missing] DIR [KID]\n"
                     "  token [--sub ID] [--role ROLE]... [--school ID[:ROLE[+ROLE]]]... [--scope S] [--ttl SECONDS] [--keys DIR]\n"
                     "  rpc URL METHOD [JSON] [--role ROLE]... [--user ID] [--service CLIENT_ID] [--no-seal]\n\n"
                     "The gateway is --url, else $KREIDE_URL, else http://127.0.0.1:8080. The token is --token, or\n"
