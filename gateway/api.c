@@ -123,8 +123,7 @@ static bool add_query(h2o_req_t *req, json_t *obj, const char **bad)
     return true;
 }
 
-/* The numeric address of the connection's peer, "" when unknown. */
-static const char *peer_address(h2o_req_t *req)
+const char *gw_peer_address(h2o_req_t *req)
 {
     struct sockaddr_storage ss;
     socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
@@ -260,7 +259,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
             gw_send_error(req, 400, "request.invalid", "client_address is set by the server, not by the request", "client_address");
             return 0;
         }
-        json_object_set_new(obj, "client_address", json_string(peer_address(req)));
+        json_object_set_new(obj, "client_address", json_string(gw_peer_address(req)));
     }
 
     kr_json_error jerr;

@@ -22,6 +22,10 @@
  *   oidc_userinfo.c  the UserInfo endpoint (oidc.h)
  *   oidc_claims.c  the person claims of ID tokens, userinfo and access
  *              tokens (oidc.h)
+ *   oidc_flow.c   the sign-in flow's rules without I/O: authorization
+ *              requests, the sealed pending request, cookies, CSRF (oidc.h)
+ *   oidc_authorize.c  the browser's endpoints: authorize, login, consent,
+ *              enroll, logout; the SSO and CSRF cookies (oidc.h)
  */
 #ifndef GATEWAY_H
 #define GATEWAY_H
@@ -138,6 +142,11 @@ static inline gw_thread *gw_thread_of(h2o_req_t *req)
 
 /* Registers the /api/ handler on `pathconf`. */
 void gw_api_register(h2o_pathconf_t *pathconf);
+
+/* The numeric address of the connection's peer ("" when unknown), from the
+ * request's pool: what the gateway puts into a `client_address` field for
+ * the services' brute-force throttles. */
+const char *gw_peer_address(h2o_req_t *req);
 
 /* ----------------------------------------------------------------- auth.c */
 

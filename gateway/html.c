@@ -1,4 +1,5 @@
 /* Server-rendered sign-in pages (see html.h). */
+#include <stdio.h>
 #include <string.h>
 
 #include "html.h"
@@ -245,6 +246,20 @@ static const char *const messages[GW_HTML_MSG_COUNT_][2] = {
     [GW_HTML_MSG_METHOD] = {"Diese Seite kann so nicht aufgerufen werden.", "This page cannot be used that way."},
     [GW_HTML_MSG_UNAVAILABLE] = {"Die Anmeldung ist gerade nicht erreichbar. Bitte später noch einmal versuchen.",
                                  "Sign-in is not available right now. Please try again later."},
+    [GW_HTML_MSG_TOTP_REQUIRED] = {"Dieser Zugang ist zusätzlich mit einer Authenticator-App geschützt. Bitte das Passwort noch "
+                                   "einmal und den Code aus der App eingeben.",
+                                   "This account is also protected with an authenticator app. Please enter the password again "
+                                   "and the code from the app."},
+    [GW_HTML_MSG_SIGN_IN_AGAIN] = {"Die Anmeldung ist inzwischen abgelaufen. Bitte noch einmal anmelden.",
+                                   "Your sign-in has expired in the meantime. Please sign in again."},
+    [GW_HTML_MSG_BAD_LOGOUT_URI] = {"Die Anwendung hat für die Abmeldung eine Rücksprungadresse angegeben, die nicht für sie "
+                                    "eingetragen ist. Aus Sicherheitsgründen geht es hier nicht weiter.",
+                                    "The application gave a return address for signing out that is not registered for it. For "
+                                    "your safety, it stops here."},
+    [GW_HTML_MSG_BAD_TOTP] = {"Der Code aus der App stimmt nicht. Bitte das Passwort noch einmal und den aktuellen Code eingeben.",
+                              "The code from the app is not right. Please enter the password again and the current code."},
+    [GW_HTML_MSG_REQUEST_EXPIRED] = {"Die Anmeldung hat zu lange gedauert und ist abgelaufen.",
+                                     "Signing in took too long and has expired."},
 };
 
 const char *gw_html_msg_text(gw_html_msg msg, gw_lang lang)
@@ -374,14 +389,41 @@ static void page_close(page_buf *b)
     put(b, "</main>\n</body>\n</html>\n");
 }
 
-/* The error slot: announced to screen readers when the page loads with it. */
-static void form_error(page_buf *b, const gw_html_form *f)
+/* The error slot: announced to screen readers when the page loads with it.
+ * `text` (fixed markup, may be NULL) replaces the message's own text. */
+static void form_error_text(page_buf *b, const gw_html_form *f, const char *text)
 {
     if (f->error == GW_HTML_MSG_NONE)
         return;
     put(b, "<p class=\"error\" role=\"alert\" id=\"form-error\">");
-    put_text(b, gw_html_msg_text(f->error, f->lang));
+    if (text != NULL)
+        put(b, text);
+    else
+        put_text(b, gw_html_msg_text(f->error, f->lang));
     put(b, "</p>\n");
+}
+
+static void form_error(page_buf *b, const gw_html_form *f)
+{
+    form_error_text(b, f, NULL);
+}
+
+/* "Too many attempts" with the wait in whole seconds or minutes. */
+static const char *wait_text(char *buf, size_t len, gw_lang l, long seconds)
+{
+    if (seconds <= 0)
+        return NULL;
+    if (seconds < 120)
+        snprintf(buf, len,
+                 T(l, "Zu viele Versuche. Bitte in %ld Sekunde%s noch einmal versuchen.",
+                   "Too many attempts. Please try again in %ld second%s."),
+                 seconds, seconds == 1 ? "" : T(l, "n", "s"));
+    else
+        snprintf(buf, len,
+                 T(l, "Zu viele Versuche. Bitte in %ld Minuten noch einmal versuchen.",
+                   "Too many attempts. Please try again in %ld minutes."),
+                 (seconds + 59) / 60);
+    return buf;
 }
 
 static void hidden(page_buf *b, const char *name, const char *value)
@@ -456,6 +498,19 @@ static void field(page_buf *b, const gw_html_form *f, const char *id, const char
     put(b, ">\n");
 }
 
+/* <a href="path?request=..."> for the links between the login and
+ * enrollment pages, so that the pending request survives the detour. */
+static void link_with_request(page_buf *b, const char *path, const char *request)
+{
+    put(b, "<a href=\"");
+    put(b, path);
+    if (request != NULL) {
+        put(b, "?request=");
+        put_text(b, request); /* sealed requests need no percent-encoding */
+    }
+    put(b, "\">");
+}
+
 /* ----------------------------------------------------------------- pages */
 
 int gw_html_render_login(h2o_mem_pool_t *pool, const gw_html_login *page, h2o_iovec_t *out)
@@ -470,14 +525,20 @@ int gw_html_render_login(h2o_mem_pool_t *pool, const gw_html_login *page, h2o_io
         put_text(&b, page->client_name);
         put(&b, T(l, "“</p>\n", "”</p>\n"));
     }
-    form_error(&b, f);
+    char wait[160];
+    form_error_text(&b, f, f->error == GW_HTML_MSG_TOO_MANY_ATTEMPTS ? wait_text(wait, sizeof(wait), l, page->wait_seconds) : NULL);
     form_open(&b, f, "/oidc/login");
     field(&b, f, "username", "text", T(l, "Benutzername", "User name"), NULL, "username", page->username,
           "autocapitalize=\"none\" spellcheck=\"false\"");
     field(&b, f, "password", "password", T(l, "Passwort", "Password"), NULL, "current-password", NULL, NULL);
+    if (page->totp)
+        field(&b, f, "totp", "text", T(l, "Code aus der Authenticator-App", "Code from the authenticator app"),
+              T(l, "6 Ziffern, alle 30 Sekunden neu", "6 digits, new every 30 seconds"), "one-time-code", NULL,
+              "inputmode=\"numeric\" pattern=\"[0-9 ]{6,7}\" maxlength=\"7\" spellcheck=\"false\"");
     put(&b, "<button type=\"submit\">");
     put(&b, T(l, "Anmelden", "Sign in"));
-    put(&b, "</button>\n</form>\n<footer>\n<p><a href=\"/oidc/enroll\">");
+    put(&b, "</button>\n</form>\n<footer>\n<p>");
+    link_with_request(&b, "/oidc/enroll", f->request);
     put(&b, T(l, "Zum ersten Mal hier? Zugang mit Code einrichten", "First time here? Set up your account with a code"));
     put(&b, "</a></p>\n<p class=\"small\">");
     put(&b, T(l, "Passwort vergessen? Eine Lehrkraft oder die Schulverwaltung kann einen neuen Code ausgeben.",
@@ -567,7 +628,8 @@ int gw_html_render_enroll(h2o_mem_pool_t *pool, const gw_html_enroll *page, h2o_
           NULL, NULL);
     put(&b, "<button type=\"submit\">");
     put(&b, T(l, "Passwort festlegen", "Set password"));
-    put(&b, "</button>\n</form>\n<footer>\n<p><a href=\"/oidc/login\">");
+    put(&b, "</button>\n</form>\n<footer>\n<p>");
+    link_with_request(&b, "/oidc/login", f->request);
     put(&b, T(l, "Zurück zur Anmeldung", "Back to sign-in"));
     put(&b, "</a></p>\n</footer>\n");
     page_close(&b);
@@ -605,6 +667,56 @@ int gw_html_render_error(h2o_mem_pool_t *pool, const gw_html_error *page, h2o_io
         }
         put(&b, "</p>\n");
     }
+    page_close(&b);
+    return buf_finish(&b, out);
+}
+
+int gw_html_render_logout(h2o_mem_pool_t *pool, const gw_html_logout *page, h2o_iovec_t *out)
+{
+    const gw_html_form *f = &page->form;
+    gw_lang l = f->lang;
+    page_buf b;
+    buf_init(&b, pool);
+    page_open(&b, l, T(l, "Abmelden?", "Sign out?"));
+    form_error(&b, f);
+    if (page->client_name != NULL) {
+        put(&b, T(l, "<p>„", "<p>“"));
+        put_text(&b, page->client_name);
+        put(&b, T(l, "“ möchte die Anmeldung beenden.</p>\n", "” asks to end your sign-in.</p>\n"));
+    }
+    put(&b, "<p>");
+    put(&b, T(l, "Damit endet die Anmeldung bei Kreide, auch für andere Anwendungen, die sie nutzen.",
+              "This ends your sign-in at Kreide, also for other applications that use it."));
+    put(&b, "</p>\n<form method=\"post\" action=\"/oidc/logout\">\n");
+    hidden(&b, "csrf", f->csrf_token);
+    for (size_t i = 0; i < page->nfields; i++) {
+        if (page->fields[i].value == NULL)
+            continue;
+        put(&b, "<input type=\"hidden\" name=\"");
+        put_text(&b, page->fields[i].name);
+        put(&b, "\" value=\"");
+        put_text(&b, page->fields[i].value);
+        put(&b, "\">\n");
+    }
+    put(&b, "<button type=\"submit\">");
+    put(&b, T(l, "Abmelden", "Sign out"));
+    put(&b, "</button>\n</form>\n");
+    page_close(&b);
+    return buf_finish(&b, out);
+}
+
+int gw_html_render_signed_out(h2o_mem_pool_t *pool, const gw_html_signed_out *page, h2o_iovec_t *out)
+{
+    gw_lang l = page->lang;
+    page_buf b;
+    buf_init(&b, pool);
+    page_open(&b, l, T(l, "Abgemeldet", "Signed out"));
+    put(&b, "<p>");
+    put(&b, T(l, "Die Anmeldung bei Kreide ist beendet. Dieses Fenster kann jetzt geschlossen werden.",
+              "You are signed out of Kreide. You can close this window now."));
+    put(&b, "</p>\n<footer>\n<p><a href=\"/oidc/login\">");
+    put(&b, T(l, "Wieder anmelden", "Sign in again"));
+    put(&b, "</a></p>\n</footer>\n");
     page_close(&b);
     return buf_finish(&b, out);
 }

@@ -1,6 +1,7 @@
 /*
- * html — the server-rendered pages of sign-in: login, consent, error and
- * enrollment, in German and English.
+ * html — the server-rendered pages of sign-in: login, consent, error,
+ * enrollment, the logout confirmation and the signed-out page, in German
+ * and English.
  *
  * Pages need no JavaScript and load nothing else: one inline style sheet,
  * forms that post to the gateway. Every dynamic string goes through
@@ -80,7 +81,13 @@ typedef enum {
     GW_HTML_MSG_NOT_FOUND,        /* no such page */
     GW_HTML_MSG_METHOD,           /* method not allowed */
     GW_HTML_MSG_UNAVAILABLE,      /* a service did not answer */
-    GW_HTML_MSG_COUNT_,           /* number of messages; not a message */
+    /* added with the sign-in flow */
+    GW_HTML_MSG_TOTP_REQUIRED,   /* form: the account has a second factor; password again plus the code */
+    GW_HTML_MSG_SIGN_IN_AGAIN,   /* form: the session ended while the person was on a page */
+    GW_HTML_MSG_BAD_LOGOUT_URI,  /* error page: post_logout_redirect_uri not registered: never redirect */
+    GW_HTML_MSG_REQUEST_EXPIRED, /* error page: the pending sign-in is older than its limit */
+    GW_HTML_MSG_BAD_TOTP,        /* form: the second factor's code was wrong */
+    GW_HTML_MSG_COUNT_,          /* number of messages; not a message */
 } gw_html_msg;
 
 /* The text of a message in a language; never NULL ("" for NONE). */
@@ -92,15 +99,20 @@ const char *gw_html_msg_text(gw_html_msg msg, gw_lang lang);
 typedef struct {
     gw_lang lang;
     const char *csrf_token; /* hidden field "csrf" */
-    const char *request;    /* hidden field "request": the pending authorization request's id */
+    const char *request;    /* hidden field "request": the pending authorization request, sealed */
     gw_html_msg error;      /* shown above the form with role="alert"; NONE: no error */
 } gw_html_form;
 
-/* The login page: user name and password, posting to /oidc/login. */
+/* The login page: user name and password (and the TOTP code when `totp`),
+ * posting to /oidc/login. */
 typedef struct {
     gw_html_form form;
     const char *client_name; /* "to continue to ..."; NULL: not shown */
     const char *username;    /* pre-filled user name (login_hint, or the last attempt) */
+    bool totp;               /* show the field for the second factor (`totp`) */
+    /* With form.error GW_HTML_MSG_TOO_MANY_ATTEMPTS: the seconds to wait,
+     * said in the message; 0: not known. */
+    long wait_seconds;
 } gw_html_login;
 
 /* The consent page: which client asks for what, posting decision=allow or
@@ -119,6 +131,28 @@ typedef struct {
     const char *username;
 } gw_html_enroll;
 
+/* A hidden form field: `name` and `value` are both escaped. */
+typedef struct {
+    const char *name;
+    const char *value; /* NULL: the field is left out */
+} gw_html_hidden;
+
+/* The logout confirmation (OpenID Connect RP-Initiated Logout 1.0 section
+ * 2: the provider asks before it ends a session when it cannot tell that
+ * the person wants that), posting to /oidc/logout with the csrf field and
+ * the original parameters as hidden fields. */
+typedef struct {
+    gw_html_form form;       /* form.request is not used */
+    const char *client_name; /* the application that asked; NULL: not shown */
+    const gw_html_hidden *fields;
+    size_t nfields;
+} gw_html_logout;
+
+/* The page after a logout that has no way back to an application. */
+typedef struct {
+    gw_lang lang;
+} gw_html_signed_out;
+
 /* An error page: a message, what to do, and the identifiers support needs.
  * It has no link or form leading back to the client. */
 typedef struct {
@@ -134,5 +168,8 @@ int gw_html_render_login(h2o_mem_pool_t *pool, const gw_html_login *page, h2o_io
 int gw_html_render_consent(h2o_mem_pool_t *pool, const gw_html_consent *page, h2o_iovec_t *out) __attribute__((warn_unused_result));
 int gw_html_render_enroll(h2o_mem_pool_t *pool, const gw_html_enroll *page, h2o_iovec_t *out) __attribute__((warn_unused_result));
 int gw_html_render_error(h2o_mem_pool_t *pool, const gw_html_error *page, h2o_iovec_t *out) __attribute__((warn_unused_result));
+int gw_html_render_logout(h2o_mem_pool_t *pool, const gw_html_logout *page, h2o_iovec_t *out) __attribute__((warn_unused_result));
+int gw_html_render_signed_out(h2o_mem_pool_t *pool, const gw_html_signed_out *page, h2o_iovec_t *out)
+    __attribute__((warn_unused_result));
 
 #endif

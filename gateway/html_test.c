@@ -223,6 +223,8 @@ static void login_page_escapes_what_it_echoes(void **state)
     assert_non_null(strstr(out.base, "value=\"&quot;&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;\""));
     assert_non_null(strstr(out.base, "<input type=\"hidden\" name=\"csrf\" value=\"&quot; autofocus onfocus=&quot;alert(1)\">"));
     assert_non_null(strstr(out.base, "<input type=\"hidden\" name=\"request\" value=\"r&lt;1&gt;\">"));
+    /* the way to enrollment keeps the pending request */
+    assert_non_null(strstr(out.base, "<a href=\"/oidc/enroll?request=r&lt;1&gt;\">"));
     assert_non_null(strstr(out.base, "weiter zu „&lt;img src=x onerror=alert(1)&gt;“"));
     assert_null(strstr(out.base, "<img"));
     /* the error is announced and tied to the fields */
@@ -230,6 +232,106 @@ static void login_page_escapes_what_it_echoes(void **state)
         strstr(out.base, "<p class=\"error\" role=\"alert\" id=\"form-error\">Benutzername oder Passwort ist falsch.</p>"));
     assert_int_equal(count(out.base, "aria-describedby=\"form-error\""), 2);
     assert_int_equal(count(out.base, "aria-invalid=\"true\""), 2);
+}
+
+static void login_page_asks_for_the_second_factor(void **state)
+{
+    gw_html_login page = {.form = {.lang = GW_LANG_EN, .csrf_token = "c", .request = "r", .error = GW_HTML_MSG_TOTP_REQUIRED},
+                          .username = "tom.lehrer",
+                          .totp = true};
+    h2o_iovec_t out;
+    assert_int_equal(gw_html_render_login(&pool, &page, &out), GW_HTML_OK);
+    assert_page_shape(out.base, GW_LANG_EN);
+    assert_inputs_labelled(out.base);
+    assert_non_null(strstr(out.base, "<label for=\"totp\">Code from the authenticator app</label>"));
+    assert_non_null(strstr(out.base, "name=\"totp\" type=\"text\" autocomplete=\"one-time-code\" required"));
+    assert_non_null(strstr(out.base, "inputmode=\"numeric\""));
+    assert_non_null(strstr(out.base, "aria-describedby=\"form-error totp-hint\""));
+    assert_non_null(strstr(out.base, "role=\"alert\" id=\"form-error\">This account is also protected"));
+    /* the user name stays, the password is never echoed */
+    assert_non_null(strstr(out.base, "value=\"tom.lehrer\""));
+    assert_int_equal(count(out.base, "type=\"password\""), 1);
+    assert_null(strstr(out.base, "type=\"password\" autocomplete=\"current-password\" required value="));
+    /* without the flag, no such field */
+    page.totp = false;
+    assert_int_equal(gw_html_render_login(&pool, &page, &out), GW_HTML_OK);
+    assert_null(strstr(out.base, "name=\"totp\""));
+}
+
+static void login_page_says_how_long_to_wait(void **state)
+{
+    gw_html_login page = {.form = {.lang = GW_LANG_DE, .error = GW_HTML_MSG_TOO_MANY_ATTEMPTS}, .wait_seconds = 8};
+    h2o_iovec_t out;
+    assert_int_equal(gw_html_render_login(&pool, &page, &out), GW_HTML_OK);
+    assert_non_null(strstr(out.base, "role=\"alert\" id=\"form-error\">Zu viele Versuche. Bitte in 8 Sekunden noch einmal"));
+    page.wait_seconds = 1;
+    assert_int_equal(gw_html_render_login(&pool, &page, &out), GW_HTML_OK);
+    assert_non_null(strstr(out.base, "Bitte in 1 Sekunde noch einmal versuchen."));
+    page.form.lang = GW_LANG_EN;
+    page.wait_seconds = 300;
+    assert_int_equal(gw_html_render_login(&pool, &page, &out), GW_HTML_OK);
+    assert_non_null(strstr(out.base, "Too many attempts. Please try again in 5 minutes."));
+    page.wait_seconds = 121;
+    assert_int_equal(gw_html_render_login(&pool, &page, &out), GW_HTML_OK);
+    assert_non_null(strstr(out.base, "Please try again in 3 minutes."));
+    /* unknown: the general text */
+    page.wait_seconds = 0;
+    assert_int_equal(gw_html_render_login(&pool, &page, &out), GW_HTML_OK);
+    assert_non_null(strstr(out.base, gw_html_msg_text(GW_HTML_MSG_TOO_MANY_ATTEMPTS, GW_LANG_EN)));
+    /* the wait belongs to that message only */
+    page.form.error = GW_HTML_MSG_BAD_CREDENTIALS;
+    page.wait_seconds = 8;
+    assert_int_equal(gw_html_render_login(&pool, &page, &out), GW_HTML_OK);
+    assert_null(strstr(out.base, "8 seconds"));
+}
+
+static void logout_page_posts_back_what_it_was_given(void **state)
+{
+    const gw_html_hidden fields[] = {
+        {"client_id", "abc"},
+        {"post_logout_redirect_uri", "https://app.example.org/bye?a=1&b=\"2\""},
+        {"state", "<s>"},
+        {"id_token_hint", NULL},
+    };
+    gw_html_logout page = {
+        .form = {.lang = GW_LANG_DE, .csrf_token = "tok"}, .client_name = "Moodle <Schule>", .fields = fields, .nfields = 4};
+    h2o_iovec_t out;
+    assert_int_equal(gw_html_render_logout(&pool, &page, &out), GW_HTML_OK);
+    /* (the shape is checked below, on a page without a URI in it) */
+    assert_non_null(strstr(out.base, "<html lang=\"de\">"));
+    assert_int_equal(count(out.base, "<script"), 0);
+    assert_non_null(strstr(out.base, "<h1>Abmelden?</h1>"));
+    assert_non_null(strstr(out.base, "<form method=\"post\" action=\"/oidc/logout\">"));
+    assert_non_null(strstr(out.base, "<input type=\"hidden\" name=\"csrf\" value=\"tok\">"));
+    assert_non_null(strstr(out.base, "<input type=\"hidden\" name=\"client_id\" value=\"abc\">"));
+    assert_non_null(
+        strstr(out.base, "name=\"post_logout_redirect_uri\" value=\"https://app.example.org/bye?a=1&amp;b=&quot;2&quot;\""));
+    assert_non_null(strstr(out.base, "name=\"state\" value=\"&lt;s&gt;\""));
+    assert_null(strstr(out.base, "id_token_hint"));
+    assert_non_null(strstr(out.base, "„Moodle &lt;Schule&gt;“ möchte die Anmeldung beenden."));
+    assert_non_null(strstr(out.base, "<button type=\"submit\">Abmelden</button>"));
+
+    page = (gw_html_logout){.form = {.lang = GW_LANG_EN, .csrf_token = "tok"}};
+    assert_int_equal(gw_html_render_logout(&pool, &page, &out), GW_HTML_OK);
+    assert_page_shape(out.base, GW_LANG_EN);
+    assert_non_null(strstr(out.base, "<h1>Sign out?</h1>"));
+    assert_null(strstr(out.base, "asks to end"));
+    assert_int_equal(count(out.base, "type=\"hidden\""), 1);
+}
+
+static void signed_out_page_in_both_languages(void **state)
+{
+    h2o_iovec_t out;
+    gw_html_signed_out page = {.lang = GW_LANG_DE};
+    assert_int_equal(gw_html_render_signed_out(&pool, &page, &out), GW_HTML_OK);
+    assert_page_shape(out.base, GW_LANG_DE);
+    assert_non_null(strstr(out.base, "<h1>Abgemeldet</h1>"));
+    assert_null(strstr(out.base, "<form"));
+    page.lang = GW_LANG_EN;
+    assert_int_equal(gw_html_render_signed_out(&pool, &page, &out), GW_HTML_OK);
+    assert_page_shape(out.base, GW_LANG_EN);
+    assert_non_null(strstr(out.base, "<h1>Signed out</h1>"));
+    assert_non_null(strstr(out.base, "<a href=\"/oidc/login\">Sign in again</a>"));
 }
 
 static void consent_page_explains_scopes(void **state)
@@ -271,6 +373,11 @@ static void enroll_page_has_code_and_two_new_passwords(void **state)
     assert_non_null(strstr(out.base, "autocomplete=\"one-time-code\""));
     assert_int_equal(count(out.base, "autocomplete=\"new-password\""), 2);
     assert_non_null(strstr(out.base, "value=\"mia.k\""));
+    assert_non_null(strstr(out.base, "<a href=\"/oidc/login\">")); /* no pending request */
+    page.form.request = "k1.abc.def";
+    assert_int_equal(gw_html_render_enroll(&pool, &page, &out), GW_HTML_OK);
+    assert_non_null(strstr(out.base, "<input type=\"hidden\" name=\"request\" value=\"k1.abc.def\">"));
+    assert_non_null(strstr(out.base, "<a href=\"/oidc/login?request=k1.abc.def\">"));
     assert_non_null(strstr(out.base, "role=\"alert\""));
     assert_non_null(strstr(out.base, "Die beiden Passwörter sind nicht gleich."));
     /* a field with a hint is described by the error and the hint */
@@ -338,6 +445,10 @@ int main(void)
         cmocka_unit_test(error_page_never_leads_back),
         cmocka_unit_test(every_message_has_both_languages),
         cmocka_unit_test(pages_are_bounded),
+        cmocka_unit_test(login_page_asks_for_the_second_factor),
+        cmocka_unit_test(login_page_says_how_long_to_wait),
+        cmocka_unit_test(logout_page_posts_back_what_it_was_given),
+        cmocka_unit_test(signed_out_page_in_both_languages),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

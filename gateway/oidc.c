@@ -1,4 +1,5 @@
-/* The OpenID Connect provider's HTTP surface: discovery, JWKS and pages. */
+/* The OpenID Connect provider's HTTP surface: discovery, JWKS and pages
+ * (the sign-in flow's endpoints are in oidc_authorize.c). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -145,7 +146,13 @@ static h2o_iovec_t header_value(h2o_req_t *req, const h2o_token_t *token)
     return i >= 0 ? req->headers.entries[i].value : h2o_iovec_init(NULL, 0);
 }
 
-static void send_page(h2o_req_t *req, int status, gw_lang lang, h2o_iovec_t page)
+gw_lang gw_oidc_lang(h2o_req_t *req, const char *ui_locales)
+{
+    h2o_iovec_t al = header_value(req, H2O_TOKEN_ACCEPT_LANGUAGE);
+    return gw_html_lang_negotiate(ui_locales, ui_locales != NULL ? strlen(ui_locales) : 0, al.base, al.len);
+}
+
+void gw_oidc_send_page(h2o_req_t *req, int status, gw_lang lang, h2o_iovec_t page)
 {
     gw_add_common_headers(req);
     req->res.status = status;
@@ -160,7 +167,7 @@ static void send_page(h2o_req_t *req, int status, gw_lang lang, h2o_iovec_t page
     h2o_send_inline(req, page.base, page.len);
 }
 
-static void send_error_page(h2o_req_t *req, int status, gw_lang lang, gw_html_msg msg, const char *code)
+void gw_oidc_send_error_page(h2o_req_t *req, int status, gw_lang lang, gw_html_msg msg, const char *code)
 {
     gw_html_error e = {.lang = lang, .message = msg, .code = code, .request_id = gw_request_id(req)};
     h2o_iovec_t page;
@@ -168,91 +175,13 @@ static void send_error_page(h2o_req_t *req, int status, gw_lang lang, gw_html_ms
         gw_send_error(req, 500, "oidc.render", "the page could not be rendered", NULL);
         return;
     }
-    send_page(req, status, lang, page);
+    gw_oidc_send_page(req, status, lang, page);
 }
 
-/* The previews render each page with empty state (and the standard
- * login_hint / ui_locales / scope parameters), so that they can be looked at
- * and tested; the sign-in flow renders the same pages with real state. */
-static int on_pages(h2o_handler_t *self, h2o_req_t *req)
+/* Every other path under /oidc/: an error page rather than the API's JSON. */
+static int on_unknown_page(h2o_handler_t *self, h2o_req_t *req)
 {
-    h2o_iovec_t path = req->path_normalized;
-    const char *rest = path.base + (sizeof("/oidc") - 1);
-    size_t rlen = path.len - (sizeof("/oidc") - 1);
-    gw_oidc_form query = {0};
-    const char *bad = NULL;
-    int qerr = GW_OIDC_OK;
-    if (req->query_at != SIZE_MAX)
-        qerr = gw_oidc_form_parse(&req->pool, req->path.base + req->query_at + 1, req->path.len - req->query_at - 1, NULL, &query,
-                                  &bad);
-    const char *ui = qerr == GW_OIDC_OK ? gw_oidc_form_get(&query, "ui_locales") : NULL;
-    h2o_iovec_t al = header_value(req, H2O_TOKEN_ACCEPT_LANGUAGE);
-    gw_lang lang = gw_html_lang_negotiate(ui, ui != NULL ? strlen(ui) : 0, al.base, al.len);
-
-    enum { LOGIN, CONSENT, ENROLL, ERROR_PAGE, NONE } which = NONE;
-    if (h2o_memis(rest, rlen, H2O_STRLIT("/login")))
-        which = LOGIN;
-    else if (h2o_memis(rest, rlen, H2O_STRLIT("/consent")))
-        which = CONSENT;
-    else if (h2o_memis(rest, rlen, H2O_STRLIT("/enroll")))
-        which = ENROLL;
-    else if (h2o_memis(rest, rlen, H2O_STRLIT("/error")))
-        which = ERROR_PAGE;
-    if (which == NONE) {
-        send_error_page(req, 404, lang, GW_HTML_MSG_NOT_FOUND, "not_found");
-        return 0;
-    }
-    if (!get_or_head(req)) {
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET, HEAD"));
-        send_error_page(req, 405, lang, GW_HTML_MSG_METHOD, "method_not_allowed");
-        return 0;
-    }
-    if (qerr != GW_OIDC_OK) {
-        /* OAuth's invalid_request; the parameter's name is not echoed. */
-        send_error_page(req, 400, lang, GW_HTML_MSG_BAD_REQUEST, "invalid_request");
-        return 0;
-    }
-
-    h2o_iovec_t page;
-    int rv = GW_HTML_OK;
-    gw_html_form form = {.lang = lang};
-    switch (which) {
-    case LOGIN: {
-        gw_html_login p = {.form = form, .username = gw_oidc_form_get(&query, "login_hint")};
-        rv = gw_html_render_login(&req->pool, &p, &page);
-        break;
-    }
-    case CONSENT: {
-        const char *scope = gw_oidc_form_get(&query, "scope");
-        char *copy = h2o_strdup(&req->pool, scope != NULL ? scope : "openid profile school offline_access", SIZE_MAX).base;
-        const char *scopes[16];
-        size_t n = 0;
-        for (char *save = NULL, *s = strtok_r(copy, " ", &save); s != NULL && n < 16; s = strtok_r(NULL, " ", &save))
-            scopes[n++] = s;
-        gw_html_consent p = {.form = form,
-                             .client_name = lang == GW_LANG_EN ? "Example application" : "Beispielanwendung",
-                             .scopes = scopes,
-                             .nscopes = n};
-        rv = gw_html_render_consent(&req->pool, &p, &page);
-        break;
-    }
-    case ENROLL: {
-        gw_html_enroll p = {.form = form, .username = gw_oidc_form_get(&query, "login_hint")};
-        rv = gw_html_render_enroll(&req->pool, &p, &page);
-        break;
-    }
-    default: {
-        gw_html_error p = {
-            .lang = lang, .message = GW_HTML_MSG_BAD_REDIRECT_URI, .code = "invalid_request", .request_id = gw_request_id(req)};
-        rv = gw_html_render_error(&req->pool, &p, &page);
-        break;
-    }
-    }
-    if (rv != GW_HTML_OK) {
-        send_error_page(req, 400, lang, GW_HTML_MSG_BAD_REQUEST, "invalid_request");
-        return 0;
-    }
-    send_page(req, 200, lang, page);
+    gw_oidc_send_error_page(req, 404, gw_oidc_lang(req, NULL), GW_HTML_MSG_NOT_FOUND, "not_found");
     return 0;
 }
 
@@ -268,6 +197,8 @@ void gw_oidc_register(h2o_hostconf_t *hostconf)
 {
     register_handler(hostconf, PATH_DISCOVERY, on_discovery);
     register_handler(hostconf, PATH_JWKS, on_jwks);
-    gw_oidc_token_register(hostconf); /* before "/oidc", whose pages are the rest */
-    register_handler(hostconf, "/oidc", on_pages);
+    /* before "/oidc", which answers the rest */
+    gw_oidc_token_register(hostconf);
+    gw_oidc_authorize_register(hostconf);
+    register_handler(hostconf, "/oidc", on_unknown_page);
 }

@@ -10,6 +10,12 @@
  *                 the JWK Set, and the HTML pages (html.h)
  *   oidc_claims.c the person claims of ID tokens, userinfo and access tokens,
  *                 and the texts of error descriptions
+ *   oidc_flow.c   the sign-in flow's rules with no I/O: checking an
+ *                 authorization request (OpenID Connect Core 1.0 section
+ *                 3.1.2), the sealed pending request, cookies, CSRF tokens,
+ *                 the id_token_hint of a logout
+ *   oidc_authorize.c  the browser's endpoints: authorize, login, consent,
+ *                 enroll, logout
  *
  * Everything a function returns is allocated from the `pool` it is given
  * (the request's pool in the gateway), so nothing is freed by hand.
@@ -24,9 +30,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "html.h"
 #include "identity.pb-c.h"
 #include "kr_jwt.h"
 #include "kr_oauth.h"
+#include "kr_seal.h"
 
 /* Error codes. 0 is success; each has a gw_oidc_strerror text. */
 typedef enum {
@@ -39,6 +47,7 @@ typedef enum {
     GW_OIDC_ESCHEME,    /* a redirect URI that is neither https nor loopback http */
     GW_OIDC_EFRAGMENT,  /* a redirect URI with a fragment */
     GW_OIDC_EMISMATCH,  /* a verifier or redirect URI that does not match */
+    GW_OIDC_EEXPIRED,   /* sealed state past its expiry */
 } gw_oidc_err;
 
 /* A static English text for an error code; never NULL. */
@@ -162,6 +171,123 @@ const char *gw_oidc_form_get(const gw_oidc_form *form, const char *name);
 int gw_oidc_client_basic(h2o_mem_pool_t *pool, const char *header, size_t len, const char **client_id, const char **secret)
     __attribute__((warn_unused_result));
 
+/* ------------------------------------------- the sign-in flow (oidc_flow.c) */
+
+/* prompt values (OpenID Connect Core 1.0 section 3.1.2.1), as bits. */
+#define GW_OIDC_PROMPT_NONE 1u
+#define GW_OIDC_PROMPT_LOGIN 2u
+#define GW_OIDC_PROMPT_CONSENT 4u
+
+/* Longest values of the parameters an authorization request carries along
+ * (in the sealed request and back to the client); longer ones are refused
+ * (state, nonce) or ignored (login_hint, ui_locales, which are hints). */
+#define GW_OIDC_CLIENT_ID_MAX 128
+#define GW_OIDC_STATE_MAX 1024
+#define GW_OIDC_NONCE_MAX 256
+#define GW_OIDC_LOGIN_HINT_MAX 128
+#define GW_OIDC_UI_LOCALES_MAX 64
+#define GW_OIDC_MAX_AGE_MAX 315360000 /* ten years; more is "any age" */
+
+/* Seconds a pending authorization request stays usable. */
+#define GW_OIDC_REQUEST_TTL 600
+/* Longest sealed request accepted back, in bytes. */
+#define GW_OIDC_SEALED_MAX 8192
+
+/* What the checks need of the client's registration (identity's). */
+typedef struct {
+    bool is_public;          /* a public client: PKCE is required */
+    bool authorization_code; /* registered for the authorization_code grant */
+    const char *const *scopes;
+    size_t nscopes;
+} gw_oidc_client_view;
+
+/* An authorization request. Strings are NUL-terminated, from the pool the
+ * functions were given (or the parsed form), NULL when absent. */
+typedef struct {
+    const char *client_id;
+    const char *client_name;  /* for the pages: the registration's name */
+    bool first_party;         /* the registration says so: consent is never asked */
+    const char *redirect_uri; /* as the request gave it (already matched) */
+    const char *scope;        /* checked and without repeats */
+    const char *state;
+    const char *nonce;
+    const char *code_challenge;
+    const char *code_challenge_method;
+    const char *login_hint;
+    const char *ui_locales;
+    unsigned prompt; /* GW_OIDC_PROMPT_* */
+    int64_t max_age; /* seconds; -1: not given */
+} gw_oidc_authz;
+
+/* The first step, before the client is known: client_id (present, at most
+ * GW_OIDC_CLIENT_ID_MAX bytes of printable ASCII), redirect_uri (present)
+ * and state. Until the redirect URI has matched, errors are never sent to
+ * it: on -1 `*why` is an English text for the error page. */
+int gw_oidc_authz_begin(const gw_oidc_form *form, gw_oidc_authz *out, const char **why) __attribute__((warn_unused_result));
+
+/* The rest of the request, once the redirect URI matched a registered one
+ * of `client`: response_type `code`, response_mode `query` when given,
+ * the client registered for the grant, scope (scope tokens, `openid`
+ * among them, each registered for the client; repeats dropped), PKCE
+ * (S256 only; required for public clients; a challenge of the right shape),
+ * prompt (`none`, `login`, `consent`; `none` alone), max_age (digits, at
+ * most GW_OIDC_MAX_AGE_MAX), nonce, and `request`, `request_uri` and
+ * `registration`, which are not supported (section 3.1.2.6). On -1
+ * `*error` is the OAuth error code and `*description` an English text for
+ * the redirect back to the client. */
+int gw_oidc_authz_check(h2o_mem_pool_t *pool, const gw_oidc_form *form, const gw_oidc_client_view *client, gw_oidc_authz *out,
+                        const char **error, const char **description) __attribute__((warn_unused_result));
+
+/* Seals a checked request for the page's hidden `request` field, so the
+ * gateway keeps no state between the pages: the request as JSON with an
+ * expiry of `now` + GW_OIDC_REQUEST_TTL, MACed with kr_keyring_mac (purpose
+ * "oidc.authorize") under the internal keys, as
+ * `<key id>.<base64url JSON>.<base64url MAC>`. Not encrypted: it holds
+ * nothing the browser did not send. The result comes from `pool`. */
+h2o_iovec_t gw_oidc_authz_seal(h2o_mem_pool_t *pool, const kr_keyring *keys, const gw_oidc_authz *authz, int64_t now);
+
+/* Opens a sealed request at `now`. Returns 0, GW_OIDC_EMALFORMED (not a
+ * sealed request, or longer than GW_OIDC_SEALED_MAX), GW_OIDC_EMISMATCH
+ * (an unknown key or a MAC that does not verify: altered) or
+ * GW_OIDC_EEXPIRED. The MAC is checked before anything else is read. */
+int gw_oidc_authz_unseal(h2o_mem_pool_t *pool, const kr_keyring *keys, const char *text, size_t len, int64_t now,
+                         gw_oidc_authz *out) __attribute__((warn_unused_result));
+
+/* Length of a CSRF token: 32 random bytes as base64url. */
+#define GW_OIDC_CSRF_LEN 43
+
+/* Writes a new random CSRF token into out[GW_OIDC_CSRF_LEN + 1]. */
+void gw_oidc_csrf_new(char *out);
+
+/* Whether `token` has the shape of a CSRF token (GW_OIDC_CSRF_LEN base64url
+ * characters), so that a cookie can be kept rather than replaced. */
+bool gw_oidc_csrf_shape(const char *token, size_t len);
+
+/* The double-submit check: the form's `field` equals the cookie's value,
+ * both of the shape above; compared in constant time. */
+bool gw_oidc_csrf_valid(const char *cookie, size_t cookie_len, const char *field);
+
+/* Finds the cookie `name` in one Cookie header value (RFC 6265 section
+ * 4.2.1: `name=value` pairs separated by `;` and optional spaces; a quoted
+ * value loses its quotes). The first one counts. Returns true with `*value`
+ * pointing into `header`. */
+bool gw_oidc_cookie_find(const char *header, size_t len, const char *name, h2o_iovec_t *value);
+
+/* Builds a Set-Cookie value: `name=value; Path=path`, `; Max-Age=N` when
+ * max_age >= 0, `; HttpOnly`, `; SameSite=same_site`, and `; Secure` when
+ * asked. From `pool`, NUL-terminated. */
+h2o_iovec_t gw_oidc_cookie_build(h2o_mem_pool_t *pool, const char *name, const char *value, const char *path, int64_t max_age,
+                                 const char *same_site, bool secure);
+
+/* Checks an id_token_hint (OpenID Connect RP-Initiated Logout 1.0 section
+ * 2): an ID token signed with one of `keys`, issued by `issuer`, whatever
+ * its age (hints are often expired); its audience must be `client_id` when
+ * that is given, and must not be `api_audience` (the access tokens' `aud`:
+ * an access token is no ID token). On success fills `claims` (clear with
+ * kr_jwt_claims_clear) and returns 0; else a kr_jwt error code. */
+int gw_oidc_id_token_hint(const kr_jwt_keyset *keys, const char *issuer, const char *api_audience, const char *token,
+                          const char *client_id, kr_jwt_claims *claims) __attribute__((warn_unused_result));
+
 /* -------------------------------------------------------------- handlers */
 
 /* Renders the discovery document for `issuer` (new reference): every
@@ -183,6 +309,22 @@ void gw_oidc_token_register(h2o_hostconf_t *hostconf);
 
 /* Registers /oidc/userinfo (oidc_userinfo.c). */
 void gw_oidc_userinfo_register(h2o_hostconf_t *hostconf);
+
+/* Registers /oidc/authorize, /oidc/login, /oidc/consent, /oidc/enroll and
+ * /oidc/logout (oidc_authorize.c); gw_oidc_register calls it. */
+void gw_oidc_authorize_register(h2o_hostconf_t *hostconf);
+
+/* The language of a page: `ui_locales` (may be NULL), else the request's
+ * Accept-Language (gw_html_lang_negotiate). */
+gw_lang gw_oidc_lang(h2o_req_t *req, const char *ui_locales);
+
+/* Sends a rendered page with the headers every page carries: the content
+ * type and language, GW_HTML_CSP, `Cache-Control: no-store`, the common
+ * security headers. */
+void gw_oidc_send_page(h2o_req_t *req, int status, gw_lang lang, h2o_iovec_t page);
+
+/* Renders and sends an error page (gw_html_error) with the request's id. */
+void gw_oidc_send_error_page(h2o_req_t *req, int status, gw_lang lang, gw_html_msg msg, const char *code);
 
 /* Registers /.well-known/openid-configuration, /.well-known/jwks.json,
  * the token endpoints and the /oidc/ pages on `hostconf`. */

@@ -26,6 +26,8 @@ const char *gw_oidc_strerror(int err)
         return "redirect URI must not have a fragment";
     case GW_OIDC_EMISMATCH:
         return "does not match";
+    case GW_OIDC_EEXPIRED:
+        return "expired";
     default:
         return "unknown error";
     }

@@ -1012,7 +1012,7 @@ static bool aud_contains(json_t *aud_all, const char *want)
 static int check_claims(const kr_jwt_claims *c, json_t *aud_all, const kr_jwt_verify_opts *opts)
 {
     int64_t now = opts_now(opts), leeway = opts_leeway(opts);
-    if (c->exp <= now - leeway)
+    if (c->exp <= now - leeway && !(opts && opts->allow_expired))
         return KR_JWT_EEXPIRED;
     if (c->nbf && now + leeway < c->nbf)
         return KR_JWT_ENOTYET;

@@ -185,6 +185,10 @@ typedef struct {
     const char *audience; /* aud must be this or an array holding it; NULL: not checked */
     int64_t leeway;       /* seconds of clock skew allowed on exp and nbf */
     int64_t now;          /* Unix seconds to check against; 0: the current time */
+    /* Non-zero: a token past its exp still verifies (exp must still be
+     * present). Only for tokens used as hints, never as credentials: an
+     * OpenID Connect id_token_hint at logout is often long expired. */
+    int allow_expired;
 } kr_jwt_verify_opts;
 
 /* Verifies `token` (`len` bytes, need not be NUL-terminated): compact form,

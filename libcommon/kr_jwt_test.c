@@ -364,6 +364,40 @@ static void expiry_and_not_before(void **state)
     kr_jwt_keyset_free(ks);
 }
 
+/* A hint (id_token_hint at logout) may be long expired; everything else
+ * about it is still checked. */
+static void allow_expired_skips_only_the_expiry(void **state)
+{
+    kr_jwt_keyset *ks = keyset_with("ec1", ec_old_pem);
+    kr_jwt_claims c = sample_claims();
+    char *tok = sign_or_fail(ks, &c);
+    kr_jwt_verify_opts o = {.now = T0 + 86400 * 30, .allow_expired = 1};
+    assert_int_equal(verify_str(ks, tok, &o), KR_JWT_OK);
+    o.allow_expired = 0;
+    assert_int_equal(verify_str(ks, tok, &o), KR_JWT_EEXPIRED);
+    /* issuer, audience and signature still count */
+    o = (kr_jwt_verify_opts){.now = T0 + 86400, .allow_expired = 1, .issuer = "https://other.example.org"};
+    assert_int_equal(verify_str(ks, tok, &o), KR_JWT_EISSUER);
+    o = (kr_jwt_verify_opts){.now = T0 + 86400, .allow_expired = 1, .audience = "someone-else"};
+    assert_int_equal(verify_str(ks, tok, &o), KR_JWT_EAUDIENCE);
+    kr_jwt_keyset *other = keyset_with("ec1", ec_new_pem);
+    o = (kr_jwt_verify_opts){.now = T0 + 86400, .allow_expired = 1};
+    assert_int_equal(verify_str(other, tok, &o), KR_JWT_ESIGNATURE);
+    /* not before is not waived */
+    c.nbf = T0 + 10;
+    char *later = sign_or_fail(ks, &c);
+    o = (kr_jwt_verify_opts){.now = T0 + 5, .allow_expired = 1};
+    assert_int_equal(verify_str(ks, later, &o), KR_JWT_ENOTYET);
+    /* and a token without exp stays malformed */
+    char *noexp = forge(ks, "ec1", "{\"alg\":\"ES256\",\"kid\":\"ec1\"}", "{\"sub\":\"u\"}", NULL);
+    assert_int_equal(verify_str(ks, noexp, &o), KR_JWT_ECLAIMS);
+    free(tok);
+    free(later);
+    free(noexp);
+    kr_jwt_keyset_free(other);
+    kr_jwt_keyset_free(ks);
+}
+
 static void wrong_issuer_or_audience_rejected(void **state)
 {
     kr_jwt_keyset *ks = keyset_with("ec1", ec_old_pem);
@@ -1041,6 +1075,7 @@ int main(void)
         cmocka_unit_test(alg_of_another_key_type_rejected),
         cmocka_unit_test(unknown_or_missing_kid_rejected),
         cmocka_unit_test(expiry_and_not_before),
+        cmocka_unit_test(allow_expired_skips_only_the_expiry),
         cmocka_unit_test(wrong_issuer_or_audience_rejected),
         cmocka_unit_test(audience_array_accepted),
         cmocka_unit_test(signed_but_malformed_contents_rejected),

@@ -210,6 +210,29 @@ kr_seal_error kr_seal_verify(const kr_keyring *kr, const Kreide__Envelope *env, 
     return KR_SEAL_OK;
 }
 
+int kr_keyring_mac(const kr_keyring *kr, const char *kid, const char *purpose, const void *data, size_t len,
+                   unsigned char mac[KR_KEYRING_MAC_LEN])
+{
+    const seal_key *k = kid != NULL ? find_key(kr, kid) : &kr->keys[0];
+    if (k == NULL)
+        return -1;
+    /* A key of its own per purpose: no MAC made here equals an envelope's or
+     * another purpose's, whatever the data. */
+    static const char prefix[] = "kreide-purpose:";
+    size_t plen = strlen(purpose);
+    unsigned char label[sizeof(prefix) + 128], derived[32];
+    if (plen > 128)
+        abort(); /* purposes are fixed labels in the code */
+    memcpy(label, prefix, sizeof(prefix) - 1);
+    memcpy(label + sizeof(prefix) - 1, purpose, plen);
+    unsigned int dlen = sizeof(derived), mlen = KR_KEYRING_MAC_LEN;
+    if (HMAC(EVP_sha256(), k->key, (int)k->len, label, sizeof(prefix) - 1 + plen, derived, &dlen) == NULL ||
+        HMAC(EVP_sha256(), derived, (int)dlen, data, len, mac, &mlen) == NULL)
+        abort();
+    OPENSSL_cleanse(derived, sizeof(derived));
+    return 0;
+}
+
 const char *kr_seal_strerror(kr_seal_error e)
 {
     switch (e) {

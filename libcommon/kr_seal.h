@@ -64,6 +64,20 @@ int kr_seal_pack(const kr_keyring *kr, Kreide__Envelope *env, int64_t now_ms, nn
 /* Verifies the seal of an unpacked envelope at `now_ms`. */
 kr_seal_error kr_seal_verify(const kr_keyring *kr, const Kreide__Envelope *env, int64_t now_ms) __attribute__((warn_unused_result));
 
+/* Length of a kr_keyring_mac result. */
+#define KR_KEYRING_MAC_LEN 32
+
+/* HMAC-SHA256 of data[0..len) for one `purpose` (a fixed label such as
+ * "oidc.authorize"), under a key derived from the keyring key `kid` (NULL:
+ * the sealing key, kr_keyring_active_id): HMAC(HMAC(key, "kreide-purpose:"
+ * purpose), data). Other purposes, and the envelope seals, get unrelated
+ * MACs, so a value made for one use is worthless for any other. For state a
+ * daemon hands out and must recognise later (the gateway's pending sign-in
+ * requests); compare results with CRYPTO_memcmp. Returns 0, or -1 when the
+ * keyring has no key `kid` (then `mac` is untouched). */
+int kr_keyring_mac(const kr_keyring *kr, const char *kid, const char *purpose, const void *data, size_t len,
+                   unsigned char mac[KR_KEYRING_MAC_LEN]) __attribute__((warn_unused_result));
+
 /* A short English description of a kr_seal_error. */
 const char *kr_seal_strerror(kr_seal_error e);
 

@@ -5,6 +5,9 @@
 #include <cmocka.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "kr_seal.h"
 
 /* 32 bytes of base64 each. */
@@ -114,12 +117,49 @@ static void keyring_parse_errors_name_the_problem(void **state)
     assert_null(kr);
 }
 
+static void keyring_mac_is_per_key_and_purpose(void **state)
+{
+    char err[128];
+    kr_keyring *one, *both;
+    assert_int_equal(kr_keyring_parse(K1, &one, err, sizeof(err)), 0);
+    assert_int_equal(kr_keyring_parse(K2 "," K1, &both, err, sizeof(err)), 0);
+    unsigned char a[KR_KEYRING_MAC_LEN], b[KR_KEYRING_MAC_LEN], c[KR_KEYRING_MAC_LEN];
+    assert_int_equal(kr_keyring_mac(one, NULL, "oidc.authorize", "data", 4, a), 0);
+    assert_int_equal(kr_keyring_mac(one, "k1", "oidc.authorize", "data", 4, b), 0);
+    assert_memory_equal(a, b, sizeof(a)); /* NULL is the sealing key */
+    /* a rotated keyring still recognises what the old key made */
+    assert_int_equal(kr_keyring_mac(both, "k1", "oidc.authorize", "data", 4, c), 0);
+    assert_memory_equal(a, c, sizeof(a));
+    /* but makes new ones with its first key */
+    assert_int_equal(kr_keyring_mac(both, NULL, "oidc.authorize", "data", 4, c), 0);
+    assert_memory_not_equal(a, c, sizeof(a));
+    /* another purpose or other data: another MAC */
+    assert_int_equal(kr_keyring_mac(one, NULL, "oidc.logout", "data", 4, b), 0);
+    assert_memory_not_equal(a, b, sizeof(a));
+    assert_int_equal(kr_keyring_mac(one, NULL, "oidc.authorize", "datA", 4, b), 0);
+    assert_memory_not_equal(a, b, sizeof(a));
+    /* not a plain HMAC with the key itself (K1's bytes) */
+    unsigned int blen = sizeof(b);
+    HMAC(EVP_sha256(), "0123456789abcdef0123456789abcdef", 32, (const unsigned char *)"data", 4, b, &blen);
+    assert_memory_not_equal(a, b, sizeof(a));
+    assert_int_equal(kr_keyring_mac(one, NULL, "", "data", 4, c), 0);
+    assert_memory_not_equal(c, b, sizeof(c));
+    /* an unknown key id leaves the output alone */
+    memset(b, 0x5a, sizeof(b));
+    assert_int_equal(kr_keyring_mac(one, "k2", "oidc.authorize", "data", 4, b), -1);
+    for (size_t i = 0; i < sizeof(b); i++)
+        assert_int_equal(b[i], 0x5a);
+    kr_keyring_free(one);
+    kr_keyring_free(both);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(sealed_envelope_verifies_and_forgeries_do_not),
         cmocka_unit_test(rotation_and_other_keys),
         cmocka_unit_test(keyring_parse_errors_name_the_problem),
+        cmocka_unit_test(keyring_mac_is_per_key_and_purpose),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -142,13 +142,15 @@ test('a hostile login_hint comes back as text, never as markup', async () => {
 });
 
 test('the other pages render, and errors are pages too', async () => {
-  for (const [path, marker] of [['/oidc/consent', 'name="decision" value="allow"'],
-    ['/oidc/enroll', 'autocomplete="one-time-code"'], ['/oidc/error', 'invalid_request']]) {
-    const r = await api(`${s.url}${path}`);
-    assert.equal(r.status, 200, path);
-    assertHtmlHeaders(r);
-    assert.ok(r.text.includes(marker), `${path} lacks ${marker}`);
-  }
+  const enroll = await api(`${s.url}/oidc/enroll`);
+  assert.equal(enroll.status, 200);
+  assertHtmlHeaders(enroll);
+  assert.ok(enroll.text.includes('autocomplete="one-time-code"'));
+  // consent exists only as the answer to a pending request
+  const consent = await api(`${s.url}/oidc/consent`);
+  assert.equal(consent.status, 405);
+  assert.equal(consent.headers.get('allow'), 'POST');
+  assertHtmlHeaders(consent);
   const missing = await api(`${s.url}/oidc/nothing-here`);
   assert.equal(missing.status, 404);
   assertHtmlHeaders(missing);
@@ -160,9 +162,19 @@ test('the other pages render, and errors are pages too', async () => {
   assertHtmlHeaders(dup);
   assert.doesNotMatch(dup.text, /<b>/);
 
+  for (const path of ['/oidc/nothing-here', '/oidc/error', '/oidc/login/x', '/oidc/authorizeX']) {
+    const r = await api(`${s.url}${path}`);
+    assert.equal(r.status, 404, path);
+    assertHtmlHeaders(r);
+  }
+
+  // a form posted without the CSRF cookie changes nothing
   const post = await api(`${s.url}/oidc/login`, { method: 'POST', raw: 'username=a&password=b',
     headers: { 'content-type': 'application/x-www-form-urlencoded' } });
-  assert.equal(post.status, 405);
-  assert.equal(post.headers.get('allow'), 'GET, HEAD');
+  assert.equal(post.status, 403);
   assertHtmlHeaders(post);
+  const put = await api(`${s.url}/oidc/login`, { method: 'PUT', raw: 'x' });
+  assert.equal(put.status, 405);
+  assert.equal(put.headers.get('allow'), 'GET, HEAD, POST');
+  assertHtmlHeaders(put);
 });
