@@ -10,7 +10,8 @@
  *   -H LINE      an extra request header line, e.g. "Authorization: Basic ..."
  *                (repeatable)
  *   -e CODES     comma-separated statuses that count as success (default 200)
- *   -k TEXT      a success must also contain TEXT (headers or body)
+ *   -k TEXT      a success must also contain TEXT, compared ignoring case, in
+ *                its headers or body (repeatable: all of them)
  *   -T FILE      refresh-token chains: FILE holds one token per line, one per
  *                connection; `{rt}` in BODY is the connection's current
  *                token, and each answer's "refresh_token" becomes the next
@@ -78,7 +79,8 @@ static const char *headers[MAX_HEADERS];
 static int nheaders;
 static int ok_codes[16];
 static int nok;
-static const char *must_contain;
+static const char *must_contain[MAX_HEADERS];
+static int nmust;
 static char **users;
 static size_t nusers, next_user;
 static group groups[MAX_GROUPS];
@@ -410,8 +412,8 @@ static void on_response(int ep, conn *c, int status, size_t len, bool chain, boo
     bool ok = false;
     for (int i = 0; i < nok; i++)
         ok |= ok_codes[i] == status;
-    if (ok && must_contain != NULL && strstr(c->in, must_contain) == NULL)
-        ok = false;
+    for (int i = 0; ok && i < nmust; i++)
+        ok = strcasestr(c->in, must_contain[i]) != NULL;
     if (ok && chain && !take_refresh_token(c, c->in)) {
         ok = false;
         c->dead = true;
@@ -447,7 +449,7 @@ static int by_value(const void *a, const void *b)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: post_load [-c N] [-d S] [-w S] [-H LINE]... [-e CODES] [-k TEXT] [-T FILE] [-U FILE]\n"
+    fprintf(stderr, "usage: post_load [-c N] [-d S] [-w S] [-H LINE]... [-e CODES] [-k TEXT]... [-T FILE] [-U FILE]\n"
                     "                 [-p NAME=PID]... [-P NAME=PID]... HOST PORT PATH BODY\n");
     exit(2);
 }
@@ -493,7 +495,9 @@ int main(int argc, char **argv)
                 ok_codes[nok++] = (int)num_arg(s);
             break;
         case 'k':
-            must_contain = optarg;
+            if (nmust == MAX_HEADERS)
+                usage();
+            must_contain[nmust++] = optarg;
             break;
         case 'T':
             tokens_file = optarg;
