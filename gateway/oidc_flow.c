@@ -250,7 +250,7 @@ static void set_str(json_t *o, const char *name, const char *value)
 
 h2o_iovec_t gw_oidc_authz_seal(h2o_mem_pool_t *pool, const kr_keyring *keys, const gw_oidc_authz *a, int64_t now)
 {
-    json_t *o = json_pack("{s:i, s:I}", "v", SEAL_VERSION, "exp", (json_int_t)(now + GW_OIDC_REQUEST_TTL));
+    json_t *o = json_pack("{s:i, s:I}", "v", SEAL_VERSION, "exp", (json_int_t)now + GW_OIDC_REQUEST_TTL);
     set_str(o, "client_id", a->client_id);
     set_str(o, "client_name", a->client_name);
     if (a->first_party)
