@@ -170,9 +170,10 @@ $(BUILD)/fuzz/%: libcommon/fuzz/%.c $(COMMON_SRC) $(PROTO_C) $(TEST_PROTO_C) | $
 	    $(PROTO_C) $(TEST_PROTO_C) $(LIBS)
 
 # --------------------------------------------------------------- benchmarks
-# Floors measured beside the daemons by `make bench`.
+# Floors and load generators of `make bench`; built by `make` too, so their
+# quick checks in tests/integration/bench_tools.test.mjs find them.
 BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/bench/*.c))
-$(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o
+$(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(COMMON_LIB) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
@@ -201,7 +202,7 @@ $(PORTAL_OUT)/index.html: $(PORTAL_SRC) $(PORTAL_STAMP)
 .DEFAULT_GOAL := all
 .SECONDARY:
 .PHONY: all tests fuzz portal run test bench asan fmt lint clean bootstrap
-all: $(BINS) $(UNIT_TESTS) $(PORTAL_OUT)/index.html
+all: $(BINS) $(UNIT_TESTS) $(BENCH_BINS) $(PORTAL_OUT)/index.html
 tests: $(UNIT_TESTS)
 fuzz: $(FUZZ_BINS)
 portal: $(PORTAL_OUT)/index.html

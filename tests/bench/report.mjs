@@ -1,0 +1,132 @@
+// The tables, ratios and JSON files of `make bench`'s token and login parts,
+// from the runs scripts/bench collected (one post_load JSON object a line
+// per run, one run per round).
+//
+//   node report.mjs token DIR OUT.json    DIR/{cc,rt}_{kreide,oidc_provider}.jsonl
+//   node report.mjs login DIR OUT.json    DIR/login.jsonl, DIR/floor.txt
+//
+// Each figure is the median over the rounds (the rounds take the variants in
+// turn, so a noisy neighbour slows all of them alike); latencies are those
+// of the round with the median requests/s.
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+
+const [kind, dir, out] = process.argv.slice(2);
+if (!['token', 'login'].includes(kind) || !dir || !out) {
+  console.error('usage: node report.mjs token|login DIR OUT.json');
+  process.exit(2);
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor((s.length - 1) / 2)];
+};
+const runsOf = (file) => readFileSync(path.join(dir, file), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+const fix = (x, d = 1) => Number(x.toFixed(d));
+const pad = (v, n) => String(v).padStart(n);
+
+// The median round of a variant, with what the rounds agree on.
+function summarize(runs) {
+  const rps = median(runs.map((r) => r.rps));
+  const mid = runs.find((r) => r.rps === rps);
+  const out = {
+    requests_per_s: fix(rps),
+    p50_ms: mid.p50_ms,
+    p99_ms: mid.p99_ms,
+    generator_cores: fix(median(runs.map((r) => r.generator_cpu_s / r.seconds)), 3),
+    rounds: runs.map((r) => fix(r.rps)),
+  };
+  if (runs[0].server_cpu_s !== undefined && Object.keys(runs[0].cpu).length > 0) {
+    out.grants_per_cpu_s = fix(median(runs.map((r) => r.requests / r.server_cpu_s)));
+    out.server_cores = fix(median(runs.map((r) => r.server_cpu_s / r.seconds)), 3);
+    // Where the server side's CPU went in the median round, in percent.
+    out.cpu_split_percent = Object.fromEntries(
+      Object.entries(mid.cpu).map(([k, v]) => [k, fix((100 * v) / mid.server_cpu_s)]));
+  }
+  return out;
+}
+
+if (kind === 'token') {
+  const names = ['cc_kreide', 'cc_oidc_provider', 'rt_kreide', 'rt_oidc_provider'];
+  const v = Object.fromEntries(names.map((n) => [n, summarize(runsOf(`${n}.jsonl`))]));
+  console.log(`\n${'variant'.padEnd(18)} ${pad('requests/s', 11)} ${pad('grants/CPU-s', 13)} ${pad('server cores', 13)} ${pad('load gen cores', 15)} ${pad('p50 ms', 8)} ${pad('p99 ms', 8)}`);
+  for (const n of names) {
+    const r = v[n];
+    console.log(`${n.padEnd(18)} ${pad(r.requests_per_s, 11)} ${pad(r.grants_per_cpu_s, 13)} ${pad(r.server_cores, 13)} ${pad(r.generator_cores, 15)} ${pad(r.p50_ms, 8)} ${pad(r.p99_ms, 8)}`);
+  }
+  const ratios = {
+    client_credentials_per_core: fix(v.cc_kreide.grants_per_cpu_s / v.cc_oidc_provider.grants_per_cpu_s, 3),
+    refresh_token_per_core: fix(v.rt_kreide.grants_per_cpu_s / v.rt_oidc_provider.grants_per_cpu_s, 3),
+    client_credentials_requests_per_s: fix(v.cc_kreide.requests_per_s / v.cc_oidc_provider.requests_per_s, 3),
+    refresh_token_requests_per_s: fix(v.rt_kreide.requests_per_s / v.rt_oidc_provider.requests_per_s, 3),
+  };
+  console.log('');
+  console.log(`client_credentials per core: Kreide / oidc-provider = ${ratios.client_credentials_per_core.toFixed(3)}   (goal >= 3.00)`);
+  console.log(`refresh_token per core:      Kreide / oidc-provider = ${ratios.refresh_token_per_core.toFixed(3)}   (goal >= 3.00)`);
+  console.log(`raw requests/s:              client_credentials ${ratios.client_credentials_requests_per_s.toFixed(3)}, refresh_token ${ratios.refresh_token_requests_per_s.toFixed(3)} (Kreide / oidc-provider)`);
+  for (const n of ['cc_kreide', 'rt_kreide']) {
+    const split = Object.entries(v[n].cpu_split_percent).map(([k, p]) => `${k} ${p}%`).join(', ');
+    console.log(`${n} CPU split:`.padEnd(29) + split);
+  }
+  const doc = {
+    name: 'oidc_token',
+    tool: 'tests/bench/post_load (closed loop, one request in flight per connection)',
+    inputs: {
+      seconds_per_run: Number(process.env.BENCH_SECONDS || 5),
+      rounds: Number(process.env.BENCH_ROUNDS || 3),
+      connections: Number(process.env.BENCH_CONNS),
+      peer: `oidc-provider ${JSON.parse(readFileSync(new URL('../node_modules/oidc-provider/package.json', import.meta.url))).version}, node ${process.version}`,
+      cpu_counted: {
+        kreide: 'gateway + identity + PostgreSQL (postmaster, all its children, exited children) + Redis',
+        oidc_provider: 'its node process',
+      },
+    },
+    variants: v,
+    ratios,
+    goals: { client_credentials_per_core: 3, refresh_token_per_core: 3 },
+  };
+  writeFileSync(out, `${JSON.stringify(doc, null, 2)}\n`);
+} else {
+  const login = summarize(runsOf('login.jsonl'));
+  const loginRpc = summarize(runsOf('login_rpc.jsonl'));
+  const floors = readFileSync(path.join(dir, 'floor.txt'), 'utf8').trim().split('\n').map((l) => {
+    const m = /threads=(\d+): (\d+) hashes in [0-9.]+ s, CPU ([0-9.]+) s, hashes\/s ([0-9.]+)/.exec(l);
+    if (!m) throw new Error(`floor line: ${l}`);
+    return { threads: Number(m[1]), rate: Number(m[4]), perCpu: Number(m[2]) / Number(m[3]), line: l };
+  });
+  const floor = median(floors.map((f) => f.rate));
+  const floorPerCpu = median(floors.map((f) => f.perCpu));
+  const params = /m=(\d+) t=(\d+) p=(\d+)/.exec(floors[0].line);
+  const ratio = fix(login.requests_per_s / floor, 3);
+  const ratioRpc = fix(loginRpc.requests_per_s / floor, 3);
+  const ratioCpu = fix(login.grants_per_cpu_s / floorPerCpu, 3);
+  console.log(`\n${'variant'.padEnd(18)} ${pad('per second', 11)} ${pad('per CPU-s', 10)} ${pad('p50 ms', 8)} ${pad('p99 ms', 8)}`);
+  console.log(`${'login'.padEnd(18)} ${pad(login.requests_per_s, 11)} ${pad(login.grants_per_cpu_s, 10)} ${pad(login.p50_ms, 8)} ${pad(login.p99_ms, 8)}`);
+  console.log(`${'login_rpc'.padEnd(18)} ${pad(loginRpc.requests_per_s, 11)} ${pad('', 10)} ${pad(loginRpc.p50_ms, 8)} ${pad(loginRpc.p99_ms, 8)}`);
+  console.log(`${'argon2id floor'.padEnd(18)} ${pad(fix(floor), 11)} ${pad(fix(floorPerCpu), 10)}`);
+  console.log(`\nlogins / argon2id floor = ${ratio.toFixed(3)}   (goal >= 0.90; argon2id m=${params[1]} t=${params[2]} p=${params[3]}, ${floors[0].threads} threads = identity's workers)`);
+  console.log(`login_rpc / argon2id floor = ${ratioRpc.toFixed(3)}   (StartSession without the gateway)`);
+  console.log(`per CPU-second: login / argon2id floor = ${ratioCpu.toFixed(3)}   (CPU of gateway, identity, PostgreSQL, Redis against the hashing threads)`);
+  const split = Object.entries(login.cpu_split_percent).map(([k, p]) => `${k} ${p}%`).join(', ');
+  console.log(`login CPU split: ${split}`);
+  const doc = {
+    name: 'login',
+    tool: 'tests/bench/post_load against POST /oidc/login; tests/bench/session_load against StartSession; tests/bench/argon2_cost -j for the floor',
+    inputs: {
+      seconds_per_run: Number(process.env.BENCH_SECONDS || 5),
+      rounds: Number(process.env.BENCH_ROUNDS || 3),
+      connections: Number(process.env.BENCH_CONNS),
+      identity_workers: floors[0].threads,
+      argon2id: { memory_kib: Number(params[1]), iterations: Number(params[2]), lanes: Number(params[3]) },
+    },
+    variants: {
+      login,
+      login_rpc: loginRpc,
+      argon2id_floor: { hashes_per_s: fix(floor, 2), hashes_per_cpu_s: fix(floorPerCpu, 2), rounds: floors.map((f) => f.rate) },
+    },
+    ratios: { logins_over_floor: ratio, login_rpc_over_floor: ratioRpc, logins_over_floor_per_cpu_s: ratioCpu },
+    goals: { logins_over_floor: 0.9 },
+  };
+  writeFileSync(out, `${JSON.stringify(doc, null, 2)}\n`);
+}
+console.log(`wrote ${out}`);

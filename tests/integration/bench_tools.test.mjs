@@ -1,0 +1,169 @@
+// The tools `make bench` relies on, checked quickly without running a
+// benchmark: the scripts parse, the load generator chains rotating refresh
+// tokens (each used exactly once) and notices when the server refuses one,
+// the argon2id floor tool counts hashes, and the oidc-provider peer is set
+// up as the bench says (client_credentials, a code flow through its
+// development pages, ES256 ID tokens, rotation on refresh).
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { root, freePort, until } from '../lib/kreide.mjs';
+
+const run = promisify(execFile);
+const benchBin = (name) => path.resolve(root, process.env.BUILD || 'build', 'bench', name);
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'kreide-benchtools-'));
+const children = [];
+after(() => {
+  for (const c of children) c.kill('SIGTERM');
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+test('the bench scripts parse', () => {
+  execFileSync('bash', ['-n', path.join(root, 'scripts/bench')]);
+  const dir = path.join(root, 'tests/bench');
+  const scripts = readdirSync(dir).filter((f) => f.endsWith('.mjs'));
+  assert.ok(scripts.length >= 4, `found ${scripts}`);
+  for (const f of scripts) execFileSync(process.execPath, ['--check', path.join(dir, f)]);
+});
+
+// A token endpoint in miniature: every refresh token works once and its
+// answer carries the next one.
+async function rotatingServer() {
+  const live = new Set();
+  const seen = { ok: 0, reused: 0 };
+  let n = 0;
+  const issue = () => {
+    const t = `tok-${n++}-${Math.random().toString(36).slice(2)}`;
+    live.add(t);
+    return t;
+  };
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => { body += d; });
+    req.on('end', () => {
+      const rt = new URLSearchParams(body).get('refresh_token');
+      if (req.headers.authorization !== 'Basic YmVuY2g6c2VjcmV0' || !live.delete(rt)) {
+        seen.reused++;
+        res.writeHead(400, { 'content-type': 'application/json' });
+        res.end('{"error":"invalid_grant"}');
+        return;
+      }
+      seen.ok++;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ access_token: 'a', token_type: 'Bearer', refresh_token: issue() }));
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, seen, issue, port: server.address().port };
+}
+
+test('post_load chains each connection\'s refresh tokens and uses every token once', async () => {
+  const s = await rotatingServer();
+  try {
+    const file = path.join(tmp, 'tokens.txt');
+    writeFileSync(file, `${[1, 2, 3, 4].map(() => s.issue()).join('\n')}\n`);
+    const args = ['-c', '4', '-d', '0.5', '-w', '0.2', '-H', 'Authorization: Basic YmVuY2g6c2VjcmV0', '-T', file,
+      '-p', `self=${process.pid}`, '127.0.0.1', String(s.port), '/token', 'grant_type=refresh_token&refresh_token={rt}'];
+    const { stdout } = await run(benchBin('post_load'), args);
+    const r = JSON.parse(stdout);
+    assert.equal(r.errors, 0, stdout);
+    assert.ok(r.requests > 10, stdout);
+    assert.equal(s.seen.reused, 0);
+    // Warm-up and in-flight answers are not counted, so the server saw more.
+    assert.ok(s.seen.ok >= r.requests, `${s.seen.ok} >= ${r.requests}`);
+    assert.ok(r.cpu.self > 0 && r.server_cpu_s === r.cpu.self, stdout);
+    assert.ok(r.p50_ms > 0 && r.p99_ms >= r.p50_ms, stdout);
+
+    // The same first tokens again: all of them are used up, so every chain
+    // fails at once and the run says so.
+    const again = await run(benchBin('post_load'), args).then(() => null, (e) => e);
+    assert.ok(again, 'a run whose tokens are refused must fail');
+    const bad = JSON.parse(again.stdout);
+    assert.ok(bad.errors >= 4, again.stdout);
+    assert.match(bad.first_error, /invalid_grant/);
+  } finally {
+    s.server.close();
+  }
+});
+
+test('post_load fills {user} from the list in turn and checks the expected status and text', async () => {
+  const users = [];
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => { body += d; });
+    req.on('end', () => {
+      users.push(new URLSearchParams(body).get('username'));
+      res.writeHead(303, { location: '/next', 'set-cookie': 'kreide_sso=x; Path=/', 'content-length': '0' });
+      res.end();
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const file = path.join(tmp, 'users.txt');
+    writeFileSync(file, 'anna\nben\ncarla\n');
+    const base = ['-c', '1', '-d', '0.2', '-w', '0', '-e', '302,303', '-U', file, '127.0.0.1',
+      String(server.address().port), '/oidc/login'];
+    const ok = JSON.parse((await run(benchBin('post_load'), ['-k', 'kreide_sso=', ...base, 'username={user}&password=p'])).stdout);
+    assert.equal(ok.errors, 0);
+    assert.deepEqual(users.slice(0, 4), ['anna', 'ben', 'carla', 'anna']);
+    const missing = await run(benchBin('post_load'), ['-k', 'no_such_cookie=', ...base, 'username={user}']).then(() => null, (e) => e);
+    assert.ok(missing && JSON.parse(missing.stdout).errors > 0, 'an answer without the expected text is an error');
+  } finally {
+    server.close();
+  }
+});
+
+test('argon2_cost -j counts hashes per second with several threads', async () => {
+  const { stdout } = await run(benchBin('argon2_cost'), ['-j', '2', '-d', '0.3', '8192', '1', '1']);
+  const m = /m=8192 t=1 p=1 threads=2: (\d+) hashes .* hashes\/s ([0-9.]+)/.exec(stdout);
+  assert.ok(m, stdout);
+  assert.ok(Number(m[1]) > 0 && Number(m[2]) > 0, stdout);
+});
+
+test('the oidc-provider peer: client_credentials, a code flow, ES256 ID tokens, rotating refresh tokens', async () => {
+  const port = await freePort();
+  const [id, secret, redirect] = ['benchclient', 'a-secret-of-the-bench-client-0123456789abc', 'http://127.0.0.1/cb'];
+  const child = spawn(process.execPath, [path.join(root, 'tests/bench/oidc_provider_server.mjs'), String(port), id, secret, redirect],
+    { stdio: ['ignore', 'pipe', 'ignore'] });
+  children.push(child);
+  let out = '';
+  child.stdout.on('data', (d) => { out += d; });
+  await until(() => out.includes('ready'), { what: 'oidc-provider listening' });
+  const base = `http://127.0.0.1:${port}`;
+  const token = async (fields) => {
+    const res = await fetch(`${base}/token`, {
+      method: 'POST',
+      headers: { authorization: `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`,
+        'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams(fields),
+    });
+    return { status: res.status, json: await res.json() };
+  };
+
+  const cc = await token({ grant_type: 'client_credentials', scope: 'reports' });
+  assert.equal(cc.status, 200, JSON.stringify(cc.json));
+  assert.equal(cc.json.scope, 'reports');
+  assert.doesNotMatch(cc.json.access_token, /\./, 'opaque, its default format');
+
+  const { stdout } = await run(process.execPath, [path.join(root, 'tests/bench/mint_tokens.mjs'), 'oidc-provider', base, id, secret,
+    redirect, '2']);
+  const minted = stdout.trim().split('\n');
+  assert.equal(minted.length, 2);
+  assert.notEqual(minted[0], minted[1]);
+
+  const r1 = await token({ grant_type: 'refresh_token', refresh_token: minted[0] });
+  assert.equal(r1.status, 200, JSON.stringify(r1.json));
+  assert.notEqual(r1.json.refresh_token, minted[0], 'rotated');
+  const header = JSON.parse(Buffer.from(r1.json.id_token.split('.')[0], 'base64url'));
+  assert.equal(header.alg, 'ES256');
+  const reused = await token({ grant_type: 'refresh_token', refresh_token: minted[0] });
+  assert.equal(reused.status, 400);
+  assert.equal(reused.json.error, 'invalid_grant');
+  const r2 = await token({ grant_type: 'refresh_token', refresh_token: minted[1] });
+  assert.equal(r2.status, 200, 'the other chain is untouched');
+});
