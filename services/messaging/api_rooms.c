@@ -129,6 +129,18 @@ static msg_store_result join_member(kr_rpc_ctx *ctx, msg_outbox *box, const char
 
 /* --------------------------------------------------------------- create */
 
+/* Remembers the caller's display name for member lists; best effort (a
+ * name is cosmetic and follows with the next roster sync). */
+static void remember_caller(kr_rpc_ctx *ctx, const char *school_id)
+{
+    const msg_app *app = ctx->app;
+    unsigned roles;
+    const char *name = NULL;
+    const char *id = me(ctx);
+    if (msg_identity_person(app->identity, ctx->arena, school_id, id, &roles, &name) == MSG_ID_OK)
+        (void)msg_store_people(ctx->pg, &id, &name, 1);
+}
+
 static int finish_create(kr_rpc_ctx *ctx, msg_outbox *box, const char *room_id, Kreide__Messaging__Room *out)
 {
     msg_publish(ctx, box);
@@ -325,6 +337,7 @@ static int create_room(kr_rpc_ctx *ctx, const Kreide__Messaging__CreateRoomReque
         return -1;
     if (msg_school_known(ctx, in->school_id) != 0)
         return -1;
+    remember_caller(ctx, in->school_id);
     msg_school_row school;
     msg_store_result r = msg_store_school(ctx->pg, in->school_id, &school);
     if (r != MSG_STORE_OK)
