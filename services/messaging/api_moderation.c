@@ -316,51 +316,18 @@ static int purge_before(kr_rpc_ctx *ctx, const Kreide__Messaging__PurgeBeforeReq
             return kr_rpc_fail(ctx, KREIDE__STATUS__NOT_FOUND, "messaging.room_not_found", "room_id",
                                "no such room at this school");
     }
-    const char *batchs = kr_arena_printf(ctx->arena, "%u", batch);
     bool done = false;
     while (!done) {
         if (ctx->deadline_ms > 0 && kr_now_ms() > ctx->deadline_ms - PURGE_DEADLINE_MARGIN_MS)
             break;
-        if (msg_tx_begin(ctx->pg) != MSG_STORE_OK)
+        msg_purge_counts got;
+        if (msg_store_purge_batch(ctx->pg, school, room, in->before, batch, &got) != MSG_STORE_OK)
             return msg_fail_store(ctx, MSG_STORE_ERROR, "event");
-        const char *p1[] = {school, room, in->before, batchs};
-        PGresult *r =
-            msg_sql(ctx->pg, "purge batch",
-                    "WITH doomed AS (SELECT position FROM messaging.events WHERE school_id = $1 "
-                    "AND ($2::uuid IS NULL OR room_id = $2) AND created_at < $3::timestamptz ORDER BY position LIMIT $4), "
-                    "att AS (DELETE FROM messaging.attachments a USING messaging.messages mm "
-                    "WHERE a.message_id = mm.id AND mm.position IN (SELECT position FROM doomed) RETURNING 1) "
-                    "SELECT coalesce(array_agg(position), '{}')::text, (SELECT count(*) FROM att) FROM doomed",
-                    4, p1);
-        if (r == NULL) {
-            msg_tx_rollback(ctx->pg);
-            return msg_fail_store(ctx, MSG_STORE_ERROR, "event");
-        }
-        char *positions = kr_arena_strdup(ctx->arena, PQgetvalue(r, 0, 0));
-        uint64_t atts = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
-        PQclear(r);
-        /* Messages first (their reactions, votes, pins and reports go with
-         * them), then the events. */
-        const char *p2[] = {positions};
-        r = msg_sql(ctx->pg, "purge messages", "DELETE FROM messaging.messages WHERE position = ANY($1::bigint[])", 1, p2);
-        uint64_t msgs = r ? strtoull(PQcmdTuples(r), NULL, 10) : 0;
-        if (r != NULL)
-            PQclear(r);
-        PGresult *r2 =
-            r ? msg_sql(ctx->pg, "purge events", "DELETE FROM messaging.events WHERE position = ANY($1::bigint[])", 1, p2) : NULL;
-        uint64_t evs = r2 ? strtoull(PQcmdTuples(r2), NULL, 10) : 0;
-        if (r2 != NULL)
-            PQclear(r2);
-        if (r == NULL || r2 == NULL || msg_tx_commit(ctx->pg) != MSG_STORE_OK) {
-            if (r == NULL || r2 == NULL)
-                msg_tx_rollback(ctx->pg);
-            return msg_fail_store(ctx, MSG_STORE_ERROR, "event");
-        }
-        out->events += evs;
-        out->messages += msgs;
-        out->attachments += atts;
+        out->events += got.events;
+        out->messages += got.messages;
+        out->attachments += got.attachments;
         out->batches++;
-        done = evs < batch;
+        done = got.events < batch;
     }
     out->done = done;
     char *counts = kr_arena_printf(ctx->arena,

@@ -30,6 +30,7 @@ typedef struct {
     bool migrate_on_start;
     int64_t identity_timeout_ms;
     int reconcile_s;
+    int sweep_s;
 } settings;
 
 /* `migrate_only` needs the database and nothing else. */
@@ -50,6 +51,7 @@ static int read_settings(settings *s, kr_config *cfg, bool migrate_only)
     s->migrate_on_start = kr_config_bool(cfg, "KREIDE_MIGRATE_ON_START", true);
     s->identity_timeout_ms = kr_config_int(cfg, "KREIDE_RPC_TIMEOUT_MS", 5000, 50, 120000);
     s->reconcile_s = (int)kr_config_int(cfg, "KREIDE_MESSAGING_RECONCILE_S", 900, 1, 7 * 86400);
+    s->sweep_s = (int)kr_config_int(cfg, "KREIDE_MESSAGING_SWEEP_S", 3600, 1, 7 * 86400);
     if (s->redis_url != NULL && s->redis_url[0] == '\0')
         s->redis_url = NULL;
     return kr_config_check(cfg, "kreide-messaging") == 0 ? 0 : -1;
@@ -114,7 +116,10 @@ static int serve(const settings *s)
     memcpy(methods, msg_room_methods, msg_room_nmethods * sizeof(*methods));
     memcpy(methods + msg_room_nmethods, msg_message_methods, msg_message_nmethods * sizeof(*methods));
     memcpy(methods + msg_room_nmethods + msg_message_nmethods, msg_moderation_methods, msg_moderation_nmethods * sizeof(*methods));
-    msg_sync_opts sync_opts = {.redis_url = s->redis_url, .database_url = s->database_url, .reconcile_interval_s = s->reconcile_s};
+    msg_sync_opts sync_opts = {.redis_url = s->redis_url,
+                               .database_url = s->database_url,
+                               .reconcile_interval_s = s->reconcile_s,
+                               .sweep_interval_s = s->sweep_s};
     app.sync = msg_sync_start(&sync_opts, identity, app.events);
     kr_rpc_server_opts opts = {
         .service = &kreide__messaging__messaging__descriptor,

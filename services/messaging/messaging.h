@@ -371,6 +371,20 @@ typedef struct {
 msg_store_result msg_store_sync_group(kr_pg *pg, const char *school_id, const char *group_id, const char *name,
                                       const char *group_kind, const msg_roster_member *members, size_t n, msg_outbox *box);
 
+/* What one purge batch deleted. */
+typedef struct {
+    uint64_t events, messages, attachments;
+} msg_purge_counts;
+
+/* Deletes, in one transaction, up to `limit` of a school's oldest events
+ * created before `before` (RFC 3339), or with `before` NULL those older
+ * than their room's retention allows; `room_id` NULL for every room of the
+ * school. The messages they carry go with them, with attachment
+ * references, reactions, votes, pins, confirmations and reports. Fewer
+ * events than `limit` means nothing is left to delete. */
+msg_store_result msg_store_purge_batch(kr_pg *pg, const char *school_id, const char *room_id, const char *before, unsigned limit,
+                                       msg_purge_counts *out);
+
 /* ========================================================== store_read.c */
 
 /* Which events ListEvents reads. */
@@ -485,11 +499,13 @@ typedef struct {
     const char *redis_url; /* NULL: no events, reconciliation only */
     const char *database_url;
     int reconcile_interval_s; /* every school at least this often */
+    int sweep_interval_s;     /* expired history is deleted this often */
 } msg_sync_opts;
 
 /* Starts the roster follower's thread: it subscribes to identity's
- * events, re-reads a group from identity whenever one changes, and
- * reconciles every known school in turn. */
+ * events, re-reads a group from identity whenever one changes, reconciles
+ * every known school in turn, and deletes history that retention expired
+ * (one replica at a time). */
 msg_sync *msg_sync_start(const msg_sync_opts *opts, msg_identity *identity, msg_events *events);
 
 /* Asks the follower to reconcile `school_id` soon (a school just met). */

@@ -564,3 +564,54 @@ msg_store_result msg_store_sync_group(kr_pg *pg, const char *school_id, const ch
     kr_arena_free(&arena);
     return res;
 }
+
+/* ------------------------------------------------------------- purging */
+
+msg_store_result msg_store_purge_batch(kr_pg *pg, const char *school_id, const char *room_id, const char *before, unsigned limit,
+                                       msg_purge_counts *out)
+{
+    memset(out, 0, sizeof(*out));
+    char lim[16];
+    snprintf(lim, sizeof(lim), "%u", limit);
+    msg_store_result res = msg_tx_begin(pg);
+    if (res != MSG_STORE_OK)
+        return res;
+    /* The batch: the oldest events before the cutoff, or (no cutoff) those
+     * older than their room's retention allows. Attachments are counted as
+     * they go; the rest goes with the messages. */
+    const char *p1[] = {school_id, room_id, before, lim};
+    PGresult *r = msg_sql(pg, "purge batch",
+                          "WITH doomed AS (SELECT e.position FROM messaging.events e JOIN messaging.rooms r ON r.id = e.room_id "
+                          "JOIN messaging.schools s ON s.school_id = r.school_id WHERE e.school_id = $1 "
+                          "AND ($2::uuid IS NULL OR e.room_id = $2) AND e.created_at < coalesce($3::timestamptz, "
+                          "messaging.visible_since(r.retention_days, s.retention_days)) ORDER BY e.position LIMIT $4), "
+                          "att AS (DELETE FROM messaging.attachments a USING messaging.messages mm "
+                          "WHERE a.message_id = mm.id AND mm.position IN (SELECT position FROM doomed) RETURNING 1) "
+                          "SELECT coalesce(array_agg(position), '{}')::text, (SELECT count(*) FROM att) FROM doomed",
+                          4, p1);
+    if (r == NULL) {
+        msg_tx_rollback(pg);
+        return MSG_STORE_ERROR;
+    }
+    kr_arena arena;
+    kr_arena_init(&arena);
+    const char *p2[] = {kr_arena_strdup(&arena, PQgetvalue(r, 0, 0))};
+    out->attachments = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
+    PQclear(r);
+    /* Messages first (their reactions, votes, pins and reports go with
+     * them), then the events. */
+    r = msg_sql(pg, "purge messages", "DELETE FROM messaging.messages WHERE position = ANY($1::bigint[])", 1, p2);
+    if (r != NULL) {
+        out->messages = strtoull(PQcmdTuples(r), NULL, 10);
+        PQclear(r);
+        r = msg_sql(pg, "purge events", "DELETE FROM messaging.events WHERE position = ANY($1::bigint[])", 1, p2);
+    }
+    kr_arena_free(&arena);
+    if (r == NULL) {
+        msg_tx_rollback(pg);
+        return MSG_STORE_ERROR;
+    }
+    out->events = strtoull(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return msg_tx_commit(pg);
+}

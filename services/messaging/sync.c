@@ -11,6 +11,7 @@
  * at once when a school is met for the first time. Replicas share the work
  * through FOR UPDATE SKIP LOCKED and an advisory lock per group. */
 #include <errno.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <poll.h>
 #include <stdatomic.h>
@@ -42,6 +43,7 @@ struct st_msg_sync_t {
     char *redis_url;
     char *database_url;
     int interval_s;
+    int sweep_s;
     msg_identity *identity;
     msg_events *events;
     pthread_mutex_t lock;
@@ -50,7 +52,7 @@ struct st_msg_sync_t {
     bool overflow; /* events were dropped: every school is due */
     pending_group pending[MAX_PENDING];
     size_t npending;
-    kr_metric *groups_synced, *sync_failed, *roster_events;
+    kr_metric *groups_synced, *sync_failed, *roster_events, *swept;
 };
 
 /* ------------------------------------------------------------ one group */
@@ -208,6 +210,62 @@ static void all_schools_due(kr_pg *pg)
         PQclear(r);
 }
 
+/* ------------------------------------------------------------ retention */
+
+#define SWEEP_BATCH 1000
+#define SWEEP_MAX_BATCHES 100 /* per school and sweep; the next sweep goes on */
+
+/* Deletes what retention expired, school by school, in batches, with one
+ * audit entry per school that lost anything. Reads hide expired history at
+ * once; this makes it gone. One replica sweeps at a time. */
+static void retention_sweep(msg_sync *s, kr_pg *pg)
+{
+    PGresult *r =
+        msg_sql(pg, "sweep lock", "SELECT pg_try_advisory_lock(hashtextextended('kreide.messaging.retention', 0))", 0, NULL);
+    bool locked = r != NULL && PQgetvalue(r, 0, 0)[0] == 't';
+    if (r != NULL)
+        PQclear(r);
+    if (!locked)
+        return;
+    r = msg_sql(pg, "schools with retention",
+                "SELECT s.school_id::text FROM messaging.schools s WHERE s.retention_days IS NOT NULL "
+                "OR EXISTS (SELECT 1 FROM messaging.rooms r WHERE r.school_id = s.school_id AND r.retention_days IS NOT NULL) "
+                "ORDER BY s.school_id",
+                0, NULL);
+    int n = r ? PQntuples(r) : 0;
+    for (int i = 0; i < n && !atomic_load(&s->stop); i++) {
+        const char *school = PQgetvalue(r, i, 0);
+        msg_purge_counts total = {0}, got = {0};
+        int batches = 0;
+        bool ok = true;
+        do {
+            ok = msg_store_purge_batch(pg, school, NULL, NULL, SWEEP_BATCH, &got) == MSG_STORE_OK;
+            if (!ok)
+                break;
+            total.events += got.events;
+            total.messages += got.messages;
+            total.attachments += got.attachments;
+            batches++;
+        } while (got.events == SWEEP_BATCH && batches < SWEEP_MAX_BATCHES && !atomic_load(&s->stop));
+        if (total.events == 0)
+            continue;
+        kr_counter_add(s->swept, total.events);
+        char counts[192];
+        snprintf(counts, sizeof(counts),
+                 "{\"events\":%" PRIu64 ",\"messages\":%" PRIu64 ",\"attachments\":%" PRIu64 ",\"batches\":%d,\"done\":%s}",
+                 total.events, total.messages, total.attachments, batches, ok && got.events < SWEEP_BATCH ? "true" : "false");
+        if (msg_store_audit(pg, school, NULL, "purge", "messaging", "retention", counts) != MSG_STORE_OK)
+            kr_log(KR_LOG_ERROR, "retention purge not audited", "school_id", school, "counts", counts, NULL);
+        else
+            kr_log(KR_LOG_INFO, "expired history deleted", "school_id", school, "counts", counts, NULL);
+    }
+    if (r != NULL)
+        PQclear(r);
+    r = msg_sql(pg, "sweep unlock", "SELECT pg_advisory_unlock(hashtextextended('kreide.messaging.retention', 0))", 0, NULL);
+    if (r != NULL)
+        PQclear(r);
+}
+
 /* ------------------------------------------------------ identity events */
 
 static void add_pending(msg_sync *s, const char *school_id, const char *group_id)
@@ -336,6 +394,7 @@ static void *sync_main(void *arg)
     int64_t next_connect = 0, connect_backoff = 500;
     bool subscribed_before = false;
     int64_t next_due_check = 0;
+    int64_t next_sweep = kr_now_ms() + (int64_t)s->sweep_s * 1000;
     while (!atomic_load(&s->stop)) {
         int64_t now = kr_now_ms();
         if (s->redis_url != NULL && sub == NULL && now >= next_connect) {
@@ -404,6 +463,10 @@ static void *sync_main(void *arg)
             reconcile_due(s, pg);
             next_due_check = now + 1000;
         }
+        if (now >= next_sweep) {
+            retention_sweep(s, pg);
+            next_sweep = kr_now_ms() + (int64_t)s->sweep_s * 1000;
+        }
     }
     if (sub != NULL)
         redisFree(sub);
@@ -422,6 +485,7 @@ msg_sync *msg_sync_start(const msg_sync_opts *opts, msg_identity *identity, msg_
     if (s->database_url == NULL)
         abort();
     s->interval_s = opts->reconcile_interval_s;
+    s->sweep_s = opts->sweep_interval_s;
     s->identity = identity;
     s->events = events;
     pthread_mutex_init(&s->lock, NULL);
@@ -430,6 +494,8 @@ msg_sync *msg_sync_start(const msg_sync_opts *opts, msg_identity *identity, msg_
         kr_metrics_counter("kreide_messaging_groups_synced_total", "Identity groups brought in line with their rooms", NULL);
     s->sync_failed = kr_metrics_counter("kreide_messaging_group_sync_failed_total",
                                         "Group or school syncs that failed and will be retried", NULL);
+    s->swept = kr_metrics_counter("kreide_messaging_retention_deleted_events_total",
+                                  "Events deleted because retention expired them", NULL);
     s->roster_events = kr_metrics_counter("kreide_messaging_roster_events_total", "Roster events received from identity", NULL);
     if (pthread_create(&s->thread, NULL, sync_main, s) != 0)
         abort();

@@ -17,8 +17,9 @@ let A; // a school: people below
 let room; // a group room of teacher t1 with p1, p2, m1
 
 before(async () => {
-  // Reconciliation every 2 s, so a missed roster event heals within the test.
-  s = await startSuite({ name: 'messaging', env: { KREIDE_MESSAGING_RECONCILE_S: '2' } });
+  // Reconciliation and the retention sweep every 2 s, so that missed roster
+  // events heal and expired history goes within the test.
+  s = await startSuite({ name: 'messaging', env: { KREIDE_MESSAGING_RECONCILE_S: '2', KREIDE_MESSAGING_SWEEP_S: '2' } });
   op = s.token({ roles: ['operator'] });
   c = client(s);
   A = await makeSchool(s, op, 'Grundschule Lindenweg', {
@@ -504,20 +505,26 @@ test('reconciliation heals missed roster events: while messaging was away, and w
     { what: 'the periodic reconciliation to remove p3', timeoutMs: 15000, intervalMs: 250 });
 });
 
-test('retention: expired messages vanish from every read at once; PurgeBefore deletes in batches and audits counts', async () => {
+// Moves a room's history back in time, as far as the database is concerned.
+function backdate(roomId, days) {
+  psql(`UPDATE messaging.events SET created_at = created_at - interval '${days} days' WHERE room_id = '${roomId}'`);
+  psql(`UPDATE messaging.messages SET created_at = created_at - interval '${days} days' WHERE room_id = '${roomId}'`);
+}
+
+test('retention: expired messages vanish from every read at once, then from the database, audited', async () => {
   const r = await c.room(P('t1').token, { school_id: A.id, kind: 'GROUP', name: 'Alt und neu', member_ids: [P('p1').id] });
   const old = [];
-  for (let i = 0; i < 5; i++) old.push(await c.send(r.id, P('t1').token, `alte Nachricht ${i}`, i === 0 ? { attachments: [{ file_id: '01a2025c-0000-7000-8000-000000000002', name: 'a.txt', media_type: 'text/plain', size_bytes: '3' }] } : {}));
+  for (let i = 0; i < 5; i++) {
+    old.push(await c.send(r.id, P('t1').token, `alte Nachricht ${i}`, i === 0
+      ? { attachments: [{ file_id: '01a2025c-0000-7000-8000-000000000002', name: 'a.txt', media_type: 'text/plain', size_bytes: '3' }] } : {}));
+  }
+  backdate(r.id, 10);
   const fresh = await c.send(r.id, P('t1').token, 'neue Nachricht');
-  // Ten days ago, as far as the database is concerned.
-  const ids = old.map((m) => `'${m.id}'`).join(',');
-  psql(`UPDATE messaging.events SET created_at = now() - interval '10 days' WHERE id IN (${ids}) OR message_id IN (${ids}) OR (room_id = '${r.id}' AND kind <> 'message')`);
-  psql(`UPDATE messaging.messages SET created_at = now() - interval '10 days' WHERE id IN (${ids})`);
   let h = await c.events(r.id, P('p1').token, '?messages_only=true');
   assert.equal(h.events.length, 6);
 
   // The room keeps seven days: the old ones are gone from history,
-  // search, unread counts, and cannot be acted on.
+  // search, unread counts, the stream, and cannot be acted on.
   const set = await c.put(`/rooms/${r.id}/retention`, P('t1').token, { retention_days: 7 });
   assert.equal(set.status, 200, set.text);
   assert.equal(set.json.effective_retention_days, 7);
@@ -529,36 +536,65 @@ test('retention: expired messages vanish from every read at once; PurgeBefore de
   const stream = await wholeStream(P('p1').token);
   assert.ok(stream.some((e) => e.id === fresh.id));
   assert.ok(!stream.some((e) => old.some((o) => o.id === e.id || o.id === e.message_id)));
-  // A school-wide limit applies to every room the same way.
+
+  // The sweep then deletes them for good and writes counts, never content.
+  const ids = old.map((m) => `'${m.id}'`).join(',');
+  await until(() => psql(`SELECT count(*) FROM messaging.messages WHERE id IN (${ids})`) === '0', { what: 'the retention sweep', timeoutMs: 15000, intervalMs: 250 });
+  assert.equal(psql(`SELECT count(*) FROM messaging.attachments WHERE message_id IN (${ids})`), '0');
+  assert.equal(psql(`SELECT count(*) FROM messaging.messages WHERE room_id = '${r.id}'`), '1');
+  const audit = await until(() => {
+    const row = psql(`SELECT counts FROM messaging.audit WHERE action = 'purge' AND rule = 'retention' AND school_id = '${A.id}' ORDER BY id DESC LIMIT 1`);
+    return row ? JSON.parse(row) : null;
+  }, { what: 'the audit entry' });
+  assert.equal(audit.messages, 5);
+  assert.equal(audit.attachments, 1);
+  assert.ok(audit.events >= 5);
+  assert.equal(psql("SELECT count(*) FROM messaging.audit WHERE counts::text LIKE '%alte Nachricht%'"), '0');
+
+  // A school-wide limit applies to every room the same way; the shorter wins.
   const pol = await c.put(`/schools/${A.id}/messaging-policy`, P('ad').token, { retention_days: 8, set_retention: true });
   assert.equal(pol.status, 200, pol.text);
   assert.equal((await c.get(`/rooms/${room.id}`, P('t1').token)).json.effective_retention_days, 8);
+  assert.equal((await c.get(`/rooms/${r.id}`, P('t1').token)).json.effective_retention_days, 7);
   await c.put(`/schools/${A.id}/messaging-policy`, P('ad').token, { retention_days: 0, set_retention: true });
+  assert.equal((await c.get(`/rooms/${room.id}`, P('t1').token)).json.effective_retention_days, 0);
+});
 
-  // Purging deletes what is older than the cutoff, in batches, and says how much.
-  const cutoff = new Date(Date.now() - 5 * 86400000).toISOString();
+test('PurgeBefore deletes everything before a cutoff in bounded batches and audits the counts', async () => {
+  const r = await c.room(P('t1').token, { school_id: A.id, kind: 'GROUP', name: 'Schuljahr 2025', member_ids: [P('p1').id] });
+  const old = [];
+  for (let i = 0; i < 5; i++) {
+    old.push(await c.send(r.id, P('t1').token, `Protokoll ${i}`, i === 0
+      ? { attachments: [{ file_id: '01a2025c-0000-7000-8000-000000000003', name: 'p.pdf', media_type: 'application/pdf', size_bytes: '9' }] } : {}));
+  }
+  await c.post(`/messages/${old[2].id}/reactions`, P('p1').token, { key: '👍' });
+  backdate(r.id, 3);
+  const fresh = await c.send(r.id, P('t1').token, 'dieses Jahr');
+  const cutoff = new Date(Date.now() - 2 * 86400000).toISOString();
   const counted = psql(`SELECT count(*) FROM messaging.events WHERE room_id = '${r.id}' AND created_at < '${cutoff}'`);
   const out = s.rpc('kreide.messaging.Messaging/PurgeBefore',
-    JSON.stringify({ school_id: A.id, room_id: r.id, before: cutoff, batch_size: 2, reason: 'retention 7 days' }),
+    JSON.stringify({ school_id: A.id, room_id: r.id, before: cutoff, batch_size: 2, reason: 'end of school year 2025' }),
     { url: s.messagingUrl, roles: ['operator'] }).body;
   assert.equal(out.events, counted, JSON.stringify(out));
   assert.equal(out.messages, '5');
   assert.equal(out.attachments, '1');
   assert.equal(out.done, true);
-  assert.ok(out.batches >= 3);
-  assert.equal(psql(`SELECT count(*) FROM messaging.messages WHERE room_id = '${r.id}'`), '1');
-  assert.equal(psql(`SELECT count(*) FROM messaging.attachments WHERE message_id IN (${ids})`), '0');
+  assert.equal(out.batches, Math.ceil((Number(counted) + 1) / 2));
+  const ids = old.map((m) => `'${m.id}'`).join(',');
+  assert.equal(psql(`SELECT count(*) FROM messaging.messages WHERE id IN (${ids})`), '0');
+  assert.equal(psql(`SELECT count(*) FROM messaging.reactions WHERE message_id IN (${ids})`), '0');
   assert.equal(psql(`SELECT count(*) FROM messaging.events WHERE room_id = '${r.id}' AND created_at < '${cutoff}'`), '0');
   const audit = JSON.parse(psql(`SELECT counts FROM messaging.audit WHERE action = 'purge' AND room_id = '${r.id}'`));
   assert.equal(String(audit.events), counted);
   assert.equal(audit.messages, 5);
   assert.equal(audit.attachments, 1);
-  assert.equal(psql(`SELECT rule FROM messaging.audit WHERE action = 'purge' AND room_id = '${r.id}'`), 'retention 7 days');
+  assert.equal(psql(`SELECT rule FROM messaging.audit WHERE action = 'purge' AND room_id = '${r.id}'`), 'end of school year 2025');
   // The room and the newer message are still there.
-  h = await c.events(r.id, P('p1').token, '?messages_only=true');
+  const h = await c.events(r.id, P('p1').token, '?messages_only=true');
   assert.deepEqual(h.events.map((e) => e.id), [fresh.id]);
-  // A second purge finds nothing.
-  const again = s.rpc('kreide.messaging.Messaging/PurgeBefore', JSON.stringify({ school_id: A.id, before: cutoff }), { url: s.messagingUrl, roles: ['operator'] }).body;
+  // A second purge of the whole school finds nothing more before the cutoff.
+  const again = s.rpc('kreide.messaging.Messaging/PurgeBefore', JSON.stringify({ school_id: A.id, before: cutoff }),
+    { url: s.messagingUrl, roles: ['operator'] }).body;
   assert.equal(again.events, '0');
   assert.equal(again.done, true);
 });
