@@ -407,9 +407,11 @@ static int list_rooms(kr_rpc_ctx *ctx, const Kreide__Messaging__ListRoomsRequest
                 schools[n++] = lower_id(ctx, c->schools[i]->school_id);
         }
     }
-    /* A school met here for the first time gets its roster rooms. */
+    /* A school met here for the first time gets its roster rooms. One that
+     * identity does not know (or cannot tell about now) simply has no rooms
+     * yet, unless the caller asked for it by name. */
     for (size_t i = 0; i < n; i++) {
-        if (msg_school_known(ctx, schools[i]) != 0)
+        if (msg_school_known(ctx, schools[i]) != 0 && in->school_id[0] != '\0')
             return -1;
     }
     bool more = false;

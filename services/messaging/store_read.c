@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "kr_id.h"
 #include "kr_log.h"
 #include "messaging.h"
 #include "store_sql.h"
@@ -425,7 +426,7 @@ static char *caller_schools(kr_rpc_ctx *ctx)
     const char **ids = kr_arena_alloc(ctx->arena, sizeof(char *) * (c->n_schools ? c->n_schools : 1));
     size_t n = 0;
     for (size_t i = 0; i < c->n_schools; i++) {
-        if (c->schools[i]->n_roles > 0)
+        if (c->schools[i]->n_roles > 0 && kr_uuid_valid(c->schools[i]->school_id))
             ids[n++] = c->schools[i]->school_id;
     }
     return msg_pg_array(ctx->arena, ids, n);
