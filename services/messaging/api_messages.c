@@ -955,7 +955,7 @@ typedef struct {
 static int vote_body(kr_rpc_ctx *ctx, msg_outbox *box, void *arg)
 {
     vote_args *a = arg;
-    poll_state st;
+    poll_state st = {0};
     /* Locked, so a vote cannot slip in after the poll closed. */
     if (poll_for(ctx, a->msg->id, true, NULL, NULL, &st) != 0)
         return -1;
@@ -979,7 +979,7 @@ static int vote(kr_rpc_ctx *ctx, const Kreide__Messaging__VoteRequest *in, Kreid
 {
     msg_room_ref room;
     msg_message_ref msg;
-    poll_state st;
+    poll_state st = {0};
     if (poll_for(ctx, in->poll_id, false, &room, &msg, &st) != 0)
         return -1;
     if (!msg_may_react(room.locked, &room.me))
@@ -1033,7 +1033,7 @@ static int close_poll(kr_rpc_ctx *ctx, const Kreide__Messaging__PollRequest *in,
 {
     msg_room_ref room;
     msg_message_ref msg;
-    poll_state st;
+    poll_state st = {0};
     if (poll_for(ctx, in->poll_id, false, &room, &msg, &st) != 0)
         return -1;
     if (strcasecmp(msg.sender, me(ctx)) != 0 && !msg_may_moderate(room.kind, &room.me, 0))
@@ -1053,7 +1053,7 @@ static int get_poll(kr_rpc_ctx *ctx, const Kreide__Messaging__PollRequest *in, K
 {
     msg_room_ref room;
     msg_message_ref msg;
-    poll_state st;
+    poll_state st = {0};
     if (poll_for(ctx, in->poll_id, false, &room, &msg, &st) != 0)
         return -1;
     Kreide__Messaging__Message *m;
