@@ -55,15 +55,32 @@ static char *form_decode(const char *s, size_t len)
     return out;
 }
 
+/* True when `key` ("a" or "a.b") names a bool field of `desc`. */
+static bool is_bool_param(const ProtobufCMessageDescriptor *desc, const char *key)
+{
+    const char *dot = strchr(key, '.');
+    char head[129];
+    snprintf(head, sizeof(head), "%.*s", dot ? (int)(dot - key) : (int)strlen(key), key);
+    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(desc, head);
+    if (f != NULL && dot != NULL && f->type == PROTOBUF_C_TYPE_MESSAGE)
+        f = protobuf_c_message_descriptor_get_field_by_name(f->descriptor, dot + 1);
+    else if (dot != NULL)
+        f = NULL;
+    return f != NULL && f->type == PROTOBUF_C_TYPE_BOOL && f->label != PROTOBUF_C_LABEL_REPEATED;
+}
+
 /* Sets obj[path] = value where path may be "a.b" (one level of nesting);
- * a repeated key becomes an array. Returns false when the key is malformed. */
-static bool set_param(json_t *obj, const char *key, const char *value)
+ * a repeated key becomes an array. A query string carries only text, so
+ * "true" and "false" for a bool field of `desc` become JSON booleans.
+ * Returns false when the key is malformed. */
+static bool set_param(json_t *obj, const ProtobufCMessageDescriptor *desc, const char *key, const char *value)
 {
     const char *dot = strchr(key, '.');
     size_t keylen = strlen(key);
     if (keylen == 0 || keylen > 128 || (dot != NULL && (dot == key || dot[1] == '\0' || strchr(dot + 1, '.') != NULL)))
         return false;
-    json_t *v = json_string(value); /* NULL when the value is not UTF-8 */
+    bool is_bool = (strcmp(value, "true") == 0 || strcmp(value, "false") == 0) && is_bool_param(desc, key);
+    json_t *v = is_bool ? json_boolean(value[0] == 't') : json_string(value); /* NULL when the value is not UTF-8 */
     if (v == NULL)
         return false;
     json_t *target = obj;
@@ -96,7 +113,7 @@ static bool set_param(json_t *obj, const char *key, const char *value)
 
 /* Adds the query string's parameters to `obj`; sets *bad to the offending
  * parameter when one is malformed. */
-static bool add_query(h2o_req_t *req, json_t *obj, const char **bad)
+static bool add_query(h2o_req_t *req, json_t *obj, const ProtobufCMessageDescriptor *desc, const char **bad)
 {
     if (req->query_at == SIZE_MAX)
         return true;
@@ -110,7 +127,7 @@ static bool add_query(h2o_req_t *req, json_t *obj, const char **bad)
             const char *kend = eq ? eq : amp;
             char *k = form_decode(q, (size_t)(kend - q));
             char *v = eq ? form_decode(eq + 1, (size_t)(amp - eq - 1)) : strdup("");
-            bool ok = k != NULL && v != NULL && set_param(obj, k, v);
+            bool ok = k != NULL && v != NULL && set_param(obj, desc, k, v);
             if (!ok)
                 *bad = h2o_strdup(&req->pool, q, (size_t)(kend - q)).base;
             free(k);
@@ -240,7 +257,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         obj = json_object();
     }
     const char *bad = NULL;
-    if (!add_query(req, obj, &bad)) {
+    if (!add_query(req, obj, route->_md->input, &bad)) {
         json_decref(obj);
         char msg[200];
         snprintf(msg, sizeof(msg), "malformed query parameter '%.100s'", bad);

@@ -20,6 +20,7 @@
 #include "gateway.h"
 #include "static.h"
 #include "identity.pb-c.h"
+#include "messaging.pb-c.h"
 #include "kr_config.h"
 #include "kr_log.h"
 #include "oidc.h"
@@ -34,6 +35,7 @@ static atomic_int stopping;
 
 static gw_service services[] = {
     {"identity", &kreide__identity__identity__descriptor, NULL},
+    {"messaging", &kreide__messaging__messaging__descriptor, NULL},
 };
 
 /* ------------------------------------------------------------ listening */
@@ -198,6 +200,7 @@ int main(int argc, char **argv)
     gw.rpc_timeout_ms = kr_config_int(cfg, "KREIDE_RPC_TIMEOUT_MS", 5000, 50, 120000);
     const char *internal = kr_config_str(cfg, "KREIDE_INTERNAL_KEYS", NULL, KR_CFG_REQUIRED | KR_CFG_SECRET);
     const char *identity_url = kr_config_str(cfg, "KREIDE_IDENTITY_URL", "tcp://127.0.0.1:7101", 0);
+    const char *messaging_url = kr_config_str(cfg, "KREIDE_MESSAGING_URL", "tcp://127.0.0.1:7102", 0);
     const char *jwt_dir = kr_config_str(cfg, "KREIDE_JWT_KEYS_DIR", NULL, 0);
     const char *jwt_active = kr_config_str(cfg, "KREIDE_JWT_ACTIVE_KID", NULL, 0);
     gw.issuer = kr_config_str(cfg, "KREIDE_ISSUER", "http://127.0.0.1:8080", 0);
@@ -229,6 +232,11 @@ int main(int argc, char **argv)
     services[0].client = NULL;
     if (kr_rpc_client_new("identity", identity_url, keys, &services[0].client, err, sizeof(err)) != 0) {
         fprintf(stderr, "kreide-gateway: KREIDE_IDENTITY_URL: %s\n", err);
+        return 1;
+    }
+    services[1].client = NULL;
+    if (kr_rpc_client_new("messaging", messaging_url, keys, &services[1].client, err, sizeof(err)) != 0) {
+        fprintf(stderr, "kreide-gateway: KREIDE_MESSAGING_URL: %s\n", err);
         return 1;
     }
     gw.services = services;

@@ -70,7 +70,7 @@ class Daemon {
   }
 }
 
-// Starts identity + `gateways` gateways. Returns handles and helpers.
+// Starts identity, messaging and `gateways` gateways. Returns handles and helpers.
 export async function startSuite({ gateways = 1, name = 'suite', env: extraEnv = {} } = {}) {
   const adminUrl = required('KREIDE_TEST_PG_URL');
   const db = `kt_${name.replace(/[^a-z0-9]/gi, '').toLowerCase()}_${randomBytes(4).toString('hex')}`;
@@ -113,6 +113,22 @@ export async function startSuite({ gateways = 1, name = 'suite', env: extraEnv =
   const identity = new Daemon('identity', path.join(bin, 'kreide-identity'), [], identityEnv,
     path.join(outDir, `${name}-identity.log`)).start();
 
+  // Messaging: its own schema in the same database; it asks identity for
+  // people and groups and follows identity's roster events on the same Redis.
+  const messagingUrl = `ipc://${dir}/messaging.sock`;
+  const messagingEnv = {
+    ...base,
+    KREIDE_DATABASE_URL: dbUrl,
+    KREIDE_MESSAGING_LISTEN: messagingUrl,
+    KREIDE_IDENTITY_URL: identityUrl,
+    KREIDE_MIGRATIONS_DIR: path.join(root, 'services/messaging/migrations'),
+    KREIDE_WORKERS: '4',
+    ...extraEnv,
+    ...(identityEnv.KREIDE_REDIS_URL ? { KREIDE_REDIS_URL: identityEnv.KREIDE_REDIS_URL } : {}),
+  };
+  const messaging = new Daemon('messaging', path.join(bin, 'kreide-messaging'), [], messagingEnv,
+    path.join(outDir, `${name}-messaging.log`)).start();
+
   const gws = [];
   const ports = [];
   for (let i = 0; i < gateways; i++) ports.push(await freePort());
@@ -123,6 +139,7 @@ export async function startSuite({ gateways = 1, name = 'suite', env: extraEnv =
       KREIDE_HTTP_ADDR: `127.0.0.1:${port}`,
       KREIDE_HTTP_THREADS: '2',
       KREIDE_IDENTITY_URL: identityUrl,
+      KREIDE_MESSAGING_URL: messagingUrl,
       KREIDE_JWT_KEYS_DIR: keysDir,
       // Replicas of one provider: every gateway issues and accepts tokens
       // under the first one's address.
@@ -144,7 +161,7 @@ export async function startSuite({ gateways = 1, name = 'suite', env: extraEnv =
   }
 
   const suite = {
-    url, identity, gateways: gws, dir, dbUrl, internalKeys, identityUrl, keysDir,
+    url, identity, gateways: gws, dir, dbUrl, internalKeys, identityUrl, keysDir, messaging, messagingUrl,
     redisUrl: identityEnv.KREIDE_REDIS_URL,
     // A bearer token signed with this suite's key, as `kreidectl token` makes it.
     token({ roles = [], sub, schools = [], ttl } = {}) {
@@ -156,11 +173,12 @@ export async function startSuite({ gateways = 1, name = 'suite', env: extraEnv =
       return execFileSync(path.join(bin, 'kreidectl'), args, { env: { ...process.env, KREIDE_ISSUER: url } })
         .toString().trim();
     },
-    // Sends one RPC straight to the identity socket (see `kreidectl rpc`):
-    // as a person (`user`, `roles`) or, with `service`, as a SERVICE caller
-    // with that client id (`service: 'gateway'` calls as the gateway does).
-    rpc(method, json, { roles = [], user, service, seal = true, keys = internalKeys } = {}) {
-      const args = ['rpc', identityUrl, method, json];
+    // Sends one RPC straight to the identity socket, or to `url` (see
+    // `kreidectl rpc`): as a person (`user`, `roles`) or, with `service`, as
+    // a SERVICE caller with that client id (`service: 'gateway'` calls as the
+    // gateway does).
+    rpc(method, json, { roles = [], user, service, seal = true, keys = internalKeys, url: to = identityUrl } = {}) {
+      const args = ['rpc', to, method, json];
       for (const r of roles) args.push('--role', r);
       if (user) args.push('--user', user);
       if (service) args.push('--service', service);
@@ -176,6 +194,7 @@ export async function startSuite({ gateways = 1, name = 'suite', env: extraEnv =
     },
     async stop() {
       await Promise.all(gws.map((g) => g.stop()));
+      await messaging.stop();
       await identity.stop();
       try { psql(adminUrl, `DROP DATABASE IF EXISTS ${db} WITH (FORCE)`); } catch { /* best effort */ }
     },

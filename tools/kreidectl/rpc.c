@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "identity.pb-c.h"
+#include "messaging.pb-c.h"
 #include "kr_id.h"
 #include "kr_json.h"
 #include "kr_rpc.h"
@@ -21,6 +22,7 @@ static int rpc_usage(void)
 static const ProtobufCServiceDescriptor *const known_services[] = {
     &kreide__health__descriptor,
     &kreide__identity__identity__descriptor,
+    &kreide__messaging__messaging__descriptor,
 };
 
 static const ProtobufCMethodDescriptor *find_method(const char *full)

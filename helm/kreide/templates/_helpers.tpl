@@ -89,7 +89,7 @@ adding its name here, a values block shaped like `identity`, and a template
 file that includes "kreide.rpcService".
 */}}
 {{- define "kreide.rpcServiceNames" -}}
-identity
+identity,messaging
 {{- end -}}
 
 {{/* Names of the RPC services that are enabled, as a JSON list. */}}
