@@ -415,7 +415,7 @@ void ident_throttle_account_failed(kr_rpc_ctx *ctx, const char *username)
 
 static int authenticate(kr_rpc_ctx *ctx, const Kreide__Identity__AuthenticateRequest *in, Kreide__Identity__AuthenticateReply *out)
 {
-    ident_signed_in who;
+    ident_signed_in who = {0};
     if (ident_sign_in(ctx, in->username, in->password, in->totp, in->client_address, &who) != 0)
         return -1;
     if (ident_store_auth_schools(ctx, who.user_id, &out->schools, &out->n_schools) != IDENT_STORE_OK)

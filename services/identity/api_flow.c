@@ -143,7 +143,7 @@ static void session_reply(kr_rpc_ctx *ctx, const ident_session *s, Kreide__Ident
     /* "pwd" and maybe "otp" (RFC 8176), stored space-separated. */
     out->amr = kr_arena_alloc(ctx->arena, sizeof(char *) * 2);
     out->n_amr = 0;
-    const char *p = s->amr;
+    const char *p = s->amr != NULL ? s->amr : "";
     while (*p != '\0' && out->n_amr < 2) {
         const char *end = strchr(p, ' ');
         size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
@@ -177,7 +177,7 @@ static int start_session(kr_rpc_ctx *ctx, const Kreide__Identity__StartSessionRe
 {
     if (gateway_only(ctx) != 0)
         return -1;
-    ident_signed_in who;
+    ident_signed_in who = {0};
     if (ident_sign_in(ctx, in->username, in->password, in->totp, in->client_address, &who) != 0)
         return -1;
     kr_redis *r = redis_of(ctx);
@@ -210,7 +210,7 @@ static int get_session(kr_rpc_ctx *ctx, const Kreide__Identity__GetSessionReques
 {
     if (gateway_only(ctx) != 0)
         return -1;
-    ident_session s;
+    ident_session s = {0};
     if (find_session(ctx, in->session_token, &s) != 0)
         return -1;
     session_reply(ctx, &s, out);
@@ -229,7 +229,7 @@ static int end_session(kr_rpc_ctx *ctx, const Kreide__Identity__GetSessionReques
         return sessions_unavailable(ctx);
     char key[IDENT_SSO_KEY_LEN + 1];
     ident_session_key(in->session_token, key);
-    ident_session s;
+    ident_session s = {0};
     ident_redis_result found = ident_session_get(r, ctx->arena, key, now_s(), &s);
     if (ident_session_delete(r, key) != IDENT_REDIS_OK)
         return sessions_unavailable(ctx);
@@ -280,10 +280,10 @@ static int issue_auth_code(kr_rpc_ctx *ctx, const Kreide__Identity__IssueAuthCod
     if (gateway_only(ctx) != 0)
         return -1;
     housekeeping(ctx);
-    ident_session session;
+    ident_session session = {0};
     if (find_session(ctx, in->session_token, &session) != 0)
         return -1;
-    ident_stored_client client;
+    ident_stored_client client = {0};
     if (load_client(ctx, in->client_id, &client) != 0)
         return -1;
     if (!client_has_grant(&client, "authorization_code"))
@@ -292,16 +292,17 @@ static int issue_auth_code(kr_rpc_ctx *ctx, const Kreide__Identity__IssueAuthCod
     if (kr_oauth_redirect_uri_match(in->redirect_uri, strlen(in->redirect_uri), (const char *const *)client.client.redirect_uris,
                                     client.client.n_redirect_uris) < 0)
         return invalid_request(ctx, "redirect_uri", "redirect_uri is not registered for this client");
-    ident_scopes scopes;
+    ident_scopes scopes = {0};
     if (check_scope(ctx, in->scope, &client, &scopes) != 0 || check_pkce(ctx, in, &client) != 0)
         return -1;
     if (strlen(in->nonce) > IDENT_NONCE_MAX || ident_text_length(in->nonce) < 0)
         return invalid_request(ctx, "nonce", "nonce must be text of at most 512 bytes");
 
     /* A school's client signs in people of that school only. */
-    if (client.client.school_id[0] != '\0') {
+    const char *client_school = client.client.school_id != NULL ? client.client.school_id : "";
+    if (client_school[0] != '\0') {
         unsigned roles = 0;
-        if (ident_store_roles_at(ctx, client.client.school_id, session.user_id, &roles) != IDENT_STORE_OK)
+        if (ident_store_roles_at(ctx, client_school, session.user_id, &roles) != IDENT_STORE_OK)
             return database_failure(ctx);
         if (roles == 0)
             return kr_rpc_fail(ctx, KREIDE__STATUS__FAILED_PRECONDITION, "oidc.access_denied", NULL,
@@ -360,7 +361,7 @@ static int issue_auth_code(kr_rpc_ctx *ctx, const Kreide__Identity__IssueAuthCod
 static int grant_reply(kr_rpc_ctx *ctx, const char *user_id, const char *scope, const ident_issued *issued,
                        const ident_stored_client *c, Kreide__Identity__Grant *out)
 {
-    ident_scopes granted;
+    ident_scopes granted = {0};
     if (ident_scopes_parse(ctx->arena, scope, &granted) != 0)
         granted.n = 0; /* stored scopes were checked when they were stored */
     Kreide__Identity__UserClaims *claims = kr_arena_alloc(ctx->arena, sizeof(*claims));
@@ -388,7 +389,7 @@ static int redeem_auth_code(kr_rpc_ctx *ctx, const Kreide__Identity__RedeemAuthC
     if (gateway_only(ctx) != 0)
         return -1;
     housekeeping(ctx);
-    ident_stored_client client;
+    ident_stored_client client = {0};
     if (load_client(ctx, in->client_id, &client) != 0)
         return -1;
     if (!ident_flow_token_valid(in->code))
@@ -397,7 +398,7 @@ static int redeem_auth_code(kr_rpc_ctx *ctx, const Kreide__Identity__RedeemAuthC
     ident_flow_token_hash(in->code, hash);
     const ident_app *app = app_of(ctx);
     int64_t refresh_ttl = client_has_grant(&client, "refresh_token") ? app->refresh_token_ttl_s : 0;
-    ident_redeemed red;
+    ident_redeemed red = {0};
     if (ident_store_redeem_code(ctx, hash, client.client.client_id, in->redirect_uri, in->code_verifier, now_s(),
                                 app->access_token_ttl_s, refresh_ttl, &red) != IDENT_STORE_OK)
         return database_failure(ctx);
@@ -431,13 +432,13 @@ static int refresh_grant(kr_rpc_ctx *ctx, const Kreide__Identity__RefreshGrantRe
     if (gateway_only(ctx) != 0)
         return -1;
     housekeeping(ctx);
-    ident_stored_client client;
+    ident_stored_client client = {0};
     if (load_client(ctx, in->client_id, &client) != 0)
         return -1;
     if (!client_has_grant(&client, "refresh_token"))
         return kr_rpc_fail(ctx, KREIDE__STATUS__INVALID_ARGUMENT, "oidc.unauthorized_client", "client_id",
                            "the client is not registered for the refresh_token grant");
-    ident_scopes narrow;
+    ident_scopes narrow = {0};
     if (ident_scopes_parse(ctx->arena, in->scope, &narrow) != 0)
         return invalid_scope(ctx, "scope must be space-separated scope tokens, at most 32");
     if (!ident_flow_token_valid(in->refresh_token))
@@ -445,7 +446,7 @@ static int refresh_grant(kr_rpc_ctx *ctx, const Kreide__Identity__RefreshGrantRe
     uint8_t hash[32];
     ident_flow_token_hash(in->refresh_token, hash);
     const ident_app *app = app_of(ctx);
-    ident_refreshed ref;
+    ident_refreshed ref = {0};
     if (ident_store_refresh(ctx, hash, client.client.client_id, now_s(), app->access_token_ttl_s, app->refresh_token_ttl_s,
                             narrow.n > 0 ? &narrow : NULL, &ref) != IDENT_STORE_OK)
         return database_failure(ctx);
@@ -503,7 +504,7 @@ static int get_user_claims(kr_rpc_ctx *ctx, const Kreide__Identity__GetUserClaim
         return -1;
     if (!kr_uuid_valid(in->user_id))
         return kr_rpc_fail(ctx, KREIDE__STATUS__INVALID_ARGUMENT, "identity.invalid_id", "user_id", "user_id must be a UUID");
-    ident_scopes scopes;
+    ident_scopes scopes = {0};
     if (ident_scopes_parse(ctx->arena, in->scope, &scopes) != 0)
         return invalid_scope(ctx, "scope must be space-separated scope tokens, at most 32");
     ident_store_result r =

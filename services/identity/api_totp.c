@@ -63,7 +63,7 @@ static int wrong_code(kr_rpc_ctx *ctx, ident_totp_result tr)
 static int setup_totp(kr_rpc_ctx *ctx, const Kreide__Empty *in, Kreide__Identity__TotpSetup *out)
 {
     (void)in;
-    ident_totp_state st;
+    ident_totp_state st = {0};
     if (load(ctx, &st) != 0)
         return -1;
     if (!ident_may_use_totp(st.roles_anywhere))
@@ -91,7 +91,7 @@ static int setup_totp(kr_rpc_ctx *ctx, const Kreide__Empty *in, Kreide__Identity
 static int confirm_totp(kr_rpc_ctx *ctx, const Kreide__Identity__TotpCodeRequest *in, Kreide__Empty *out)
 {
     (void)out;
-    ident_totp_state st;
+    ident_totp_state st = {0};
     if (load(ctx, &st) != 0)
         return -1;
     if (!ident_may_use_totp(st.roles_anywhere))
@@ -119,7 +119,7 @@ static int confirm_totp(kr_rpc_ctx *ctx, const Kreide__Identity__TotpCodeRequest
 static int disable_totp(kr_rpc_ctx *ctx, const Kreide__Identity__TotpCodeRequest *in, Kreide__Empty *out)
 {
     (void)out;
-    ident_totp_state st;
+    ident_totp_state st = {0};
     if (load(ctx, &st) != 0)
         return -1;
     if (!st.enabled)

@@ -369,7 +369,7 @@ ident_store_result ident_store_refresh(kr_rpc_ctx *ctx, const uint8_t hash[32], 
     }
     if (narrow != NULL) {
         /* RFC 6749 section 6: never more than was granted. */
-        ident_scopes granted;
+        ident_scopes granted = {0};
         if (ident_scopes_parse(ctx->arena, g->scope, &granted) != 0)
             granted.n = 0;
         for (size_t i = 0; i < narrow->n && !out->scope_too_wide; i++)
