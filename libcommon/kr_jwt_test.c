@@ -669,6 +669,9 @@ static void generated_rsa_key_signs_rs256(void **state)
 {
     char *pem = NULL;
     assert_int_equal(kr_jwt_generate_rs256_pem(&pem), KR_JWT_OK);
+    assert_non_null(pem);
+    if (pem == NULL)
+        return;
     assert_non_null(strstr(pem, "-----BEGIN PRIVATE KEY-----"));
     kr_jwt_keyset *ks = keyset_with("gen", pem);
     assert_true(kr_jwt_keyset_can_sign(ks, "RS256"));
