@@ -27,10 +27,13 @@ static ident_store_result failed(kr_rpc_ctx *ctx, const char *what, const char *
     return IDENT_STORE_ERROR;
 }
 
+/* Every statement here is prepared once per connection under its `what`,
+ * so each `what` in this file names exactly one SQL text. */
 static ident_store_result run(kr_rpc_ctx *ctx, const char *what, const char *sql, int n, const char *const *params, PGresult **out)
 {
-    char err[256];
-    *out = kr_pg_exec(ctx->pg, sql, n, params, err, sizeof(err));
+    char err[256], name[64];
+    snprintf(name, sizeof(name), "flow: %s", what);
+    *out = kr_pg_exec_prepared(ctx->pg, name, sql, n, params, err, sizeof(err));
     return *out == NULL ? failed(ctx, what, err) : IDENT_STORE_OK;
 }
 
@@ -303,8 +306,8 @@ ident_store_result ident_store_redeem_code(kr_rpc_ctx *ctx, const uint8_t hash[3
                6, grant);
     if (res == IDENT_STORE_OK) {
         const char *use[] = {hex, gid.s};
-        res = exec(ctx, "use code", "UPDATE identity.oidc_codes SET used_at = now(), grant_id = $2 WHERE code_hash = $1::bytea", 2,
-                   use);
+        res = exec(ctx, "use code for grant",
+                   "UPDATE identity.oidc_codes SET used_at = now(), grant_id = $2 WHERE code_hash = $1::bytea", 2, use);
     }
     if (res == IDENT_STORE_OK)
         res = record_access(ctx, gid.s, now, access_ttl_s, &out->issued);
