@@ -318,6 +318,72 @@ ident_store_result ident_store_redeem_code(kr_rpc_ctx *ctx, const uint8_t hash[3
 
 /* --------------------------------------------------------- refresh tokens */
 
+/* The common case in one statement, without a transaction around it: the
+ * token and its grant are locked as the transactional path below locks them
+ * (FOR UPDATE re-checks the conditions on the newest row versions after
+ * waiting), and only when the token is the client's, unused, unexpired, its
+ * grant unrevoked and the narrowed scope within the granted one is it marked
+ * used and are the new refresh token and the access token's jti recorded.
+ * Anything else changes nothing and returns no row, and the caller takes
+ * the transactional path, which judges the token and acts on the verdict. */
+static ident_store_result refresh_fast(kr_rpc_ctx *ctx, const char *hex, const char *client_id, int64_t now, int64_t access_ttl_s,
+                                       int64_t refresh_ttl_s, const ident_scopes *narrow, ident_refreshed *out, bool *done)
+{
+    *done = false;
+    char *token = kr_arena_alloc(ctx->arena, IDENT_FLOW_TOKEN_LEN + 1);
+    ident_flow_token_new(token);
+    uint8_t new_hash[32];
+    ident_flow_token_hash(token, new_hash);
+    char new_hex[2 * 32 + 3], nowbuf[24], refresh_exp[24], access_exp[24];
+    hash_hex(new_hash, new_hex);
+    kr_uuid_str jti;
+    kr_uuid7_new(&jti);
+    int_text(now, nowbuf);
+    int_text(now + refresh_ttl_s, refresh_exp);
+    int_text(now + access_ttl_s, access_exp);
+    const char *scope = narrow != NULL ? ident_scopes_join(ctx->arena, narrow) : "";
+    const char *params[] = {hex, client_id, nowbuf, scope, new_hex, refresh_exp, jti.s, access_exp};
+    PGresult *r;
+    ident_store_result res =
+        run(ctx, "rotate refresh token at once",
+            "WITH cur AS (SELECT t.token_hash, g.id, g.client_id, g.user_id, g.scope, g.session_id, g.auth_time "
+            "FROM identity.oidc_refresh_tokens t JOIN identity.oidc_grants g ON g.id = t.grant_id "
+            "WHERE t.token_hash = $1::bytea AND g.client_id = $2 AND g.revoked_at IS NULL AND t.used_at IS NULL "
+            "AND " EPOCH("t.expires_at") " > $3::bigint "
+                                         "AND ($4::text = '' OR string_to_array(g.scope, ' ') @> string_to_array($4::text, ' ')) "
+                                         "FOR UPDATE OF t, g), "
+                                         "rot AS (UPDATE identity.oidc_refresh_tokens t SET used_at = now() FROM cur WHERE "
+                                         "t.token_hash = cur.token_hash "
+                                         "RETURNING t.grant_id), "
+                                         "nr AS (INSERT INTO identity.oidc_refresh_tokens (token_hash, grant_id, expires_at) "
+                                         "SELECT $5::bytea, rot.grant_id, to_timestamp($6::bigint) FROM rot), "
+                                         "na AS (INSERT INTO identity.oidc_access_tokens (jti, grant_id, expires_at) "
+                                         "SELECT $7::uuid, rot.grant_id, to_timestamp($8::bigint) FROM rot) "
+                                         "SELECT cur.id::text, cur.client_id, cur.user_id::text, cur.scope, cur.session_id::text, "
+                                         "cur.auth_time FROM cur",
+            8, params, &r);
+    if (res != IDENT_STORE_OK)
+        return res;
+    if (PQntuples(r) == 1) {
+        ident_grant_row *g = &out->grant;
+        g->grant_id = col(ctx, r, 0, 0);
+        g->client_id = col(ctx, r, 0, 1);
+        g->user_id = col(ctx, r, 0, 2);
+        g->scope = col(ctx, r, 0, 3);
+        g->session_id = col(ctx, r, 0, 4);
+        g->auth_time = col_int(r, 0, 5);
+        out->verdict = IDENT_REFRESH_OK;
+        out->issued.grant_id = g->grant_id;
+        out->issued.refresh_token = token;
+        out->issued.refresh_expires_at = now + refresh_ttl_s;
+        out->issued.access_jti = kr_arena_strdup(ctx->arena, jti.s);
+        out->issued.access_expires_at = now + access_ttl_s;
+        *done = true;
+    }
+    PQclear(r);
+    return IDENT_STORE_OK;
+}
+
 ident_store_result ident_store_refresh(kr_rpc_ctx *ctx, const uint8_t hash[32], const char *client_id, int64_t now,
                                        int64_t access_ttl_s, int64_t refresh_ttl_s, const ident_scopes *narrow,
                                        ident_refreshed *out)
@@ -325,7 +391,11 @@ ident_store_result ident_store_refresh(kr_rpc_ctx *ctx, const uint8_t hash[32], 
     memset(out, 0, sizeof(*out));
     char hex[2 * 32 + 3];
     hash_hex(hash, hex);
-    ident_store_result res = begin(ctx);
+    bool done;
+    ident_store_result res = refresh_fast(ctx, hex, client_id, now, access_ttl_s, refresh_ttl_s, narrow, out, &done);
+    if (res != IDENT_STORE_OK || done)
+        return res;
+    res = begin(ctx);
     if (res != IDENT_STORE_OK)
         return res;
     const char *params[] = {hex};
