@@ -118,6 +118,7 @@ typedef struct {
     int64_t access_token_ttl; /* seconds an issued access token lives */
     struct st_gw_thread_t *threads;
     size_t nthreads;
+    int64_t client_cache_ttl_ms; /* 0: every OAuth request asks identity */
 } gw_globals;
 
 extern gw_globals gw;

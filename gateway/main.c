@@ -209,6 +209,7 @@ int main(int argc, char **argv)
     const char *portal_config = kr_config_str(cfg, "KREIDE_PORTAL_CONFIG", NULL, 0);
     gw.redis_url = kr_config_str(cfg, "KREIDE_REDIS_URL", NULL, KR_CFG_SECRET);
     gw.access_token_ttl = kr_config_int(cfg, "KREIDE_ACCESS_TOKEN_TTL", 600, 60, 86400);
+    gw.client_cache_ttl_ms = kr_config_int(cfg, "KREIDE_CLIENT_CACHE_TTL", 30, 0, 3600) * 1000;
 
     char err[512];
     if (parse_addr(addr, err, sizeof(err)) != 0)

@@ -5,13 +5,16 @@
  * carries a revocation to every loop of every gateway replica.
  *
  * Each request authenticates its client through identity's
- * AuthenticateClient, in an envelope whose caller is the gateway itself;
+ * AuthenticateClient, in an envelope whose caller is the gateway itself,
+ * unless the same client id and secret succeeded on this loop within
+ * KREIDE_CLIENT_CACHE_TTL seconds (client_cache.h);
  * identity owns the clients and their secrets, and the codes, grants and
  * refresh tokens. Access and ID tokens are JWTs signed here with the
  * gateway's keys, so checking one needs no call at all. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "client_cache.h"
 #include "gateway.h"
 #include "identity.pb-c.h"
 #include "kr_id.h"
@@ -90,6 +93,8 @@ struct st_oauth_call_t {
     grant_type grant;  /* EP_TOKEN */
     gw_oidc_form form; /* strings in the request's pool */
     bool basic;        /* the client authenticated with HTTP Basic */
+    /* The presented id and secret, in the request's pool, for the cache. */
+    const char *auth_id, *auth_secret;
     /* Set after authentication: */
     char *client_id;
     char *id_token_alg; /* the client's: ES256 or RS256 */
@@ -722,6 +727,43 @@ static void revoke_token(h2o_req_t *req, oauth_call *c, const Kreide__Identity__
 
 /* ------------------------------------------------------- authentication */
 
+/* Entries per loop; when full, the one stored longest ago gives way. */
+#define CLIENT_CACHE_SIZE 1024
+
+/* This loop's cache of successful authentications; NULL when disabled. */
+static gw_client_cache *loop_client_cache(void)
+{
+    static __thread gw_client_cache *cache;
+    if (cache == NULL && gw.client_cache_ttl_ms > 0)
+        cache = gw_client_cache_new(CLIENT_CACHE_SIZE, gw.client_cache_ttl_ms);
+    return cache;
+}
+
+/* Goes on with the authenticated client `cl` (still owned by the caller). */
+static void authenticated(h2o_req_t *req, oauth_call *c, const Kreide__Identity__OidcClient *cl)
+{
+    c->client_id = strdup(cl->client_id);
+    c->id_token_alg = strdup(cl->id_token_alg != NULL && cl->id_token_alg[0] != '\0' ? cl->id_token_alg : "ES256");
+    if (c->client_id == NULL || c->id_token_alg == NULL)
+        abort();
+    switch (c->ep) {
+    case EP_TOKEN:
+        if (c->grant == GRANT_CLIENT_CREDENTIALS) {
+            issue_client_token(req, c, cl);
+            call_free(c);
+        } else {
+            start_person_grant(req, c, cl);
+        }
+        break;
+    case EP_INTROSPECT:
+        introspect(req, c, cl);
+        break;
+    case EP_REVOKE:
+        revoke_token(req, c, cl);
+        break;
+    }
+}
+
 static void on_authenticated(void *arg, kr_rpc_result *res)
 {
     oauth_call *c = arg;
@@ -749,27 +791,10 @@ static void on_authenticated(void *arg, kr_rpc_result *res)
         call_free(c);
         return;
     }
+    /* Only a success is remembered. */
+    gw_client_cache_put(loop_client_cache(), c->auth_id, c->auth_secret, res->body, res->body_len, kr_now_ms());
     kr_rpc_result_free(res);
-    c->client_id = strdup(cl->client_id);
-    c->id_token_alg = strdup(cl->id_token_alg != NULL && cl->id_token_alg[0] != '\0' ? cl->id_token_alg : "ES256");
-    if (c->client_id == NULL || c->id_token_alg == NULL)
-        abort();
-    switch (c->ep) {
-    case EP_TOKEN:
-        if (c->grant == GRANT_CLIENT_CREDENTIALS) {
-            issue_client_token(req, c, cl);
-            call_free(c);
-        } else {
-            start_person_grant(req, c, cl);
-        }
-        break;
-    case EP_INTROSPECT:
-        introspect(req, c, cl);
-        break;
-    case EP_REVOKE:
-        revoke_token(req, c, cl);
-        break;
-    }
+    authenticated(req, c, cl);
     kreide__identity__oidc_client__free_unpacked(cl, NULL);
 }
 
@@ -865,9 +890,20 @@ static int on_oauth_request(h2o_req_t *req, endpoint ep)
 
     /* A public client sends its id alone (method "none"): identity checks
      * it with an empty secret. */
+    c->auth_id = client_id;
+    c->auth_secret = secret != NULL ? secret : "";
+    const Kreide__Identity__OidcClient *cached = gw_client_cache_get(loop_client_cache(), c->auth_id, c->auth_secret, kr_now_ms());
+    if (cached != NULL) {
+        /* Detached, as after an identity call: what follows may wait for
+         * Redis or identity and reattach the request. */
+        c->guard = h2o_mem_alloc_shared(&req->pool, sizeof(call_guard), on_request_disposed);
+        c->guard->call = NULL;
+        authenticated(req, c, cached);
+        return 0;
+    }
     Kreide__Identity__AuthenticateClientRequest in = KREIDE__IDENTITY__AUTHENTICATE_CLIENT_REQUEST__INIT;
     in.client_id = (char *)client_id;
-    in.client_secret = (char *)(secret != NULL ? secret : "");
+    in.client_secret = (char *)c->auth_secret;
     call_identity(c, req, METHOD_AUTHENTICATE, &in.base, on_authenticated);
     return 0;
 }

@@ -21,6 +21,10 @@ struct kr_pg {
     /* A connection broke inside a transaction and the caller has not yet
      * acknowledged it with kr_pg_rollback. */
     bool tx_lost;
+    /* Names of the statements prepared on the current connection; they die
+     * with it, so drop_conn and every new connection empty the list. */
+    char **prepared;
+    size_t nprepared, capprepared;
     kr_pg_error last;
     char sqlstate[6];
     char msg[KR_PG_MSG_MAX];
@@ -68,12 +72,42 @@ kr_pg *kr_pg_new(const char *conninfo)
     return pg;
 }
 
+static void forget_prepared(kr_pg *pg)
+{
+    for (size_t i = 0; i < pg->nprepared; i++)
+        free(pg->prepared[i]);
+    pg->nprepared = 0;
+}
+
+static bool is_prepared(const kr_pg *pg, const char *name)
+{
+    for (size_t i = 0; i < pg->nprepared; i++)
+        if (strcmp(pg->prepared[i], name) == 0)
+            return true;
+    return false;
+}
+
+static void remember_prepared(kr_pg *pg, const char *name)
+{
+    if (pg->nprepared == pg->capprepared) {
+        size_t cap = pg->capprepared ? 2 * pg->capprepared : 16;
+        char **p = realloc(pg->prepared, cap * sizeof(*p));
+        if (!p)
+            abort();
+        pg->prepared = p;
+        pg->capprepared = cap;
+    }
+    pg->prepared[pg->nprepared++] = xstrdup(name);
+}
+
 void kr_pg_free(kr_pg *pg)
 {
     if (!pg)
         return;
     if (pg->conn)
         PQfinish(pg->conn);
+    forget_prepared(pg);
+    free(pg->prepared);
     free(pg->conninfo);
     free(pg->app_name);
     free(pg);
@@ -158,6 +192,7 @@ static void drop_conn(kr_pg *pg)
         PQfinish(pg->conn);
         pg->conn = NULL;
     }
+    forget_prepared(pg);
     if (pg->in_tx)
         pg->tx_lost = true;
     pg->in_tx = false;
@@ -209,6 +244,7 @@ PGconn *kr_pg_conn(kr_pg *pg, char *err, size_t errlen)
         return NULL;
     }
     pg->generation++;
+    forget_prepared(pg);
     PQsetNoticeProcessor(pg->conn, ignore_notice, NULL);
     if (!apply_session_settings(pg)) {
         PQfinish(pg->conn);
@@ -234,7 +270,26 @@ static PGresult *fail(kr_pg *pg, kr_pg_error e, char *err, size_t errlen, const 
     return NULL;
 }
 
-PGresult *kr_pg_exec(kr_pg *pg, const char *sql, int nparams, const char *const *params, char *err, size_t errlen)
+/* Prepares `name` on `c` unless it already is: NULL and PGRES_COMMAND_OK
+ * both mean ready, anything else is the failed PQprepare's result. */
+static PGresult *prepare_once(kr_pg *pg, PGconn *c, const char *name, const char *sql, int nparams, bool *failed)
+{
+    *failed = false;
+    if (is_prepared(pg, name))
+        return NULL;
+    PGresult *r = PQprepare(c, name, sql, nparams, NULL);
+    if (r && PQresultStatus(r) == PGRES_COMMAND_OK) {
+        PQclear(r);
+        remember_prepared(pg, name);
+        return NULL;
+    }
+    *failed = true;
+    return r;
+}
+
+/* kr_pg_exec and kr_pg_exec_prepared: `name` NULL runs `sql` unnamed. */
+static PGresult *exec_any(kr_pg *pg, const char *name, const char *sql, int nparams, const char *const *params, char *err,
+                          size_t errlen)
 {
     clear_error(pg);
     if (!sql || !*sql || nparams < 0 || (nparams > 0 && !params))
@@ -251,9 +306,14 @@ PGresult *kr_pg_exec(kr_pg *pg, const char *sql, int nparams, const char *const 
                         "the connection was lost inside a transaction; call kr_pg_rollback first");
 
         bool was_in_tx = in_transaction(c);
-        PGresult *r = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
+        PGresult *r = NULL;
+        bool prepare_failed = false;
+        if (name == NULL)
+            r = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
+        else if ((r = prepare_once(pg, c, name, sql, nparams, &prepare_failed)) == NULL)
+            r = PQexecPrepared(c, name, nparams, params, NULL, NULL, 0);
         ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-        if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+        if (!prepare_failed && (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)) {
             pg->in_tx = in_transaction(c);
             return r;
         }
@@ -269,6 +329,14 @@ PGresult *kr_pg_exec(kr_pg *pg, const char *sql, int nparams, const char *const 
             set_error_from_result(pg, KR_PG_ESQL, r);
             PQclear(r);
             pg->in_tx = in_transaction(c);
+            if (name != NULL && strcmp(pg->sqlstate, "26000") == 0) {
+                /* Someone deallocated the statement on this connection
+                 * (DEALLOCATE ALL, DISCARD ALL): prepare it afresh, once,
+                 * unless a transaction was open (it is aborted now). */
+                forget_prepared(pg);
+                if (!was_in_tx && attempt == 0)
+                    continue;
+            }
             copy_err(pg, err, errlen);
             return NULL;
         }
@@ -287,6 +355,21 @@ PGresult *kr_pg_exec(kr_pg *pg, const char *sql, int nparams, const char *const 
             return NULL;
         }
     }
+}
+
+PGresult *kr_pg_exec(kr_pg *pg, const char *sql, int nparams, const char *const *params, char *err, size_t errlen)
+{
+    return exec_any(pg, NULL, sql, nparams, params, err, errlen);
+}
+
+PGresult *kr_pg_exec_prepared(kr_pg *pg, const char *name, const char *sql, int nparams, const char *const *params, char *err,
+                              size_t errlen)
+{
+    if (!name || !*name) {
+        clear_error(pg);
+        return fail(pg, KR_PG_EINVAL, err, errlen, "kr_pg_exec_prepared: empty statement name");
+    }
+    return exec_any(pg, name, sql, nparams, params, err, errlen);
 }
 
 /* Runs a statement whose result is not needed. */

@@ -91,6 +91,18 @@ __attribute__((warn_unused_result)) PGconn *kr_pg_conn(kr_pg *pg, char *err, siz
 __attribute__((warn_unused_result)) PGresult *kr_pg_exec(kr_pg *pg, const char *sql, int nparams, const char *const *params,
                                                          char *err, size_t errlen);
 
+/* Like kr_pg_exec, but as the named prepared statement `name`: the first
+ * call on a connection prepares `sql` (PQprepare, parameter types inferred
+ * as for kr_pg_exec), later calls only send the parameters (PQexecPrepared),
+ * which spares the server parsing and planning on hot paths. A name stands
+ * for one SQL text for the life of the handle: pass the same `sql` every
+ * time (a string literal), and never reuse a name for other SQL. After a
+ * reconnect the statement is prepared again on the new connection; if the
+ * server lost it otherwise (DEALLOCATE ALL), it is prepared again once,
+ * outside a transaction. Errors, retries and ownership as for kr_pg_exec. */
+__attribute__((warn_unused_result)) PGresult *kr_pg_exec_prepared(kr_pg *pg, const char *name, const char *sql, int nparams,
+                                                                  const char *const *params, char *err, size_t errlen);
+
 /* Opens a transaction (BEGIN). KR_PG_EINVAL when one is already open,
  * KR_PG_ECONNLOST when an earlier one was lost and not yet rolled back. */
 __attribute__((warn_unused_result)) int kr_pg_begin(kr_pg *pg);

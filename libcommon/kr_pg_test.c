@@ -289,6 +289,80 @@ static void unreachable_server_fails_cleanly(void **state)
     kr_pg_free(NULL);
 }
 
+/* Runs the prepared "add" statement and returns its value. */
+static long prepared_add(kr_pg *pg, const char *a, const char *b)
+{
+    char err[256] = "";
+    const char *p[] = {a, b};
+    PGresult *r = kr_pg_exec_prepared(pg, "test_add", "SELECT $1::int + $2::int", 2, p, err, sizeof(err));
+    if (!r)
+        fail_msg("test_add: %s", err);
+    long v = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return v;
+}
+
+static long prepared_count(kr_pg *pg)
+{
+    return scalar(pg, "SELECT count(*) FROM pg_prepared_statements WHERE name = 'test_add'", 0, NULL);
+}
+
+static void prepared_statements_prepare_once_per_connection(void **state)
+{
+    kr_pg *pg = *state;
+    assert_int_equal(prepared_add(pg, "2", "3"), 5);
+    assert_int_equal(prepared_count(pg), 1);
+    assert_int_equal(prepared_add(pg, "40", "2"), 42);
+    assert_int_equal(prepared_count(pg), 1);
+    uint64_t gen = kr_pg_generation(pg);
+
+    /* A new connection knows nothing of the old one's statements. */
+    terminate_backend_of(pg);
+    assert_int_equal(prepared_add(pg, "1", "1"), 2);
+    assert_true(kr_pg_generation(pg) > gen);
+    assert_int_equal(prepared_count(pg), 1);
+
+    /* Dropped behind the handle's back: prepared again. */
+    ok(pg, "DEALLOCATE ALL");
+    assert_int_equal(prepared_count(pg), 0);
+    assert_int_equal(prepared_add(pg, "5", "5"), 10);
+    assert_int_equal(prepared_count(pg), 1);
+
+    /* Parameters are values, never SQL. */
+    char err[256] = "";
+    const char *evil[] = {"1; DROP TABLE x", "1"};
+    assert_null(kr_pg_exec_prepared(pg, "test_add", "SELECT $1::int + $2::int", 2, evil, err, sizeof(err)));
+    assert_int_equal(kr_pg_last_error(pg), KR_PG_ESQL);
+    assert_string_equal(kr_pg_sqlstate(pg), "22P02");
+    assert_int_equal(prepared_add(pg, "1", "2"), 3);
+
+    /* Inside a transaction, and a lost one is not retried. */
+    assert_int_equal(kr_pg_begin(pg), KR_PG_OK);
+    assert_int_equal(prepared_add(pg, "3", "4"), 7);
+    terminate_backend_of(pg);
+    const char *p[] = {"1", "1"};
+    assert_null(kr_pg_exec_prepared(pg, "test_add", "SELECT $1::int + $2::int", 2, p, err, sizeof(err)));
+    assert_int_equal(kr_pg_last_error(pg), KR_PG_ECONNLOST);
+    assert_int_equal(kr_pg_rollback(pg), KR_PG_OK);
+    assert_int_equal(prepared_add(pg, "3", "4"), 7);
+    assert_int_equal(prepared_count(pg), 1);
+}
+
+static void prepared_statement_errors(void **state)
+{
+    kr_pg *pg = *state;
+    char err[256] = "";
+    assert_null(kr_pg_exec_prepared(pg, "", "SELECT 1", 0, NULL, err, sizeof(err)));
+    assert_int_equal(kr_pg_last_error(pg), KR_PG_EINVAL);
+    assert_null(kr_pg_exec_prepared(pg, "test_bad", "SELEC 1", 0, NULL, err, sizeof(err)));
+    assert_int_equal(kr_pg_last_error(pg), KR_PG_ESQL);
+    assert_string_equal(kr_pg_sqlstate(pg), "42601");
+    assert_true(err[0] != '\0');
+    /* The connection stays usable, and a failed prepare is not remembered. */
+    assert_int_equal(scalar(pg, "SELECT count(*) FROM pg_prepared_statements", 0, NULL), 0);
+    assert_int_equal(prepared_add(pg, "1", "2"), 3);
+}
+
 static void strerror_covers_every_code(void **state)
 {
     for (int e = KR_PG_OK; e <= KR_PG_EABORTED; e++)
@@ -306,6 +380,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(connection_lost_in_transaction_is_not_retried, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(reconnects_after_server_restart, setup_pg, teardown_pg),
         cmocka_unit_test_setup_teardown(transactions_commit_and_roll_back, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(prepared_statements_prepare_once_per_connection, setup_pg, teardown_pg),
+        cmocka_unit_test_setup_teardown(prepared_statement_errors, setup_pg, teardown_pg),
         cmocka_unit_test(session_settings_are_applied),
         cmocka_unit_test(unreachable_server_fails_cleanly),
         cmocka_unit_test(strerror_covers_every_code),

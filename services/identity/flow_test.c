@@ -49,7 +49,7 @@ static void scopes_parse_refuses_bad_tokens_and_too_many(void **state)
     assert_int_equal(ident_scopes_parse(&arena, "openid \xc3\xa4", &s), -1);
     char many[33 * 4 + 1] = "";
     for (int i = 0; i < 33; i++) {
-        char w[5];
+        char w[16];
         snprintf(w, sizeof(w), "s%02d ", i);
         strcat(many, w);
     }

@@ -152,8 +152,8 @@ ident_store_result ident_store_get_client(kr_rpc_ctx *ctx, const char *client_id
 {
     const char *params[] = {client_id};
     char err[256];
-    PGresult *r =
-        kr_pg_exec(ctx->pg, "SELECT " CLIENT_COLUMNS " FROM " CLIENT_FROM " WHERE c.id = $1", 1, params, err, sizeof(err));
+    PGresult *r = kr_pg_exec_prepared(ctx->pg, "clients: get", "SELECT " CLIENT_COLUMNS " FROM " CLIENT_FROM " WHERE c.id = $1", 1,
+                                      params, err, sizeof(err));
     if (r == NULL)
         return failed(ctx, "select oidc client", err);
     ident_store_result res = IDENT_STORE_NOT_FOUND;

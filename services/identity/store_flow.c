@@ -27,10 +27,13 @@ static ident_store_result failed(kr_rpc_ctx *ctx, const char *what, const char *
     return IDENT_STORE_ERROR;
 }
 
+/* Every statement here is prepared once per connection under its `what`,
+ * so each `what` in this file names exactly one SQL text. */
 static ident_store_result run(kr_rpc_ctx *ctx, const char *what, const char *sql, int n, const char *const *params, PGresult **out)
 {
-    char err[256];
-    *out = kr_pg_exec(ctx->pg, sql, n, params, err, sizeof(err));
+    char err[256], name[64];
+    snprintf(name, sizeof(name), "flow: %s", what);
+    *out = kr_pg_exec_prepared(ctx->pg, name, sql, n, params, err, sizeof(err));
     return *out == NULL ? failed(ctx, what, err) : IDENT_STORE_OK;
 }
 
@@ -303,8 +306,8 @@ ident_store_result ident_store_redeem_code(kr_rpc_ctx *ctx, const uint8_t hash[3
                6, grant);
     if (res == IDENT_STORE_OK) {
         const char *use[] = {hex, gid.s};
-        res = exec(ctx, "use code", "UPDATE identity.oidc_codes SET used_at = now(), grant_id = $2 WHERE code_hash = $1::bytea", 2,
-                   use);
+        res = exec(ctx, "use code for grant",
+                   "UPDATE identity.oidc_codes SET used_at = now(), grant_id = $2 WHERE code_hash = $1::bytea", 2, use);
     }
     if (res == IDENT_STORE_OK)
         res = record_access(ctx, gid.s, now, access_ttl_s, &out->issued);
@@ -315,6 +318,72 @@ ident_store_result ident_store_redeem_code(kr_rpc_ctx *ctx, const uint8_t hash[3
 
 /* --------------------------------------------------------- refresh tokens */
 
+/* The common case in one statement, without a transaction around it: the
+ * token and its grant are locked as the transactional path below locks them
+ * (FOR UPDATE re-checks the conditions on the newest row versions after
+ * waiting), and only when the token is the client's, unused, unexpired, its
+ * grant unrevoked and the narrowed scope within the granted one is it marked
+ * used and are the new refresh token and the access token's jti recorded.
+ * Anything else changes nothing and returns no row, and the caller takes
+ * the transactional path, which judges the token and acts on the verdict. */
+static ident_store_result refresh_fast(kr_rpc_ctx *ctx, const char *hex, const char *client_id, int64_t now, int64_t access_ttl_s,
+                                       int64_t refresh_ttl_s, const ident_scopes *narrow, ident_refreshed *out, bool *done)
+{
+    *done = false;
+    char *token = kr_arena_alloc(ctx->arena, IDENT_FLOW_TOKEN_LEN + 1);
+    ident_flow_token_new(token);
+    uint8_t new_hash[32];
+    ident_flow_token_hash(token, new_hash);
+    char new_hex[2 * 32 + 3], nowbuf[24], refresh_exp[24], access_exp[24];
+    hash_hex(new_hash, new_hex);
+    kr_uuid_str jti;
+    kr_uuid7_new(&jti);
+    int_text(now, nowbuf);
+    int_text(now + refresh_ttl_s, refresh_exp);
+    int_text(now + access_ttl_s, access_exp);
+    const char *scope = narrow != NULL ? ident_scopes_join(ctx->arena, narrow) : "";
+    const char *params[] = {hex, client_id, nowbuf, scope, new_hex, refresh_exp, jti.s, access_exp};
+    PGresult *r;
+    ident_store_result res =
+        run(ctx, "rotate refresh token at once",
+            "WITH cur AS (SELECT t.token_hash, g.id, g.client_id, g.user_id, g.scope, g.session_id, g.auth_time "
+            "FROM identity.oidc_refresh_tokens t JOIN identity.oidc_grants g ON g.id = t.grant_id "
+            "WHERE t.token_hash = $1::bytea AND g.client_id = $2 AND g.revoked_at IS NULL AND t.used_at IS NULL "
+            "AND " EPOCH("t.expires_at") " > $3::bigint "
+                                         "AND ($4::text = '' OR string_to_array(g.scope, ' ') @> string_to_array($4::text, ' ')) "
+                                         "FOR UPDATE OF t, g), "
+                                         "rot AS (UPDATE identity.oidc_refresh_tokens t SET used_at = now() FROM cur WHERE "
+                                         "t.token_hash = cur.token_hash "
+                                         "RETURNING t.grant_id), "
+                                         "nr AS (INSERT INTO identity.oidc_refresh_tokens (token_hash, grant_id, expires_at) "
+                                         "SELECT $5::bytea, rot.grant_id, to_timestamp($6::bigint) FROM rot), "
+                                         "na AS (INSERT INTO identity.oidc_access_tokens (jti, grant_id, expires_at) "
+                                         "SELECT $7::uuid, rot.grant_id, to_timestamp($8::bigint) FROM rot) "
+                                         "SELECT cur.id::text, cur.client_id, cur.user_id::text, cur.scope, cur.session_id::text, "
+                                         "cur.auth_time FROM cur",
+            8, params, &r);
+    if (res != IDENT_STORE_OK)
+        return res;
+    if (PQntuples(r) == 1) {
+        ident_grant_row *g = &out->grant;
+        g->grant_id = col(ctx, r, 0, 0);
+        g->client_id = col(ctx, r, 0, 1);
+        g->user_id = col(ctx, r, 0, 2);
+        g->scope = col(ctx, r, 0, 3);
+        g->session_id = col(ctx, r, 0, 4);
+        g->auth_time = col_int(r, 0, 5);
+        out->verdict = IDENT_REFRESH_OK;
+        out->issued.grant_id = g->grant_id;
+        out->issued.refresh_token = token;
+        out->issued.refresh_expires_at = now + refresh_ttl_s;
+        out->issued.access_jti = kr_arena_strdup(ctx->arena, jti.s);
+        out->issued.access_expires_at = now + access_ttl_s;
+        *done = true;
+    }
+    PQclear(r);
+    return IDENT_STORE_OK;
+}
+
 ident_store_result ident_store_refresh(kr_rpc_ctx *ctx, const uint8_t hash[32], const char *client_id, int64_t now,
                                        int64_t access_ttl_s, int64_t refresh_ttl_s, const ident_scopes *narrow,
                                        ident_refreshed *out)
@@ -322,7 +391,11 @@ ident_store_result ident_store_refresh(kr_rpc_ctx *ctx, const uint8_t hash[32], 
     memset(out, 0, sizeof(*out));
     char hex[2 * 32 + 3];
     hash_hex(hash, hex);
-    ident_store_result res = begin(ctx);
+    bool done;
+    ident_store_result res = refresh_fast(ctx, hex, client_id, now, access_ttl_s, refresh_ttl_s, narrow, out, &done);
+    if (res != IDENT_STORE_OK || done)
+        return res;
+    res = begin(ctx);
     if (res != IDENT_STORE_OK)
         return res;
     const char *params[] = {hex};
@@ -422,11 +495,12 @@ ident_store_result ident_store_revoke_family(kr_rpc_ctx *ctx, const uint8_t hash
 
 /* ----------------------------------------------------------------- claims */
 
-/* The school entry of `school_id` in the list, added when missing. */
+/* The school entry of the school in row `row` (id, name, kennung from
+ * column `c`) in the list, added when missing. */
 static Kreide__Identity__ClaimSchool *school_entry(kr_rpc_ctx *ctx, Kreide__Identity__UserClaims *out, const PGresult *r, int row,
-                                                   size_t cap)
+                                                   int c, size_t cap)
 {
-    const char *id = PQgetvalue(r, row, 0);
+    const char *id = PQgetvalue(r, row, c);
     for (size_t i = 0; i < out->n_schools; i++)
         if (strcmp(out->schools[i]->school_id, id) == 0)
             return out->schools[i];
@@ -434,9 +508,9 @@ static Kreide__Identity__ClaimSchool *school_entry(kr_rpc_ctx *ctx, Kreide__Iden
         return NULL;
     Kreide__Identity__ClaimSchool *s = kr_arena_alloc(ctx->arena, sizeof(*s));
     kreide__identity__claim_school__init(s);
-    s->school_id = col(ctx, r, row, 0);
-    s->name = col(ctx, r, row, 1);
-    s->kennung = col(ctx, r, row, 2);
+    s->school_id = col(ctx, r, row, c);
+    s->name = col(ctx, r, row, c + 1);
+    s->kennung = col(ctx, r, row, c + 2);
     /* A person holds at most the six roles at one school. */
     s->roles = kr_arena_alloc(ctx->arena, sizeof(char *) * 6);
     s->schulconnex_roles = kr_arena_alloc(ctx->arena, sizeof(char *) * 6);
@@ -444,60 +518,25 @@ static Kreide__Identity__ClaimSchool *school_entry(kr_rpc_ctx *ctx, Kreide__Iden
     return s;
 }
 
-static ident_store_result claim_schools(kr_rpc_ctx *ctx, const char *user_id, Kreide__Identity__UserClaims *out)
-{
-    const char *params[] = {user_id};
-    PGresult *r;
-    ident_store_result res = run(ctx, "select claim schools",
-                                 "SELECT pc.school_id::text, s.name, coalesce(s.kennung, ''), pc.role, pc.schulconnex_role "
-                                 "FROM identity.person_contexts pc JOIN identity.schools s ON s.id = pc.school_id "
-                                 "WHERE pc.user_id = $1 ORDER BY pc.school_id, pc.role",
-                                 1, params, &r);
-    if (res != IDENT_STORE_OK)
-        return res;
-    int rows = PQntuples(r);
-    size_t cap = (size_t)(rows ? rows : 1);
-    out->schools = kr_arena_alloc(ctx->arena, sizeof(*out->schools) * cap);
-    out->n_schools = 0;
-    for (int i = 0; i < rows; i++) {
-        Kreide__Identity__ClaimSchool *s = school_entry(ctx, out, r, i, cap);
-        if (s != NULL && s->n_roles < 6) {
-            s->roles[s->n_roles++] = col(ctx, r, i, 3);
-            s->schulconnex_roles[s->n_schulconnex_roles++] = col(ctx, r, i, 4);
-        }
-    }
-    PQclear(r);
-    /* Groups of memberships valid today, only at schools listed above. */
-    res = run(ctx, "select claim groups",
-              "SELECT m.school_id::text, g.id::text, g.name, g.kind, m.role FROM identity.memberships m "
-              "JOIN identity.groups g ON g.school_id = m.school_id AND g.id = m.group_id WHERE m.user_id = $1 "
-              "AND (m.valid_from IS NULL OR m.valid_from <= current_date) AND (m.valid_to IS NULL OR m.valid_to >= current_date) "
-              "ORDER BY m.school_id, g.name, g.id",
-              1, params, &r);
-    if (res != IDENT_STORE_OK)
-        return res;
-    rows = PQntuples(r);
-    for (size_t k = 0; k < out->n_schools; k++) {
-        Kreide__Identity__ClaimSchool *s = out->schools[k];
-        size_t n = 0;
-        for (int i = 0; i < rows; i++)
-            n += strcmp(PQgetvalue(r, i, 0), s->school_id) == 0;
-        s->groups = kr_arena_alloc(ctx->arena, sizeof(*s->groups) * (n ? n : 1));
-        for (int i = 0; i < rows; i++) {
-            if (strcmp(PQgetvalue(r, i, 0), s->school_id) != 0)
-                continue;
-            Kreide__Identity__ClaimGroup *g = kr_arena_alloc(ctx->arena, sizeof(*g));
-            kreide__identity__claim_group__init(g);
-            g->group_id = col(ctx, r, i, 1);
-            g->name = col(ctx, r, i, 2);
-            g->kind = col(ctx, r, i, 3);
-            g->role = col(ctx, r, i, 4);
-            s->groups[s->n_groups++] = g;
-        }
-    }
-    PQclear(r);
-    return IDENT_STORE_OK;
-}
+/* Row kinds of the claims statement, in the order they come (groups, 2,
+ * last). */
+enum { CLAIM_USER = 0, CLAIM_SCHOOL = 1 };
+
+/* The person, their roles at schools and their groups of memberships valid
+ * today, in one statement: column 0 tells the kind of row, columns 2..6
+ * carry it (user: id, user name, given, family and display name; school:
+ * id, name, kennung, role, Schulconnex role; group: school id, group id,
+ * name, kind, role); the rest only orders. */
+static const char claims_sql[] =
+    "SELECT 0 AS k, NULL::uuid AS ks, u.id::text, u.username::text, u.given_name::text, u.family_name::text, "
+    "u.display_name::text, NULL::text AS o1, NULL::uuid AS o2 FROM identity.users u WHERE u.id = $1 "
+    "UNION ALL SELECT 1, pc.school_id, pc.school_id::text, s.name::text, coalesce(s.kennung, '')::text, pc.role::text, "
+    "pc.schulconnex_role::text, pc.role::text, NULL FROM identity.person_contexts pc "
+    "JOIN identity.schools s ON s.id = pc.school_id WHERE pc.user_id = $1 "
+    "UNION ALL SELECT 2, m.school_id, m.school_id::text, g.id::text, g.name::text, g.kind::text, m.role::text, g.name::text, g.id "
+    "FROM identity.memberships m JOIN identity.groups g ON g.school_id = m.school_id AND g.id = m.group_id WHERE m.user_id = $1 "
+    "AND (m.valid_from IS NULL OR m.valid_from <= current_date) AND (m.valid_to IS NULL OR m.valid_to >= current_date) "
+    "ORDER BY 1, 2, 8, 9";
 
 ident_store_result ident_store_user_claims(kr_rpc_ctx *ctx, const char *user_id, bool names, bool schools,
                                            Kreide__Identity__UserClaims *out)
@@ -505,24 +544,63 @@ ident_store_result ident_store_user_claims(kr_rpc_ctx *ctx, const char *user_id,
     const char *params[] = {user_id};
     PGresult *r;
     ident_store_result res =
-        run(ctx, "select claim user",
-            "SELECT u.id::text, u.username, u.given_name, u.family_name, u.display_name FROM identity.users u WHERE u.id = $1", 1,
-            params, &r);
+        schools ? run(ctx, "select claims", claims_sql, 1, params, &r)
+                : run(ctx, "select claim user",
+                      "SELECT 0, NULL, u.id::text, u.username, u.given_name, u.family_name, u.display_name FROM identity.users u "
+                      "WHERE u.id = $1",
+                      1, params, &r);
     if (res != IDENT_STORE_OK)
         return res;
-    if (PQntuples(r) != 1) {
+    int rows = PQntuples(r);
+    if (rows == 0 || col_int(r, 0, 0) != CLAIM_USER) {
         PQclear(r);
         return IDENT_STORE_NOT_FOUND;
     }
-    out->sub = col(ctx, r, 0, 0);
+    out->sub = col(ctx, r, 0, 2);
     if (names) {
-        out->preferred_username = col(ctx, r, 0, 1);
-        out->given_name = col(ctx, r, 0, 2);
-        out->family_name = col(ctx, r, 0, 3);
-        out->name = col(ctx, r, 0, 4);
+        out->preferred_username = col(ctx, r, 0, 3);
+        out->given_name = col(ctx, r, 0, 4);
+        out->family_name = col(ctx, r, 0, 5);
+        out->name = col(ctx, r, 0, 6);
+    }
+    if (!schools) {
+        PQclear(r);
+        return IDENT_STORE_OK;
+    }
+    int first_group = 1;
+    while (first_group < rows && col_int(r, first_group, 0) == CLAIM_SCHOOL)
+        first_group++;
+    size_t cap = (size_t)(first_group > 1 ? first_group - 1 : 1);
+    out->schools = kr_arena_alloc(ctx->arena, sizeof(*out->schools) * cap);
+    out->n_schools = 0;
+    for (int i = 1; i < first_group; i++) {
+        Kreide__Identity__ClaimSchool *s = school_entry(ctx, out, r, i, 2, cap);
+        if (s != NULL && s->n_roles < 6) {
+            s->roles[s->n_roles++] = col(ctx, r, i, 5);
+            s->schulconnex_roles[s->n_schulconnex_roles++] = col(ctx, r, i, 6);
+        }
+    }
+    /* Groups only at schools listed above. */
+    for (size_t k = 0; k < out->n_schools; k++) {
+        Kreide__Identity__ClaimSchool *s = out->schools[k];
+        size_t n = 0;
+        for (int i = first_group; i < rows; i++)
+            n += strcmp(PQgetvalue(r, i, 2), s->school_id) == 0;
+        s->groups = kr_arena_alloc(ctx->arena, sizeof(*s->groups) * (n ? n : 1));
+        for (int i = first_group; i < rows; i++) {
+            if (strcmp(PQgetvalue(r, i, 2), s->school_id) != 0)
+                continue;
+            Kreide__Identity__ClaimGroup *g = kr_arena_alloc(ctx->arena, sizeof(*g));
+            kreide__identity__claim_group__init(g);
+            g->group_id = col(ctx, r, i, 3);
+            g->name = col(ctx, r, i, 4);
+            g->kind = col(ctx, r, i, 5);
+            g->role = col(ctx, r, i, 6);
+            s->groups[s->n_groups++] = g;
+        }
     }
     PQclear(r);
-    return schools ? claim_schools(ctx, user_id, out) : IDENT_STORE_OK;
+    return IDENT_STORE_OK;
 }
 
 /* ---------------------------------------------------------------- cleanup */
