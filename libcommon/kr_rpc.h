@@ -104,6 +104,12 @@ typedef struct {
     const kr_keyring *keys;   /* verifies envelope seals; required; must outlive the server */
     void *app;                /* handed to every handler as ctx->app */
     const char *version;      /* reported by Health/Check */
+    /* Optional: whether the service can do its work beyond its database,
+     * e.g. reach a service it depends on. Health/Check asks it on every
+     * probe (it must be cheap and thread-safe) and, when it returns false,
+     * answers UNAVAILABLE "health.dependency" with *why as the message, so
+     * the gateway's /readyz waits for it. NULL: always ready. */
+    bool (*ready)(void *app, const char **why);
 } kr_rpc_server_opts;
 
 typedef struct st_kr_rpc_server_t kr_rpc_server;

@@ -95,10 +95,15 @@ static void health_check(worker *w, kr_rpc_ctx *ctx, Kreide__Reply *reply)
     size_t n = kreide__health_reply__get_packed_size(&h);
     reply->body.data = kr_arena_alloc(ctx->arena, n);
     reply->body.len = kreide__health_reply__pack(&h, reply->body.data);
+    const char *why = NULL;
     if (!h.database_ok) {
         reply->status = KREIDE__STATUS__UNAVAILABLE;
         reply->error_code = "health.database";
         reply->message = "the service cannot reach its database";
+    } else if (w->srv->opts.ready != NULL && !w->srv->opts.ready(w->srv->opts.app, &why)) {
+        reply->status = KREIDE__STATUS__UNAVAILABLE;
+        reply->error_code = "health.dependency";
+        reply->message = (char *)(why != NULL ? why : "a service this one depends on cannot be reached");
     }
 }
 

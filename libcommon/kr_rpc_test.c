@@ -579,6 +579,45 @@ static void health_check_needs_no_handler(void **state)
     assert_int_equal(atomic_load(&seen.calls), 0);
 }
 
+static atomic_bool dependency_up;
+
+static bool echo_ready(void *app, const char **why)
+{
+    (void)app;
+    if (atomic_load(&dependency_up))
+        return true;
+    *why = "echo cannot reach its friend";
+    return false;
+}
+
+static void health_check_reports_a_missing_dependency(void **state)
+{
+    reset_seen(state);
+    const char *url = new_url();
+    kr_rpc_server_opts o = echo_opts(url, 1);
+    o.ready = echo_ready;
+    kr_rpc_server *srv = NULL;
+    char err[256] = "";
+    assert_int_equal(kr_rpc_server_start(&o, &srv, err, sizeof(err)), 0);
+    kr_rpc_client *c = connect_echo(url);
+    Kreide__Empty e = KREIDE__EMPTY__INIT;
+
+    atomic_store(&dependency_up, false);
+    kr_rpc_result *res = call(c, "kreide.Health/Check", &e.base, NULL, 5000);
+    assert_int_equal(res->status, KREIDE__STATUS__UNAVAILABLE);
+    assert_string_equal(res->error_code, "health.dependency");
+    assert_string_equal(res->message, "echo cannot reach its friend");
+    kr_rpc_result_free(res);
+
+    atomic_store(&dependency_up, true);
+    res = call(c, "kreide.Health/Check", &e.base, NULL, 5000);
+    assert_int_equal(res->status, KREIDE__STATUS__OK);
+    kr_rpc_result_free(res);
+
+    kr_rpc_client_free(c);
+    kr_rpc_server_drain(srv);
+}
+
 static void unknown_method_is_unimplemented(void **state)
 {
     echo_fixture *f = *state;
@@ -1244,6 +1283,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(sync_call_returns_the_reply, echo_up, echo_down),
         cmocka_unit_test_setup_teardown(handler_failure_reaches_the_client, echo_up, echo_down),
         cmocka_unit_test_setup_teardown(health_check_needs_no_handler, echo_up, echo_down),
+        cmocka_unit_test(health_check_reports_a_missing_dependency),
         cmocka_unit_test_setup_teardown(unknown_method_is_unimplemented, echo_up, echo_down),
         cmocka_unit_test_setup_teardown(malformed_body_is_invalid_argument, echo_up, echo_down),
         cmocka_unit_test_setup_teardown(garbage_message_gets_invalid_argument_reply, echo_up, echo_down),

@@ -34,6 +34,11 @@ msg_identity *msg_identity_new(const char *urls, const kr_keyring *keys, int64_t
     return id;
 }
 
+bool msg_identity_connected(const msg_identity *id)
+{
+    return id != NULL && kr_rpc_client_peers(id->client) > 0;
+}
+
 void msg_identity_free(msg_identity *id)
 {
     if (id == NULL)

@@ -77,6 +77,16 @@ static int migrate(const settings *s)
 }
 
 /* Serves until SIGTERM/SIGINT; returns the exit status. */
+/* Health/Check: ready only with a connection to identity. */
+static bool identity_ready(void *app, const char **why)
+{
+    const msg_app *a = app;
+    if (msg_identity_connected(a->identity))
+        return true;
+    *why = "messaging cannot reach the identity service";
+    return false;
+}
+
 static int serve(const settings *s)
 {
     kr_keyring *keys = NULL;
@@ -131,6 +141,7 @@ static int serve(const settings *s)
         .keys = keys,
         .app = &app,
         .version = VERSION,
+        .ready = identity_ready,
     };
     kr_rpc_server *srv;
     if (kr_rpc_server_start(&opts, &srv, err, sizeof(err)) != 0) {

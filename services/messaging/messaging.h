@@ -458,6 +458,10 @@ typedef enum {
 msg_identity *msg_identity_new(const char *urls, const kr_keyring *keys, int64_t timeout_ms, char *err, size_t errlen);
 void msg_identity_free(msg_identity *id);
 
+/* Whether a connection to identity is up: Health/Check reports the service
+ * unready without one, since nearly every call asks identity. */
+bool msg_identity_connected(const msg_identity *id);
+
 /* A person's roles at a school (MSG_ROLE_* bits) and display name.
  * NOT_FOUND when the person has no context there. */
 msg_id_result msg_identity_person(msg_identity *id, kr_arena *arena, const char *school_id, const char *user_id, unsigned *roles,
