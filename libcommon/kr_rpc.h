@@ -128,9 +128,10 @@ int kr_rpc_server_start(const kr_rpc_server_opts *opts, kr_rpc_server **out, cha
  *
  * Known limit of nng 1.5.2 (Debian bookworm): closing a connection while a
  * message is arriving on it can hang the close for good (nanomsg/nng#1543,
- * the TCP variant fixed upstream by nanomsg/nng#1636), so a drain under
- * steady traffic may not return; the orchestrator's kill after its grace
- * period ends such a process. */
+ * the TCP variant fixed upstream by nanomsg/nng#1636). The drain therefore
+ * waits at most 3 seconds for the socket to close; when it does not, it logs
+ * a warning and returns without freeing the server (nng may still call into
+ * it), which the process's exit then ends. */
 void kr_rpc_server_drain(kr_rpc_server *srv);
 
 /* Blocks SIGTERM, SIGINT and SIGPIPE in the calling thread; call before

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -376,6 +377,79 @@ fail:
     return -1;
 }
 
+/* How long a drain waits for nng to close the socket. nng 1.5.2 can hang
+ * in nng_close when a connection closes while a reply is on its way (the
+ * close race of nanomsg/nng#1543); the drain then gives up on the socket
+ * instead of hanging the process. */
+#define CLOSE_WAIT_MS 3000
+
+typedef struct {
+    nng_socket sock;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+} close_job;
+
+/* Servers whose socket did not close in time: kept reachable and never
+ * freed, since nng may still call back into them (their pipe callback). */
+static kr_rpc_server *abandoned[16];
+static atomic_int nabandoned;
+
+static void *close_main(void *arg)
+{
+    close_job *j = arg;
+    nng_close(j->sock);
+    pthread_mutex_lock(&j->lock);
+    j->done = true;
+    pthread_cond_signal(&j->cond);
+    pthread_mutex_unlock(&j->lock);
+    return NULL;
+}
+
+/* Closes `sock` on a thread of its own; true when it closed within
+ * CLOSE_WAIT_MS. Otherwise the thread and its job are left to nng. */
+static bool close_bounded(nng_socket sock)
+{
+    close_job *j = calloc(1, sizeof(*j));
+    if (j == NULL)
+        abort();
+    j->sock = sock;
+    pthread_mutex_init(&j->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&j->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_t t;
+    if (pthread_create(&t, NULL, close_main, j) != 0) {
+        nng_close(sock);
+        j->done = true;
+    } else {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += CLOSE_WAIT_MS / 1000;
+        until.tv_nsec += (long)(CLOSE_WAIT_MS % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&j->lock);
+        while (!j->done && pthread_cond_timedwait(&j->cond, &j->lock, &until) != ETIMEDOUT)
+            ;
+        bool done = j->done;
+        pthread_mutex_unlock(&j->lock);
+        if (!done) {
+            pthread_detach(t);
+            return false; /* the job stays with its thread */
+        }
+        pthread_join(t, NULL);
+    }
+    pthread_cond_destroy(&j->cond);
+    pthread_mutex_destroy(&j->lock);
+    free(j);
+    return true;
+}
+
 void kr_rpc_server_drain(kr_rpc_server *srv)
 {
     /* From here on new connections are refused (refuse_while_draining) and
@@ -394,7 +468,13 @@ void kr_rpc_server_drain(kr_rpc_server *srv)
         pthread_join(srv->workers[i].thread, NULL);
     for (int i = 0; i < srv->nworkers; i++)
         nng_ctx_close(srv->workers[i].ctx);
-    nng_close(srv->sock);
+    if (!close_bounded(srv->sock)) {
+        kr_log(KR_LOG_WARN, "the RPC socket did not close in time; leaving it to process exit", "issue", "nanomsg/nng#1543", NULL);
+        int n = atomic_fetch_add(&nabandoned, 1);
+        if (n < (int)(sizeof(abandoned) / sizeof(abandoned[0])))
+            abandoned[n] = srv;
+        return;
+    }
     free_server(srv);
 }
 
