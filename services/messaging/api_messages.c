@@ -616,9 +616,10 @@ static int mark_read(kr_rpc_ctx *ctx, const Kreide__Messaging__MarkReadRequest *
         return kr_rpc_fail(ctx, KREIDE__STATUS__INVALID_ARGUMENT, "messaging.invalid_position", "position",
                            "position must be a position of this room's log (at most %" PRId64 ")", head);
     read_args a = {.room = &room, .up_to = in->position};
+    /* Outside the block: a.confirm points into msg until the receipt is written. */
+    msg_room_ref mroom;
+    msg_message_ref msg;
     if (in->confirm_message_id[0] != '\0') {
-        msg_room_ref mroom;
-        msg_message_ref msg;
         if (msg_message_for(ctx, in->confirm_message_id, "confirm_message_id", false, &mroom, &msg) != 0)
             return -1;
         if (strcmp(mroom.id, room.id) != 0)

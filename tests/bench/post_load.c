@@ -221,6 +221,13 @@ static char **read_lines(const char *fn, size_t *count)
     return v;
 }
 
+static void free_lines(char **v, size_t n)
+{
+    for (size_t i = 0; v != NULL && i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
 /* BODY with {rt} and {user} filled in, plus the request head, into c->out. */
 static void build_request(conn *c)
 {
@@ -616,5 +623,9 @@ int main(int argc, char **argv)
     for (int g = 0; g < ngroups; g++)
         printf("%s\"%s\":%.3f", g ? "," : "", groups[g].name, gcpu[g]);
     printf("},\"first_error\":\"%s\"}\n", first_error);
+    free(conns);
+    free_lines(tokens, ntokens);
+    free_lines(users, nusers);
+    close(ep);
     return errors > 0 ? 1 : 0;
 }
