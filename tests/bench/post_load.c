@@ -615,7 +615,8 @@ int main(int argc, char **argv)
         close(conns[i].fd);
         free(conns[i].out);
     }
-    qsort(lat, nlat, sizeof(double), by_value);
+    if (nlat > 0)
+        qsort(lat, nlat, sizeof(double), by_value);
     double p50 = nlat ? lat[nlat / 2] : 0, p99 = nlat ? lat[(size_t)((double)nlat * 0.99)] : 0;
     printf("{\"requests\":%ld,\"errors\":%ld,\"seconds\":%.3f,\"rps\":%.1f,\"p50_ms\":%.2f,\"p99_ms\":%.2f,"
            "\"generator_cpu_s\":%.3f,\"server_cpu_s\":%.3f,\"cpu\":{",
