@@ -70,6 +70,17 @@ static entry *find(gw_client_cache *cache, const char *client_id)
     return NULL;
 }
 
+/* The entry stored longest ago, which makes room when the cache is full;
+ * NULL only for an empty cache. */
+static entry *oldest_entry(gw_client_cache *cache)
+{
+    entry *o = NULL;
+    for (size_t i = 0; i < cache->n; i++)
+        if (o == NULL || cache->v[i].stored_ms < o->stored_ms)
+            o = &cache->v[i];
+    return o;
+}
+
 const Kreide__Identity__OidcClient *gw_client_cache_get(gw_client_cache *cache, const char *client_id, const char *secret,
                                                         int64_t now_ms)
 {
@@ -100,11 +111,11 @@ void gw_client_cache_put(gw_client_cache *cache, const char *client_id, const ch
     entry *e = find(cache, client_id);
     if (e == NULL && cache->n < cache->cap)
         e = &cache->v[cache->n++];
+    if (e == NULL)
+        e = oldest_entry(cache);
     if (e == NULL) {
-        e = &cache->v[0];
-        for (size_t i = 1; i < cache->n; i++)
-            if (cache->v[i].stored_ms < e->stored_ms)
-                e = &cache->v[i];
+        kreide__identity__oidc_client__free_unpacked(cl, NULL);
+        return;
     }
     clear_entry(e);
     e->client_id = strdup(client_id);
