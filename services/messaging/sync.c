@@ -422,12 +422,12 @@ static void *sync_main(void *arg)
             wait_tick(s);
         }
         /* The groups identity told us about. */
-        pending_group todo[MAX_PENDING];
-        size_t ntodo;
+        pending_group due[MAX_PENDING];
+        size_t ndue;
         bool kicked, overflow;
         pthread_mutex_lock(&s->lock);
-        ntodo = s->npending;
-        memcpy(todo, s->pending, ntodo * sizeof(todo[0]));
+        ndue = s->npending;
+        memcpy(due, s->pending, ndue * sizeof(due[0]));
         s->npending = 0;
         kicked = s->kicked;
         s->kicked = false;
@@ -438,16 +438,16 @@ static void *sync_main(void *arg)
             all_schools_due(pg);
             kicked = true;
         }
-        for (size_t i = 0; i < ntodo && !atomic_load(&s->stop); i++) {
+        for (size_t i = 0; i < ndue && !atomic_load(&s->stop); i++) {
             kr_arena arena;
             kr_arena_init(&arena);
-            if (msg_sync_group_now(pg, s->identity, s->events, &arena, todo[i].school_id, todo[i].group_id, NULL) == MSG_STORE_OK) {
+            if (msg_sync_group_now(pg, s->identity, s->events, &arena, due[i].school_id, due[i].group_id, NULL) == MSG_STORE_OK) {
                 kr_counter_add(s->groups_synced, 1);
             } else {
                 /* Identity or the database failed: the school's
                  * reconciliation retries soon. */
                 kr_counter_add(s->sync_failed, 1);
-                const char *params[] = {todo[i].school_id};
+                const char *params[] = {due[i].school_id};
                 PGresult *r =
                     msg_sql(pg, "school due soon",
                             "UPDATE messaging.schools SET next_sync_at = least(next_sync_at, now() + interval '" RETRY_FAILED_S_TEXT
