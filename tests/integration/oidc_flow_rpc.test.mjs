@@ -225,7 +225,7 @@ test('StartSession checks the password like Authenticate and opens a session in 
   assert.equal(got.session_token, '');
   for (const f of ['session_id', 'user_id', 'username', 'auth_time', 'expires_at']) assert.equal(got[f], sess[f], f);
   assert.deepEqual(got.amr, ['pwd']);
-  for (const bad of ['', 'x', sess.session_token.slice(1), `${sess.session_token.slice(0, 42)}A`, randomBytes(32).toString('base64url')]) {
+  for (const bad of ['', 'x', sess.session_token.slice(1), `${sess.session_token.slice(0, 42)}${sess.session_token.endsWith('A') ? 'Q' : 'A'}`, randomBytes(32).toString('base64url')]) {
     refused(gw('GetSession', { session_token: bad }), 'NOT_FOUND', 'oidc.login_required');
   }
 });
