@@ -1,9 +1,10 @@
-// The tables, ratios and JSON files of `make bench`'s token and login parts,
-// from the runs scripts/bench collected (one post_load JSON object a line
-// per run, one run per round).
+// The tables, ratios and JSON files of `make bench`'s token, login and
+// messaging parts, from the runs scripts/bench collected (one post_load or
+// ws_load JSON object a line per run, one run per round).
 //
-//   node report.mjs token DIR OUT.json    DIR/{cc,rt}_{kreide,oidc_provider}.jsonl
-//   node report.mjs login DIR OUT.json    DIR/login.jsonl, DIR/floor.txt
+//   node report.mjs token DIR OUT.json      DIR/{cc,rt}_{kreide,oidc_provider}.jsonl
+//   node report.mjs login DIR OUT.json      DIR/login.jsonl, DIR/floor.txt
+//   node report.mjs messaging DIR OUT.json  DIR/room.jsonl, DIR/rate.jsonl, DIR/floor.txt (pgbench), DIR/idle.json
 //
 // Each figure is the median over the rounds (the rounds take the variants in
 // turn, so a noisy neighbour slows all of them alike); latencies are those
@@ -12,8 +13,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 const [kind, dir, out] = process.argv.slice(2);
-if (!['token', 'login'].includes(kind) || !dir || !out) {
-  console.error('usage: node report.mjs token|login DIR OUT.json');
+if (!['token', 'login', 'messaging'].includes(kind) || !dir || !out) {
+  console.error('usage: node report.mjs token|login|messaging DIR OUT.json');
   process.exit(2);
 }
 
@@ -86,6 +87,8 @@ if (kind === 'token') {
     goals: { client_credentials_per_core: 3, refresh_token_per_core: 3 },
   };
   writeFileSync(out, `${JSON.stringify(doc, null, 2)}\n`);
+} else if (kind === 'messaging') {
+  messaging();
 } else {
   const login = summarize(runsOf('login.jsonl'));
   const loginRpc = summarize(runsOf('login_rpc.jsonl'));
@@ -130,3 +133,73 @@ if (kind === 'token') {
   writeFileSync(out, `${JSON.stringify(doc, null, 2)}\n`);
 }
 console.log(`wrote ${out}`);
+
+// The messaging part: the class room at full speed and at a fixed rate,
+// the pgbench floor, and the idle sockets' memory.
+function messaging() {
+  const env = (k, d) => Number(process.env[k] || d);
+  // The median round by `key`, and what the rounds were.
+  const pick = (runs, key) => {
+    const m = median(runs.map((r) => r[key]));
+    return { mid: runs.find((r) => r[key] === m), rounds: runs.map((r) => r[key]) };
+  };
+  const room = pick(runsOf('room.jsonl'), 'sent_per_s');
+  const rate = pick(runsOf('rate.jsonl'), 'p99_ms');
+  const floors = readFileSync(path.join(dir, 'floor.txt'), 'utf8').split('\n')
+    .map((l) => /^tps = ([0-9.]+) \(without initial connection time\)/.exec(l)).filter(Boolean).map((m) => Number(m[1]));
+  if (floors.length === 0) throw new Error('no tps line in the pgbench output');
+  const floor = median(floors);
+  const idle = JSON.parse(readFileSync(path.join(dir, 'idle.json'), 'utf8'));
+  const perConn = (idle.rss_after_kib - idle.rss_before_kib) / idle.idle.connected;
+
+  const row = (r) => ({
+    messages_per_s: r.sent_per_s, deliveries_per_s: r.delivered_per_s, p50_ms: r.p50_ms, p99_ms: r.p99_ms, max_ms: r.max_ms,
+    http_p50_ms: r.http_p50_ms, http_p99_ms: r.http_p99_ms, sockets: r.sockets, senders: r.senders,
+    target_rate: r.rate || undefined, generator_cores: fix(r.generator_cpu_s / r.seconds, 3),
+    checked: { missing: r.missing, duplicate: r.duplicate, out_of_order: r.out_of_order, gaps: r.gaps },
+  });
+  const v = { room: row(room.mid), rate: row(rate.mid) };
+  v.room.rounds = room.rounds;
+  v.rate.rounds_p99_ms = rate.rounds;
+  const ratio = fix(v.room.messages_per_s / floor, 3);
+  const goals = { room_over_floor: 0.25, room_p99_ms: 100, rate_p99_ms: 20, kib_per_idle_socket: 10 };
+
+  console.log(`\n${'variant'.padEnd(14)} ${pad('messages/s', 11)} ${pad('deliveries/s', 13)} ${pad('p50 ms', 8)} ${pad('p99 ms', 8)} ${pad('HTTP p99', 9)} ${pad('load gen cores', 15)}`);
+  for (const [n, r] of Object.entries(v)) {
+    console.log(`${n.padEnd(14)} ${pad(r.messages_per_s, 11)} ${pad(r.deliveries_per_s, 13)} ${pad(r.p50_ms, 8)} ${pad(r.p99_ms, 8)} ${pad(r.http_p99_ms, 9)} ${pad(r.generator_cores, 15)}`);
+  }
+  console.log(`${'pgbench floor'.padEnd(14)} ${pad(fix(floor), 11)}`);
+  console.log(`\nroom / PostgreSQL floor     = ${ratio.toFixed(3)}   (goal >= ${goals.room_over_floor}; ${room.mid.sockets} sockets in one room, ${room.mid.senders} senders over HTTP; floor: ${env('BENCH_FLOOR_CLIENTS', 8)} pgbench clients)`);
+  console.log(`room p99 send->deliver     = ${v.room.p99_ms} ms   (goal < ${goals.room_p99_ms} ms)`);
+  console.log(`rate p99 at ${rate.mid.rate}/s        = ${v.rate.p99_ms} ms   (goal < ${goals.rate_p99_ms} ms; reached ${v.rate.messages_per_s}/s)`);
+  console.log(`idle WebSockets            = ${fix(perConn, 2)} KiB each   (goal < ${goals.kib_per_idle_socket} KiB; ${idle.idle.connected} sockets, gateway VmRSS ${idle.rss_before_kib} -> ${idle.rss_after_kib} KiB)`);
+  const doc = {
+    name: 'messaging',
+    tool: 'tests/bench/ws_load (WebSockets at /api/v1/ws, sends over HTTP POST /api/v1/rooms/{id}/messages); pgbench for the floor',
+    inputs: {
+      seconds_per_run: env('BENCH_SECONDS', 5),
+      rounds: env('BENCH_ROUNDS', 3),
+      room_members: env('BENCH_ROOM_SIZE', 30),
+      senders: env('BENCH_WS_SENDERS', 8),
+      fixed_rate: env('BENCH_WS_RATE', 1000),
+      floor_clients: env('BENCH_FLOOR_CLIENTS', 8),
+      idle_sockets: idle.idle.sockets,
+      floor: 'one transaction per message: a row into a copy of messaging.events and one into a copy of messaging.messages',
+    },
+    variants: {
+      ...v,
+      floor: { inserts_per_s: fix(floor), rounds: floors },
+      idle: { sockets: idle.idle.connected, connect_seconds: idle.idle.connect_seconds, gateway_rss_before_kib: idle.rss_before_kib,
+        gateway_rss_after_kib: idle.rss_after_kib, kib_per_socket: fix(perConn, 2) },
+    },
+    ratios: { room_over_floor: ratio },
+    goals,
+    within_goals: {
+      room_over_floor: ratio >= goals.room_over_floor,
+      room_p99_ms: v.room.p99_ms < goals.room_p99_ms,
+      rate_p99_ms: v.rate.p99_ms < goals.rate_p99_ms,
+      kib_per_idle_socket: perConn < goals.kib_per_idle_socket,
+    },
+  };
+  writeFileSync(out, `${JSON.stringify(doc, null, 2)}\n`);
+}
