@@ -121,6 +121,7 @@ typedef struct {
     struct st_gw_thread_t *threads;
     size_t nthreads;
     int64_t client_cache_ttl_ms; /* 0: every OAuth request asks identity */
+    int64_t ws_gap_ms;           /* how long a loop waits for a missing event position */
 } gw_globals;
 
 extern gw_globals gw;

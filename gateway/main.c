@@ -211,6 +211,7 @@ int main(int argc, char **argv)
     gw.redis_url = kr_config_str(cfg, "KREIDE_REDIS_URL", NULL, KR_CFG_SECRET);
     gw.access_token_ttl = kr_config_int(cfg, "KREIDE_ACCESS_TOKEN_TTL", 600, 60, 86400);
     gw.client_cache_ttl_ms = kr_config_int(cfg, "KREIDE_CLIENT_CACHE_TTL", 30, 0, 3600) * 1000;
+    gw.ws_gap_ms = kr_config_int(cfg, "KREIDE_WS_GAP_MS", 2000, 50, 60000);
 
     char err[512];
     if (parse_addr(addr, err, sizeof(err)) != 0)

@@ -120,7 +120,6 @@ typedef struct st_gw_ws_hub_t {
 
 static struct {
     kr_metric *sockets, *delivered, *gaps, *closed_slow;
-    int64_t gap_ms;
     char origin[256]; /* the issuer's origin, for cookie sockets */
 } G;
 
@@ -1388,8 +1387,6 @@ int gw_ws_start(gw_thread *t, char *err, size_t errlen)
         G.gaps = kr_metrics_counter("kreide_gateway_ws_gaps_total", "Event positions never announced, given up on", NULL);
         G.closed_slow =
             kr_metrics_counter("kreide_gateway_ws_closed_slow_total", "Sockets closed because their client did not read", NULL);
-        const char *env = getenv("KREIDE_WS_GAP_MS");
-        G.gap_ms = env != NULL && atoll(env) > 0 ? atoll(env) : 2000;
         /* scheme://host[:port] of the issuer */
         const char *iss = gw.issuer;
         const char *p = strstr(iss, "://");
@@ -1401,7 +1398,7 @@ int gw_ws_start(gw_thread *t, char *err, size_t errlen)
         abort();
     h->thread = t;
     h2o_linklist_init_anchor(&h->conns);
-    h2o_timeout_init(t->super.loop, &h->gap_timeout, (uint64_t)G.gap_ms);
+    h2o_timeout_init(t->super.loop, &h->gap_timeout, (uint64_t)gw.ws_gap_ms);
     h2o_timeout_init(t->super.loop, &h->tick_timeout, WS_TICK_MS);
     h->gap_entry.cb = on_gap_timeout;
     h->flush_entry.cb = on_flush;
