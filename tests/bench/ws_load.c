@@ -90,15 +90,15 @@ typedef struct {
     int fd;
     enum ws_state state;
     const char *token;
-    char accept[32];     /* the Sec-WebSocket-Accept the gateway must answer */
-    buf in, out, msg;    /* bytes read, bytes to write, a fragmented message */
-    size_t out_off;      /* written part of `out` */
-    int msg_op;          /* opcode of the message being assembled */
-    bool ready;          /* got its `ready` frame */
-    long long last_pos;  /* position of the newest event frame */
-    uint8_t *seen;       /* per message: event frames received */
+    char accept[32];    /* the Sec-WebSocket-Accept the gateway must answer */
+    buf in, out, msg;   /* bytes read, bytes to write, a fragmented message */
+    size_t out_off;     /* written part of `out` */
+    int msg_op;         /* opcode of the message being assembled */
+    bool ready;         /* got its `ready` frame */
+    long long last_pos; /* position of the newest event frame */
+    uint8_t *seen;      /* per message: event frames received */
     size_t seen_cap;
-    long out_of_order;   /* event frames below a position already delivered */
+    long out_of_order; /* event frames below a position already delivered */
 } wsock;
 
 /* One HTTP sender connection. */
@@ -707,8 +707,8 @@ static void sender_send(sender *s, int64_t sent_ns)
     long seq = (long)nmsgs++;
     msgs[seq] = (message){.sent_ns = sent_ns, .state = 0, .measured = sent_ns >= t_measure_ns && sent_ns < t_end_ns};
     char body[256];
-    int bl = snprintf(body, sizeof(body), "{\"txn_id\":\"wl-%s-%ld\",\"text\":\"ws_load %s %ld %lld\"}", run_id, seq, run_id,
-                      seq, (long long)sent_ns);
+    int bl = snprintf(body, sizeof(body), "{\"txn_id\":\"wl-%s-%ld\",\"text\":\"ws_load %s %ld %lld\"}", run_id, seq, run_id, seq,
+                      (long long)sent_ns);
     int n = snprintf(s->out, sizeof(s->out),
                      "POST /api/v1/rooms/%s/messages HTTP/1.1\r\nHost: %s:%d\r\nAuthorization: Bearer %s\r\n"
                      "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
@@ -1027,14 +1027,12 @@ static int run_room(double secs, double warm, double drain_s)
            "\"p99_ms\":%.2f,\"max_ms\":%.2f,\"http_p50_ms\":%.2f,\"http_p99_ms\":%.2f,\"missing\":%ld,\"duplicate\":%ld,"
            "\"out_of_order\":%ld,\"gaps\":%ld,\"closed\":%ld,\"messages_total\":%zu,\"other_frames\":%ld,"
            "\"generator_cpu_s\":%.3f,\"first_error\":\"%s\"}\n",
-           nsocks, ready_count, nsenders, rate, secs, sent, (double)sent / secs, send_errors, delivered,
-           (double)delivered / secs, pct(lat, nlat, 0.5), pct(lat, nlat, 0.99), nlat ? lat[nlat - 1] : 0,
-           pct(http_lat, nhttp, 0.5), pct(http_lat, nhttp, 0.99), missing, duplicate, out_of_order, gaps,
-           closed + connect_failed, nmsgs, unknown_frames, cpu1 - cpu0, first_error);
-    return all && send_errors == 0 && missing == 0 && duplicate == 0 && out_of_order == 0 && closed == 0 &&
-                   connect_failed == 0
-               ? 0
-               : 1;
+           nsocks, ready_count, nsenders, rate, secs, sent, (double)sent / secs, send_errors, delivered, (double)delivered / secs,
+           pct(lat, nlat, 0.5), pct(lat, nlat, 0.99), nlat ? lat[nlat - 1] : 0, pct(http_lat, nhttp, 0.5),
+           pct(http_lat, nhttp, 0.99), missing, duplicate, out_of_order, gaps, closed + connect_failed, nmsgs, unknown_frames,
+           cpu1 - cpu0, first_error);
+    return all && send_errors == 0 && missing == 0 && duplicate == 0 && out_of_order == 0 && closed == 0 && connect_failed == 0 ? 0
+                                                                                                                                : 1;
 }
 
 static int run_idle(size_t count, size_t window, double settle_s, double hold_s)
@@ -1115,8 +1113,8 @@ int main(int argc, char **argv)
             usage();
         }
     }
-    if (argc - optind != (room ? 4 : 3) || nsenders < 1 || nsenders > MAX_SENDERS || secs <= 0 || warm < 0 ||
-        drain < 0 || rate < 0 || count < 1 || window < 1 || settle < 0 || hold < 0)
+    if (argc - optind != (room ? 4 : 3) || nsenders < 1 || nsenders > MAX_SENDERS || secs <= 0 || warm < 0 || drain < 0 ||
+        rate < 0 || count < 1 || window < 1 || settle < 0 || hold < 0)
         usage();
     host = argv[optind];
     port = (int)num_arg(argv[optind + 1]);

@@ -1,25 +1,30 @@
 // The tools `make bench` relies on, checked quickly without running a
 // benchmark: the scripts parse, the load generator chains rotating refresh
 // tokens (each used exactly once) and notices when the server refuses one,
-// the argon2id floor tool counts hashes, and the oidc-provider peer is set
-// up as the bench says (client_credentials, a code flow through its
-// development pages, ES256 ID tokens, rotation on refresh).
+// the argon2id floor tool counts hashes, the oidc-provider peer is set up as
+// the bench says (client_credentials, a code flow through its development
+// pages, ES256 ID tokens, rotation on refresh), and the WebSocket load tool
+// runs a tiny class room (at full speed, at a fixed rate, and with a socket
+// that is not in the room, which it must report) and holds idle sockets
+// against real daemons.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { root, freePort, until } from '../lib/kreide.mjs';
+import { root, bin, freePort, until, startSuite, api } from '../lib/kreide.mjs';
 
 const run = promisify(execFile);
 const benchBin = (name) => path.resolve(root, process.env.BUILD || 'build', 'bench', name);
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'kreide-benchtools-'));
 const children = [];
-after(() => {
+let suite;
+after(async () => {
   for (const c of children) c.kill('SIGTERM');
+  if (suite) await suite.stop();
   rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -166,4 +171,68 @@ test('the oidc-provider peer: client_credentials, a code flow, ES256 ID tokens, 
   assert.equal(reused.json.error, 'invalid_grant');
   const r2 = await token({ grant_type: 'refresh_token', refresh_token: minted[1] });
   assert.equal(r2.status, 200, 'the other chain is untouched');
+});
+
+// A class of three with a roster room, made by the bench's own seed script
+// (tests/bench/class_room.mjs) against real daemons; then ws_load with tiny
+// numbers.
+test('ws_load: a class room at full speed and at a fixed rate, every socket checked, and idle sockets', async () => {
+  suite = await startSuite({ name: 'benchtools' });
+  const op = suite.token({ roles: ['operator'] });
+  const school = (await api(`${suite.url}/api/v1/schools`, { method: 'POST', token: op, body: { name: 'Bench Tools Grundschule', kind: 'SCHOOL' } })).json;
+  const tokens = path.join(tmp, 'ws_tokens.txt');
+  const { stdout: roomOut } = await run(process.execPath, [path.join(root, 'tests/bench/class_room.mjs'), suite.url, op, school.id, '3',
+    path.join(bin, 'kreidectl'), tokens],
+  { env: { ...process.env, KREIDE_JWT_KEYS_DIR: suite.keysDir, KREIDE_ISSUER: suite.url } });
+  const room = roomOut.trim();
+  assert.match(room, /^[0-9a-f-]{36}$/);
+  assert.equal(readFileSync(tokens, 'utf8').trim().split('\n').length, 3);
+  const port = new URL(suite.url).port;
+
+  const full = JSON.parse((await run(benchBin('ws_load'), ['room', '-s', '2', '-d', '0.5', '-w', '0.2', '-D', '5', '127.0.0.1', port, room, tokens])).stdout);
+  assert.equal(full.sockets, 3);
+  assert.equal(full.ready, 3);
+  assert.ok(full.sent > 5, JSON.stringify(full));
+  assert.equal(full.send_errors, 0);
+  // Every measured message reached every socket once, in order.
+  assert.equal(full.delivered, full.sent * 3, JSON.stringify(full));
+  assert.deepEqual([full.missing, full.duplicate, full.out_of_order, full.closed], [0, 0, 0, 0]);
+  assert.ok(full.p50_ms > 0 && full.p99_ms >= full.p50_ms && full.max_ms >= full.p99_ms, JSON.stringify(full));
+  assert.ok(full.http_p50_ms > 0, JSON.stringify(full));
+
+  const fixed = JSON.parse((await run(benchBin('ws_load'), ['room', '-s', '2', '-r', '40', '-d', '0.5', '-w', '0', '127.0.0.1', port, room, tokens])).stdout);
+  assert.equal(fixed.rate, 40);
+  // 40/s for half a second: the schedule's 20 messages, give or take the edge.
+  assert.ok(fixed.sent >= 19 && fixed.sent <= 21, JSON.stringify(fixed));
+  assert.equal(fixed.delivered, fixed.sent * 3);
+  assert.equal(fixed.missing, 0);
+
+  // A pupil of the school outside the class gets no events: the tool must
+  // say so and fail.
+  const other = await api(`${suite.url}/api/v1/users`, { method: 'POST', token: op, body: {
+    username: 'bench.outsider', given_name: 'Out', family_name: 'Sider', contexts: [{ school_id: school.id, role: 'PUPIL' }] } });
+  assert.equal(other.status, 201, other.text);
+  const stranger = suite.token({ sub: other.json.id, schools: [`${school.id}:pupil`] });
+  const mixed = path.join(tmp, 'ws_tokens_mixed.txt');
+  writeFileSync(mixed, `${readFileSync(tokens, 'utf8')}${stranger}\n`);
+  const bad = await run(benchBin('ws_load'), ['room', '-s', '1', '-d', '0.3', '-w', '0', '-D', '1', '127.0.0.1', port, room, mixed])
+    .then(() => null, (e) => e);
+  assert.ok(bad, 'a socket that misses messages must fail the run');
+  const b = JSON.parse(bad.stdout);
+  assert.ok(b.sent > 0 && b.missing >= b.sent, bad.stdout);
+
+  // Idle: every socket connected and ready, held until SIGTERM.
+  const idle = spawn(benchBin('ws_load'), ['idle', '-n', '20', '-c', '5', '-t', '0.1', '127.0.0.1', port, tokens],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(idle);
+  let out = '';
+  idle.stdout.on('data', (d) => { out += d; });
+  const exited = new Promise((resolve) => idle.once('exit', (code) => resolve(code)));
+  await until(() => out.includes('\n'), { what: 'ws_load idle ready' });
+  const first = JSON.parse(out.split('\n')[0]);
+  assert.deepEqual([first.sockets, first.connected, first.failed, first.closed], [20, 20, 0, 0], out);
+  idle.kill('SIGTERM');
+  assert.equal(await exited, 0, out);
+  const last = JSON.parse(out.trim().split('\n')[1]);
+  assert.equal(last.open_at_end, 20, out);
 });
