@@ -177,11 +177,13 @@ function messaging() {
   }
   console.log(`${'floor'.padEnd(14)} ${pad(fix(floor), 11)}   (pgbench: one row per message)`);
   console.log(`${'floor_tables'.padEnd(14)} ${pad(fix(floorTables), 11)}   (pgbench: an events row and a messages row per message)`);
-  console.log(`\nroom / PostgreSQL floor     = ${ratio.toFixed(3)}   (goal >= ${goals.room_over_floor}; ${room.mid.sockets} sockets in one room, ${room.mid.senders} senders over HTTP; floor: ${env('BENCH_FLOOR_CLIENTS', 8)} pgbench clients)`);
-  console.log(`room / floor_tables        = ${ratioTables.toFixed(3)}`);
-  console.log(`room p99 send->deliver     = ${v.room.p99_ms} ms   (goal < ${goals.room_p99_ms} ms)`);
-  console.log(`rate p99 at ${rate.mid.rate}/s        = ${v.rate.p99_ms} ms   (goal < ${goals.rate_p99_ms} ms; reached ${v.rate.messages_per_s}/s)`);
-  console.log(`idle WebSockets            = ${fix(perConn, 2)} KiB each   (goal < ${goals.kib_per_idle_socket} KiB; ${idle.idle.connected} sockets, gateway VmRSS ${idle.rss_before_kib} -> ${idle.rss_after_kib} KiB)`);
+  const line = (label, text) => console.log(`${label.padEnd(28)}= ${text}`);
+  console.log('');
+  line('room / floor', `${ratio.toFixed(3)}   (goal >= ${goals.room_over_floor}; ${room.mid.sockets} sockets in one room, ${room.mid.senders} senders over HTTP; floor: ${env('BENCH_FLOOR_CLIENTS', 8)} pgbench clients)`);
+  line('room / floor_tables', ratioTables.toFixed(3));
+  line('room p99 send->deliver', `${v.room.p99_ms} ms   (goal < ${goals.room_p99_ms} ms)`);
+  line(`rate p99 at ${rate.mid.rate}/s`, `${v.rate.p99_ms} ms   (goal < ${goals.rate_p99_ms} ms; reached ${v.rate.messages_per_s}/s)`);
+  line('idle WebSockets', `${fix(perConn, 2)} KiB each   (goal < ${goals.kib_per_idle_socket} KiB; ${idle.idle.connected} sockets, gateway VmRSS ${idle.rss_before_kib} -> ${idle.rss_after_kib} KiB)`);
   const doc = {
     name: 'messaging',
     tool: 'tests/bench/ws_load (WebSockets at /api/v1/ws, sends over HTTP POST /api/v1/rooms/{id}/messages); pgbench for the floor',

@@ -14,8 +14,10 @@
  * fixed total rate (-r). Each message's text carries its send time
  * (CLOCK_MONOTONIC nanoseconds), so a socket computes send→deliver latency
  * when the `event` frame arrives. At a fixed rate the send time is the
- * moment the message was due, not when a free sender took it: a gateway
- * that falls behind shows it in the latency instead of in a lower rate.
+ * moment the message was due, not when a free sender took it, and a message
+ * due within the seconds still goes when they are over (for at most -D
+ * seconds more): a gateway that falls behind shows it in the latency
+ * instead of in a lower rate.
  * After the last send the tool waits for every answer, then until every
  * socket has every message the API acknowledged (at most -D seconds), and
  * checks that each socket got each message exactly once, in position order.
@@ -946,17 +948,27 @@ static int run_room(double secs, double warm, double drain_s)
     t0_ns = now_ns();
     t_measure_ns = t0_ns + (int64_t)(warm * 1e9);
     t_end_ns = t_measure_ns + (int64_t)(secs * 1e9);
+    /* At a fixed rate, messages due within the seconds but not yet sent
+     * when they end (every sender was busy) still go, late, for at most
+     * the drain time: their latency is what shows a gateway behind. */
+    int64_t stop_ns = t_end_ns + (int64_t)(drain_s * 1e9);
     double cpu0 = 0, cpu1 = 0;
-    bool measuring = false;
+    bool measuring = false, measured = false;
     while (all) {
         int64_t t = now_ns();
         if (!measuring && t >= t_measure_ns) {
             measuring = true;
             cpu0 = self_cpu();
         }
-        if (t >= t_end_ns)
+        if (!measured && t >= t_end_ns) {
+            measured = true;
+            cpu1 = self_cpu();
+        }
+        int64_t due = rate > 0 ? t0_ns + (int64_t)((double)nmsgs * 1e9 / rate) : t;
+        if (rate <= 0 ? t >= t_end_ns : due >= t_end_ns || t >= stop_ns)
             break;
-        int64_t wait = t_end_ns - t;
+        /* Answers wake the loop; so must the next message due. */
+        int64_t wait = 50000000;
         for (int i = 0; i < nsenders; i++) {
             sender *s = &senders[i];
             if (s->busy || s->dead)
@@ -965,18 +977,21 @@ static int run_room(double secs, double warm, double drain_s)
                 sender_send(s, now_ns());
                 continue;
             }
-            int64_t due = t0_ns + (int64_t)((double)nmsgs * 1e9 / rate);
+            due = t0_ns + (int64_t)((double)nmsgs * 1e9 / rate);
             if (due >= t_end_ns)
                 break;
             if (due > t) {
-                wait = due - t < wait ? due - t : wait;
+                wait = due - t;
                 break;
             }
             sender_send(s, due);
         }
-        poll_once(rate > 0 ? wait : 50000000);
+        if (rate <= 0 && t_end_ns - t < wait)
+            wait = t_end_ns - t;
+        poll_once(wait);
     }
-    cpu1 = self_cpu();
+    if (!measured)
+        cpu1 = self_cpu();
 
     /* Every answer, then every delivery of what was acknowledged. */
     double deadline = now_s() + drain_s;
