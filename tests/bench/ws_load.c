@@ -458,15 +458,23 @@ static void ws_text(wsock *w, const char *s, size_t n)
     /* Ours: "ws_load RUN SEQ NS", copied out so that parsing stops at the
      * frame's end. */
     const char *mark = memmem(s, n, "ws_load ", 8);
-    char text[80] = "", run[16];
+    char text[80] = "";
     if (mark != NULL) {
         size_t tl = (size_t)(end - mark) < sizeof(text) - 1 ? (size_t)(end - mark) : sizeof(text) - 1;
         memcpy(text, mark, tl);
         text[tl] = '\0';
     }
     long long seq = -1, sent = 0;
-    if (sscanf(text, "ws_load %15s %lld %lld", run, &seq, &sent) != 3 || strcmp(run, run_id) != 0 || seq < 0 ||
-        (size_t)seq >= nmsgs) {
+    size_t rl = strlen(run_id);
+    if (strncmp(text + 8, run_id, rl) == 0 && text[8 + rl] == ' ') {
+        char *e1, *e2;
+        errno = 0;
+        seq = strtoll(text + 9 + rl, &e1, 10);
+        sent = strtoll(e1, &e2, 10);
+        if (errno != 0 || e1 == text + 9 + rl || *e1 != ' ' || e2 == e1)
+            seq = -1;
+    }
+    if (seq < 0 || (size_t)seq >= nmsgs) {
         unknown_frames++;
         if (pos <= w->last_pos)
             w->out_of_order++;
