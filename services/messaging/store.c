@@ -295,17 +295,41 @@ static msg_store_result read_audiences(kr_pg *pg, msg_outbox *box)
     return res;
 }
 
+/* Whether the box's transaction committed after all: its last event is in
+ * the log (event ids are unique). */
+static bool committed_after_all(kr_pg *pg, const msg_outbox *box)
+{
+    const char *params[] = {box->items[box->n - 1].id};
+    PGresult *r = msg_sql(pg, "find appended event", "SELECT 1 FROM messaging.events WHERE id = $1", 1, params);
+    bool found = r != NULL && PQntuples(r) == 1;
+    if (r != NULL)
+        PQclear(r);
+    return found;
+}
+
 msg_store_result msg_outbox_commit(kr_pg *pg, msg_outbox *box, bool announce)
 {
     msg_store_result res = announce && box->n > 0 ? read_audiences(pg, box) : MSG_STORE_OK;
-    if (res == MSG_STORE_OK)
-        res = msg_tx_commit(pg);
-    else
-        msg_tx_rollback(pg);
     if (res != MSG_STORE_OK) {
-        /* Nothing of it happened. */
+        msg_tx_rollback(pg);
         msg_outbox_free(box);
+        return res;
     }
+    int rc = kr_pg_commit(pg);
+    if (rc == KR_PG_OK)
+        return MSG_STORE_OK;
+    res = rc == KR_PG_ESQL ? msg_sql_failure(pg) : MSG_STORE_ERROR;
+    if (res == MSG_STORE_ERROR)
+        kr_log(KR_LOG_ERROR, "commit failed", "error", kr_pg_strerror((kr_pg_error)rc), NULL);
+    kr_pg_rollback(pg);
+    /* A connection lost during COMMIT leaves the outcome open. Positions
+     * taken by a commit must each be announced, so look (on a new
+     * connection) whether it happened. */
+    if (rc == KR_PG_ECONNLOST && box->n > 0 && committed_after_all(pg, box)) {
+        kr_log(KR_LOG_WARN, "the commit went through before the connection was lost", NULL);
+        return MSG_STORE_OK;
+    }
+    msg_outbox_free(box); /* nothing of it happened */
     return res;
 }
 
