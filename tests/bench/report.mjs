@@ -161,7 +161,7 @@ function messaging() {
   const row = (r) => ({
     messages_per_s: r.sent_per_s, deliveries_per_s: r.delivered_per_s, p50_ms: r.p50_ms, p99_ms: r.p99_ms, max_ms: r.max_ms,
     http_p50_ms: r.http_p50_ms, http_p99_ms: r.http_p99_ms, sockets: r.sockets, senders: r.senders,
-    target_rate: r.rate || undefined, generator_cores: fix(r.generator_cpu_s / r.seconds, 3),
+    target_rate: r.rate || undefined, seconds: r.seconds, generator_cores: r.generator_cores,
     checked: { missing: r.missing, duplicate: r.duplicate, out_of_order: r.out_of_order, gaps: r.gaps },
   });
   const v = { room: row(room.mid), rate: row(rate.mid) };

@@ -31,14 +31,16 @@
  *               (default 10)
  *
  * Messages sent during the warm-up are checked like the others; latencies
- * and rates count the messages sent within the measured seconds. Prints one
+ * and rates count the messages sent (or due, at a fixed rate) within the
+ * measured seconds, and rates are over those seconds or, when messages due
+ * in them went late, until the last of them went ("seconds"). Prints one
  * JSON object: sockets, senders, sent (acknowledged) and sent_per_s,
  * delivered and delivered_per_s (event frames of measured messages),
  * p50/p99/max send→deliver ms, the HTTP answer's p50/p99 ms, missing,
  * duplicate and out_of_order (summed over the sockets), gap frames, sockets
- * closed by the gateway, send errors, the tool's own CPU seconds and the
- * first error. Exit status 1 when a send failed or any of missing,
- * duplicate, out_of_order or closed is not zero.
+ * closed by the gateway, send errors, the tool's own CPU seconds and cores
+ * in the measured seconds, and the first error. Exit status 1 when a send
+ * failed or any of missing, duplicate, out_of_order or closed is not zero.
  *
  * idle: K WebSockets (-n, default 10000), the tokens of TOKENS_FILE taken in
  * turn, at most -c handshakes in flight (default 256). Once every socket got
@@ -675,6 +677,7 @@ static void ws_readable(wsock *w)
 /* --------------------------------------------------------------- senders */
 
 static int64_t t0_ns, t_measure_ns, t_end_ns;
+static int64_t last_write_ns; /* when the last measured message was written */
 static double rate;
 
 static void sender_connect(sender *s)
@@ -730,6 +733,8 @@ static void sender_send(sender *s, int64_t sent_ns)
     s->seq = seq;
     s->busy = true;
     s->written_at = now_s();
+    if (msgs[seq].measured)
+        last_write_ns = now_ns();
     sender_flush(s);
 }
 
@@ -1043,17 +1048,22 @@ static int run_room(double secs, double warm, double drain_s)
     }
     if (!all)
         missing = -1; /* not every socket got ready: nothing was sent */
+    /* Rates over the measured seconds, or longer when messages due in them
+     * went late. */
+    double span = secs;
+    if ((double)(last_write_ns - t_measure_ns) / 1e9 > span)
+        span = (double)(last_write_ns - t_measure_ns) / 1e9;
     qsort(lat, nlat, sizeof(double), by_value);
     qsort(http_lat, nhttp, sizeof(double), by_value);
     printf("{\"mode\":\"room\",\"sockets\":%zu,\"ready\":%ld,\"senders\":%d,\"rate\":%.1f,\"seconds\":%.3f,\"sent\":%ld,"
            "\"sent_per_s\":%.1f,\"send_errors\":%ld,\"delivered\":%ld,\"delivered_per_s\":%.1f,\"p50_ms\":%.2f,"
            "\"p99_ms\":%.2f,\"max_ms\":%.2f,\"http_p50_ms\":%.2f,\"http_p99_ms\":%.2f,\"missing\":%ld,\"duplicate\":%ld,"
            "\"out_of_order\":%ld,\"gaps\":%ld,\"closed\":%ld,\"messages_total\":%zu,\"other_frames\":%ld,"
-           "\"generator_cpu_s\":%.3f,\"first_error\":\"%s\"}\n",
-           nsocks, ready_count, nsenders, rate, secs, sent, (double)sent / secs, send_errors, delivered, (double)delivered / secs,
+           "\"generator_cpu_s\":%.3f,\"generator_cores\":%.3f,\"first_error\":\"%s\"}\n",
+           nsocks, ready_count, nsenders, rate, span, sent, (double)sent / span, send_errors, delivered, (double)delivered / span,
            pct(lat, nlat, 0.5), pct(lat, nlat, 0.99), nlat ? lat[nlat - 1] : 0, pct(http_lat, nhttp, 0.5),
            pct(http_lat, nhttp, 0.99), missing, duplicate, out_of_order, gaps, closed + connect_failed, nmsgs, unknown_frames,
-           cpu1 - cpu0, first_error);
+           cpu1 - cpu0, (cpu1 - cpu0) / secs, first_error);
     return all && send_errors == 0 && missing == 0 && duplicate == 0 && out_of_order == 0 && closed == 0 && connect_failed == 0 ? 0
                                                                                                                                 : 1;
 }
