@@ -115,6 +115,7 @@ typedef struct {
     char in[HTTP_IN_MAX];
     size_t in_len;
     bool busy, dead;
+    int lost;          /* connections broken without an answer in a row */
     long seq;          /* the message in flight */
     double written_at; /* seconds, for the HTTP answer's latency */
 } sender;
@@ -527,7 +528,7 @@ static long ws_handshake_reply(wsock *w)
     if (strncmp(head, "HTTP/1.1 101", 12) != 0) {
         /* The refusal and the start of its JSON error. */
         char why[200];
-        snprintf(why, sizeof(why), "%.40s %s", head, hl < n ? head + hl : "");
+        snprintf(why, sizeof(why), "%.*s %s", (int)strcspn(head, "\r\n"), head, hl < n ? head + hl : "");
         ws_close(w, true, why);
         return -1;
     }
@@ -817,6 +818,13 @@ static void sender_lost(sender *s, const char *why)
     }
     epoll_ctl(ep, EPOLL_CTL_DEL, s->fd, NULL);
     close(s->fd);
+    /* A gateway may close a keep-alive connection; one that keeps doing so
+     * without answering is gone. */
+    if (++s->lost > 100) {
+        s->dead = true;
+        note_error("a sender's connections kept breaking", why, strlen(why));
+        return;
+    }
     sender_connect(s);
 }
 
@@ -852,6 +860,7 @@ static void sender_readable(sender *s)
         record(&http_lat, &nhttp, &cap_http, (now_s() - s->written_at) * 1e3);
     }
     s->busy = false;
+    s->lost = 0;
     memmove(s->in, s->in + len, s->in_len - (size_t)len);
     s->in_len -= (size_t)len;
 }
@@ -881,7 +890,7 @@ static void poll_once(int64_t timeout_ns)
         if (w->state == WS_CLOSED)
             continue;
         if ((evs[i].events & EPOLLOUT) && !ws_flush(w)) {
-            ws_close(w, true, "a write failed");
+            ws_close(w, true, strerror(errno));
             continue;
         }
         if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
