@@ -285,6 +285,13 @@ typedef struct {
 msg_store_result msg_store_append(kr_pg *pg, const char *school_id, const char *room_id, const msg_new_event *evs, size_t n,
                                   msg_appended *out);
 
+/* Takes the log head's lock now, ahead of the append, in a transaction that
+ * changes its room's row before appending (a lock, a rename, retention).
+ * Every append locks the log head, then the room's row (its last_position):
+ * taking them in the other order would let such a transaction and a send
+ * to the room wait for each other until PostgreSQL breaks the deadlock. */
+msg_store_result msg_store_hold_head(kr_pg *pg);
+
 /* Who one room's events of a transaction are announced to: the room's
  * joined members at the end of the transaction, and those who left with
  * one of its events (left_position >= since). */

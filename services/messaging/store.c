@@ -164,6 +164,11 @@ msg_store_result msg_store_append(kr_pg *pg, const char *school_id, const char *
     return MSG_STORE_OK;
 }
 
+msg_store_result msg_store_hold_head(kr_pg *pg)
+{
+    return exec(pg, "hold log head", "SELECT 1 FROM messaging.log_head FOR NO KEY UPDATE", 0, NULL);
+}
+
 static msg_audience *box_room(msg_outbox *box, const char *room_id)
 {
     for (size_t i = 0; i < box->nrooms; i++) {
@@ -686,6 +691,9 @@ static msg_store_result sync_group_tx(kr_pg *pg, kr_arena *arena, const char *sc
             return res;
     } else if (strcmp(old_name, name) != 0) {
         const char *p4[] = {room_id, name};
+        res = msg_store_hold_head(pg);
+        if (res != MSG_STORE_OK)
+            return res;
         res = exec(pg, "rename roster room", "UPDATE messaging.rooms SET name = $2 WHERE id = $1", 2, p4);
         if (res != MSG_STORE_OK)
             return res;
