@@ -248,6 +248,11 @@ typedef enum {
  * kr_pg_sqlstate tells why. `what` names the statement in logs. */
 PGresult *msg_sql(kr_pg *pg, const char *what, const char *sql, int n, const char *const *params);
 
+/* msg_sql as a prepared statement named `what` (one SQL text per name, a
+ * string literal): for the statements of every send, which PostgreSQL then
+ * parses and plans once per connection. */
+PGresult *msg_sql_hot(kr_pg *pg, const char *what, const char *sql, int n, const char *const *params);
+
 /* Maps the last failure of `pg` to a result (unique violation: CONFLICT). */
 msg_store_result msg_sql_failure(kr_pg *pg);
 

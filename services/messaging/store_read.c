@@ -483,14 +483,22 @@ msg_store_result msg_read_appended(const msg_reader *rd, const msg_appended *ite
     *out = events;
     if (n == 0)
         return MSG_STORE_OK;
-    const char **positions = kr_arena_alloc(rd->arena, sizeof(char *) * n);
-    for (size_t i = 0; i < n; i++)
-        positions[i] = num(rd, items[i].position);
-    const char *params[] = {msg_pg_array(rd->arena, positions, n), rd->viewer};
-    /* Just appended: no retention can have expired them yet. */
-    PGresult *r =
-        msg_sql(rd->pg, "select appended events",
-                "SELECT " EVENT_COLUMNS("$2") EVENT_FROM "WHERE e.position = ANY($1::bigint[]) ORDER BY e.position", 2, params);
+    /* Just appended: no retention can have expired them yet. One event (a
+     * send, most calls) by its key, prepared: PostgreSQL plans it once per
+     * connection. */
+    PGresult *r;
+    if (n == 1) {
+        const char *params[] = {num(rd, items[0].position), rd->viewer};
+        r = msg_sql_hot(rd->pg, "select appended event", "SELECT " EVENT_COLUMNS("$2") EVENT_FROM "WHERE e.position = $1", 2,
+                        params);
+    } else {
+        const char **positions = kr_arena_alloc(rd->arena, sizeof(char *) * n);
+        for (size_t i = 0; i < n; i++)
+            positions[i] = num(rd, items[i].position);
+        const char *params[] = {msg_pg_array(rd->arena, positions, n), rd->viewer};
+        r = msg_sql(rd->pg, "select appended events",
+                    "SELECT " EVENT_COLUMNS("$2") EVENT_FROM "WHERE e.position = ANY($1::bigint[]) ORDER BY e.position", 2, params);
+    }
     if (r == NULL)
         return msg_sql_failure(rd->pg);
     Kreide__Messaging__Event **found = alloc_list(rd, (size_t)PQntuples(r), sizeof(*found));
