@@ -449,6 +449,9 @@ typedef struct {
     const Kreide__Caller *caller; /* whose stream (ListEvents without a room); NULL: none */
 } msg_reader;
 
+/* A handler's reader: the caller reads, with the request's arena. */
+msg_reader msg_reader_of(kr_rpc_ctx *ctx);
+
 /* Which events ListEvents reads. */
 typedef struct {
     const char *room_id; /* NULL: every room of the caller */
