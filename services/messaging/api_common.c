@@ -194,7 +194,7 @@ int msg_publish(kr_rpc_ctx *ctx, const msg_outbox *box, Kreide__Messaging__Event
     if (box->n == 0 || (!announce && reply == NULL))
         return 0;
     /* One reading serves the announcements and the reply. */
-    msg_reader rd = {.pg = ctx->pg, .arena = ctx->arena, .viewer = ctx->caller->user_id, .caller = ctx->caller};
+    msg_reader rd = msg_reader_of(ctx);
     Kreide__Messaging__Event **events = NULL;
     msg_store_result r = msg_read_appended(&rd, box->items, box->n, &events);
     if (announce)
@@ -211,7 +211,7 @@ int msg_publish(kr_rpc_ctx *ctx, const msg_outbox *box, Kreide__Messaging__Event
 
 int msg_reply_event(kr_rpc_ctx *ctx, int64_t position, Kreide__Messaging__Event *out)
 {
-    msg_reader rd = {.pg = ctx->pg, .arena = ctx->arena, .viewer = ctx->caller->user_id, .caller = ctx->caller};
+    msg_reader rd = msg_reader_of(ctx);
     msg_appended at = {.position = position};
     Kreide__Messaging__Event **events = NULL;
     msg_store_result r = msg_read_appended(&rd, &at, 1, &events);

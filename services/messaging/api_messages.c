@@ -319,20 +319,21 @@ static int send_body(kr_rpc_ctx *ctx, msg_outbox *box, void *arg)
                             a->multiple_choice ? "t" : "f",
                             a->anonymous ? "t" : "f",
                             a->closes_at};
-    PGresult *r = tx_sql(ctx, "insert message",
-                         "WITH msg AS (INSERT INTO messaging.messages (id, position, school_id, room_id, sender, body, reply_to, "
-                         "mentions, is_poll, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::uuid[], $9, now()) RETURNING id), "
-                         "att AS (INSERT INTO messaging.attachments (message_id, school_id, ord, file_id, name, media_type, "
-                         "size_bytes) SELECT $1, $3, x.ord - 1, x.file_id, x.name, x.media_type, x.size_bytes "
-                         "FROM unnest($10::uuid[], $11::text[], $12::text[], $13::bigint[]) WITH ORDINALITY "
-                         "AS x (file_id, name, media_type, size_bytes, ord)), "
-                         "poll AS (INSERT INTO messaging.polls (message_id, options, multiple_choice, anonymous, closes_at) "
-                         "SELECT $1, $14::text[], $15, $16, $17::timestamptz WHERE $9::boolean) "
-                         "SELECT m.user_id::text FROM messaging.room_members m WHERE m.room_id = $4 "
-                         "AND (m.state = 'joined' OR m.left_position >= $2) ORDER BY m.user_id",
-                         17, params);
+    PGresult *r =
+        msg_sql_hot(ctx->pg, "insert message",
+                    "WITH msg AS (INSERT INTO messaging.messages (id, position, school_id, room_id, sender, body, reply_to, "
+                    "mentions, is_poll, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::uuid[], $9, now()) RETURNING id), "
+                    "att AS (INSERT INTO messaging.attachments (message_id, school_id, ord, file_id, name, media_type, "
+                    "size_bytes) SELECT $1, $3, x.ord - 1, x.file_id, x.name, x.media_type, x.size_bytes "
+                    "FROM unnest($10::uuid[], $11::text[], $12::text[], $13::bigint[]) WITH ORDINALITY "
+                    "AS x (file_id, name, media_type, size_bytes, ord)), "
+                    "poll AS (INSERT INTO messaging.polls (message_id, options, multiple_choice, anonymous, closes_at) "
+                    "SELECT $1, $14::text[], $15, $16, $17::timestamptz WHERE $9::boolean) "
+                    "SELECT m.user_id::text FROM messaging.room_members m WHERE m.room_id = $4 "
+                    "AND (m.state = 'joined' OR m.left_position >= $2) ORDER BY m.user_id",
+                    17, params);
     if (r == NULL)
-        return -1;
+        return msg_fail_store(ctx, msg_sql_failure(ctx->pg), "message");
     msg_outbox_take_audience(box, a->room->id, r, 0);
     PQclear(r);
     return 0;

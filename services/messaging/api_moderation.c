@@ -166,15 +166,19 @@ static int list_reports(kr_rpc_ctx *ctx, const Kreide__Messaging__ListReportsReq
 /* ----------------------------------------------------------- mute, lock */
 
 /* Runs one moderation change: the UPDATE (which must return a row when it
- * changed something), the audit entry and the event, in one transaction. */
-static int moderate(kr_rpc_ctx *ctx, const msg_room_ref *room, const char *sql, int n, const char *const *params,
+ * changed something), the audit entry and the event, in one transaction.
+ * `room_row`: the UPDATE changes the room's own row, so the log head is
+ * locked first (msg_store_hold_head). */
+static int moderate(kr_rpc_ctx *ctx, const msg_room_ref *room, bool room_row, const char *sql, int n, const char *const *params,
                     const char *action, const msg_new_event *ev, const char *unchanged, Kreide__Messaging__Event *out)
 {
     msg_outbox box = {0};
     if (msg_tx_begin(ctx->pg) != MSG_STORE_OK)
         return msg_fail_store(ctx, MSG_STORE_ERROR, "room");
-    PGresult *r = msg_sql(ctx->pg, action, sql, n, params);
-    msg_store_result res = r ? MSG_STORE_OK : msg_sql_failure(ctx->pg);
+    msg_store_result res = room_row ? msg_store_hold_head(ctx->pg) : MSG_STORE_OK;
+    PGresult *r = res == MSG_STORE_OK ? msg_sql(ctx->pg, action, sql, n, params) : NULL;
+    if (res == MSG_STORE_OK && r == NULL)
+        res = msg_sql_failure(ctx->pg);
     bool changed = r != NULL && PQntuples(r) == 1;
     if (r != NULL)
         PQclear(r);
@@ -231,7 +235,7 @@ static int mute_member(kr_rpc_ctx *ctx, const Kreide__Messaging__MuteMemberReque
                         .sender = me(ctx),
                         .data =
                             kr_arena_printf(ctx->arena, "{\"user_id\":\"%s\",\"muted\":%s}", user, in->muted ? "true" : "false")};
-    return moderate(ctx, &room,
+    return moderate(ctx, &room, false,
                     "UPDATE messaging.room_members SET muted = $3 WHERE room_id = $1 AND user_id = $2 AND state = 'joined' "
                     "AND muted <> $3 RETURNING 1",
                     3, params, "member.muted", &ev, in->muted ? "the person is muted already" : "the person is not muted", out);
@@ -246,8 +250,8 @@ static int lock_room(kr_rpc_ctx *ctx, const Kreide__Messaging__LockRoomRequest *
         return msg_fail_forbidden(ctx, "only the room's moderators and the school's admins may lock a room");
     const char *params[] = {room.id, in->locked ? "t" : "f"};
     msg_new_event ev = {.kind = "room.locked", .sender = me(ctx), .data = in->locked ? "{\"locked\":true}" : "{\"locked\":false}"};
-    return moderate(ctx, &room, "UPDATE messaging.rooms SET locked = $2 WHERE id = $1 AND locked <> $2 RETURNING 1", 2, params,
-                    "room.locked", &ev, in->locked ? "the room is locked already" : "the room is not locked", out);
+    return moderate(ctx, &room, true, "UPDATE messaging.rooms SET locked = $2 WHERE id = $1 AND locked <> $2 RETURNING 1", 2,
+                    params, "room.locked", &ev, in->locked ? "the room is locked already" : "the room is not locked", out);
 }
 
 /* ---------------------------------------------------------------- removal */

@@ -554,8 +554,12 @@ static int set_retention(kr_rpc_ctx *ctx, const Kreide__Messaging__SetRetentionR
     if (msg_tx_begin(ctx->pg) != MSG_STORE_OK)
         return msg_fail_store(ctx, MSG_STORE_ERROR, "room");
     const char *p[] = {room.id, in->retention_days ? days : NULL};
-    PGresult *r = msg_sql(ctx->pg, "set room retention", "UPDATE messaging.rooms SET retention_days = $2 WHERE id = $1", 2, p);
-    msg_store_result res = r ? MSG_STORE_OK : msg_sql_failure(ctx->pg);
+    msg_store_result res = msg_store_hold_head(ctx->pg);
+    PGresult *r = res == MSG_STORE_OK
+                      ? msg_sql(ctx->pg, "set room retention", "UPDATE messaging.rooms SET retention_days = $2 WHERE id = $1", 2, p)
+                      : NULL;
+    if (res == MSG_STORE_OK && r == NULL)
+        res = msg_sql_failure(ctx->pg);
     if (r != NULL)
         PQclear(r);
     if (res == MSG_STORE_OK)

@@ -248,6 +248,11 @@ typedef enum {
  * kr_pg_sqlstate tells why. `what` names the statement in logs. */
 PGresult *msg_sql(kr_pg *pg, const char *what, const char *sql, int n, const char *const *params);
 
+/* msg_sql as a prepared statement named `what` (one SQL text per name, a
+ * string literal): for the statements of every send, which PostgreSQL then
+ * parses and plans once per connection. */
+PGresult *msg_sql_hot(kr_pg *pg, const char *what, const char *sql, int n, const char *const *params);
+
 /* Maps the last failure of `pg` to a result (unique violation: CONFLICT). */
 msg_store_result msg_sql_failure(kr_pg *pg);
 
@@ -284,6 +289,13 @@ typedef struct {
  * for the commit. `out` gets n entries. CONFLICT when a txn_id is taken. */
 msg_store_result msg_store_append(kr_pg *pg, const char *school_id, const char *room_id, const msg_new_event *evs, size_t n,
                                   msg_appended *out);
+
+/* Takes the log head's lock now, ahead of the append, in a transaction that
+ * changes its room's row before appending (a lock, a rename, retention).
+ * Every append locks the log head, then the room's row (its last_position):
+ * taking them in the other order would let such a transaction and a send
+ * to the room wait for each other until PostgreSQL breaks the deadlock. */
+msg_store_result msg_store_hold_head(kr_pg *pg);
 
 /* Who one room's events of a transaction are announced to: the room's
  * joined members at the end of the transaction, and those who left with
@@ -436,6 +448,9 @@ typedef struct {
     const char *viewer;           /* whose reactions, votes and confirmations are `mine`; NULL: no one's */
     const Kreide__Caller *caller; /* whose stream (ListEvents without a room); NULL: none */
 } msg_reader;
+
+/* A handler's reader: the caller reads, with the request's arena. */
+msg_reader msg_reader_of(kr_rpc_ctx *ctx);
 
 /* Which events ListEvents reads. */
 typedef struct {

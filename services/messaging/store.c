@@ -27,6 +27,18 @@ PGresult *msg_sql(kr_pg *pg, const char *what, const char *sql, int n, const cha
     return r;
 }
 
+PGresult *msg_sql_hot(kr_pg *pg, const char *what, const char *sql, int n, const char *const *params)
+{
+    char err[256];
+    PGresult *r = kr_pg_exec_prepared(pg, what, sql, n, params, err, sizeof(err));
+    if (r == NULL) {
+        const char *state = kr_pg_sqlstate(pg);
+        if (strcmp(state, "23505") != 0)
+            kr_log(KR_LOG_ERROR, "database statement failed", "statement", what, "error", err, "sqlstate", state, NULL);
+    }
+    return r;
+}
+
 msg_store_result msg_sql_failure(kr_pg *pg)
 {
     const char *state = kr_pg_sqlstate(pg);
@@ -138,14 +150,14 @@ msg_store_result msg_store_append(kr_pg *pg, const char *school_id, const char *
          * head's row lock is held until the transaction ends: appends
          * commit one after another, so a reader never sees a position while
          * a lower one is still to come (docs/messaging.md, "Positions"). */
-        PGresult *r = msg_sql(pg, "append event",
-                              "WITH head AS (UPDATE messaging.log_head SET position = position + 1 RETURNING position), "
-                              "ev AS (INSERT INTO messaging.events (position, id, school_id, room_id, kind, sender, txn_id, "
-                              "message_id, data) SELECT position, $1, $2, $3, $4, $5, $6, $7, $8::jsonb FROM head "
-                              "RETURNING position, created_at), "
-                              "room AS (UPDATE messaging.rooms SET last_position = ev.position FROM ev WHERE id = $3) "
-                              "SELECT position, " TS("created_at") " FROM ev",
-                              8, params);
+        PGresult *r = msg_sql_hot(pg, "append event",
+                                  "WITH head AS (UPDATE messaging.log_head SET position = position + 1 RETURNING position), "
+                                  "ev AS (INSERT INTO messaging.events (position, id, school_id, room_id, kind, sender, txn_id, "
+                                  "message_id, data) SELECT position, $1, $2, $3, $4, $5, $6, $7, $8::jsonb FROM head "
+                                  "RETURNING position, created_at), "
+                                  "room AS (UPDATE messaging.rooms SET last_position = ev.position FROM ev WHERE id = $3) "
+                                  "SELECT position, " TS("created_at") " FROM ev",
+                                  8, params);
         if (r == NULL)
             return msg_sql_failure(pg);
         bool ok = PQntuples(r) == 1;
@@ -162,6 +174,11 @@ msg_store_result msg_store_append(kr_pg *pg, const char *school_id, const char *
         copy(a->sender, sizeof(a->sender), e->sender);
     }
     return MSG_STORE_OK;
+}
+
+msg_store_result msg_store_hold_head(kr_pg *pg)
+{
+    return exec(pg, "hold log head", "SELECT 1 FROM messaging.log_head FOR NO KEY UPDATE", 0, NULL);
 }
 
 static msg_audience *box_room(msg_outbox *box, const char *room_id)
@@ -472,12 +489,12 @@ msg_store_result msg_store_room_ref_txn(kr_pg *pg, const char *room_id, const ch
                                         msg_earlier_send *earlier)
 {
     const char *params[] = {room_id, user_id && user_id[0] ? user_id : NULL, txn_id};
-    PGresult *r = msg_sql(pg, "select room and txn",
-                          "SELECT " ROOM_REF_COLUMNS ", coalesce(t.position, 0), coalesce(t.room_id::text, '') "
-                          "FROM messaging.rooms r JOIN messaging.schools s ON s.school_id = r.school_id "
-                          "LEFT JOIN messaging.room_members m ON m.room_id = r.id AND m.user_id = $2 "
-                          "LEFT JOIN messaging.events t ON t.sender = $2 AND t.txn_id = $3 WHERE r.id = $1",
-                          3, params);
+    PGresult *r = msg_sql_hot(pg, "select room and txn",
+                              "SELECT " ROOM_REF_COLUMNS ", coalesce(t.position, 0), coalesce(t.room_id::text, '') "
+                              "FROM messaging.rooms r JOIN messaging.schools s ON s.school_id = r.school_id "
+                              "LEFT JOIN messaging.room_members m ON m.room_id = r.id AND m.user_id = $2 "
+                              "LEFT JOIN messaging.events t ON t.sender = $2 AND t.txn_id = $3 WHERE r.id = $1",
+                              3, params);
     if (r == NULL)
         return msg_sql_failure(pg);
     msg_store_result res = MSG_STORE_NOT_FOUND;
@@ -686,6 +703,9 @@ static msg_store_result sync_group_tx(kr_pg *pg, kr_arena *arena, const char *sc
             return res;
     } else if (strcmp(old_name, name) != 0) {
         const char *p4[] = {room_id, name};
+        res = msg_store_hold_head(pg);
+        if (res != MSG_STORE_OK)
+            return res;
         res = exec(pg, "rename roster room", "UPDATE messaging.rooms SET name = $2 WHERE id = $1", 2, p4);
         if (res != MSG_STORE_OK)
             return res;

@@ -69,9 +69,10 @@ static void *alloc_list(const msg_reader *rd, size_t n, size_t elem)
     return kr_arena_alloc(rd->arena, elem * (n ? n : 1));
 }
 
-static msg_reader reader_of(kr_rpc_ctx *ctx)
+msg_reader msg_reader_of(kr_rpc_ctx *ctx)
 {
-    return (msg_reader){.pg = ctx->pg, .arena = ctx->arena, .viewer = ctx->caller->user_id, .caller = ctx->caller};
+    const char *viewer = ctx->caller->user_id[0] != '\0' ? ctx->caller->user_id : NULL;
+    return (msg_reader){.pg = ctx->pg, .arena = ctx->arena, .viewer = viewer, .caller = ctx->caller};
 }
 
 /* Splits a PostgreSQL uuid[] text form "{a,b}" into strings. */
@@ -405,7 +406,7 @@ static char *caller_schools(const msg_reader *rd)
 msg_store_result msg_read_events(kr_rpc_ctx *ctx, const msg_event_query *q, Kreide__Messaging__Event ***out, size_t *n, bool *more,
                                  int64_t *head)
 {
-    msg_reader reader = reader_of(ctx);
+    msg_reader reader = msg_reader_of(ctx);
     const msg_reader *rd = &reader;
     const char *limit = kr_arena_printf(rd->arena, "%u", q->limit + 1);
     const char *after = q->after > 0 ? num(rd, q->after) : NULL;
@@ -483,14 +484,22 @@ msg_store_result msg_read_appended(const msg_reader *rd, const msg_appended *ite
     *out = events;
     if (n == 0)
         return MSG_STORE_OK;
-    const char **positions = kr_arena_alloc(rd->arena, sizeof(char *) * n);
-    for (size_t i = 0; i < n; i++)
-        positions[i] = num(rd, items[i].position);
-    const char *params[] = {msg_pg_array(rd->arena, positions, n), rd->viewer};
-    /* Just appended: no retention can have expired them yet. */
-    PGresult *r =
-        msg_sql(rd->pg, "select appended events",
-                "SELECT " EVENT_COLUMNS("$2") EVENT_FROM "WHERE e.position = ANY($1::bigint[]) ORDER BY e.position", 2, params);
+    /* Just appended: no retention can have expired them yet. One event (a
+     * send, most calls) by its key, prepared: PostgreSQL plans it once per
+     * connection. */
+    PGresult *r;
+    if (n == 1) {
+        const char *params[] = {num(rd, items[0].position), rd->viewer};
+        r = msg_sql_hot(rd->pg, "select appended event", "SELECT " EVENT_COLUMNS("$2") EVENT_FROM "WHERE e.position = $1", 2,
+                        params);
+    } else {
+        const char **positions = kr_arena_alloc(rd->arena, sizeof(char *) * n);
+        for (size_t i = 0; i < n; i++)
+            positions[i] = num(rd, items[i].position);
+        const char *params[] = {msg_pg_array(rd->arena, positions, n), rd->viewer};
+        r = msg_sql(rd->pg, "select appended events",
+                    "SELECT " EVENT_COLUMNS("$2") EVENT_FROM "WHERE e.position = ANY($1::bigint[]) ORDER BY e.position", 2, params);
+    }
     if (r == NULL)
         return msg_sql_failure(rd->pg);
     Kreide__Messaging__Event **found = alloc_list(rd, (size_t)PQntuples(r), sizeof(*found));
@@ -509,7 +518,7 @@ msg_store_result msg_read_appended(const msg_reader *rd, const msg_appended *ite
 
 msg_store_result msg_read_message(kr_rpc_ctx *ctx, const char *message_id, Kreide__Messaging__Message **out)
 {
-    msg_reader reader = reader_of(ctx);
+    msg_reader reader = msg_reader_of(ctx);
     const msg_reader *rd = &reader;
     const char *params[] = {message_id, rd->viewer};
     PGresult *r =
@@ -532,7 +541,7 @@ msg_store_result msg_read_message(kr_rpc_ctx *ctx, const char *message_id, Kreid
 msg_store_result msg_read_search(kr_rpc_ctx *ctx, const msg_room_ref *room, const char *tsquery, int64_t before, unsigned limit,
                                  Kreide__Messaging__Message ***out, size_t *n, bool *more)
 {
-    msg_reader reader = reader_of(ctx);
+    msg_reader reader = msg_reader_of(ctx);
     const msg_reader *rd = &reader;
     const char *params[] = {room->id, tsquery, before > 0 ? num(rd, before) : NULL, kr_arena_printf(rd->arena, "%u", limit + 1),
                             rd->viewer};
@@ -623,7 +632,7 @@ static void room_from(const msg_reader *rd, const PGresult *r, int row, Kreide__
 
 msg_store_result msg_read_room(kr_rpc_ctx *ctx, const char *room_id, bool full, Kreide__Messaging__Room *out)
 {
-    msg_reader reader = reader_of(ctx);
+    msg_reader reader = msg_reader_of(ctx);
     const msg_reader *rd = &reader;
     const char *params[] = {rd->viewer, room_id};
     PGresult *r = msg_sql(rd->pg, "select room view", "SELECT " ROOM_COLUMNS ROOM_FROM "AND r.id = $2", 2, params);
@@ -679,7 +688,7 @@ msg_store_result msg_read_room(kr_rpc_ctx *ctx, const char *room_id, bool full, 
 msg_store_result msg_read_rooms(kr_rpc_ctx *ctx, const char *schools, int64_t after_pos, const char *after_id, unsigned limit,
                                 Kreide__Messaging__Room ***out, size_t *n, bool *more)
 {
-    msg_reader reader = reader_of(ctx);
+    msg_reader reader = msg_reader_of(ctx);
     const msg_reader *rd = &reader;
     const char *params[] = {rd->viewer, schools, after_id[0] ? num(rd, after_pos) : NULL, after_id[0] ? after_id : NULL,
                             kr_arena_printf(rd->arena, "%u", limit + 1)};

@@ -8,7 +8,7 @@
 // contiguous range with each position once.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { api, startSuite, subscribe, until } from '../lib/kreide.mjs';
 import { client, makeSchool, txnId } from '../lib/messaging.mjs';
 
@@ -293,5 +293,51 @@ test('a burst of concurrent appends from several clients announces each position
     assert.ok(!a.members.includes(P('o1').id), `o1 is in no room (${a.kind} at ${a.position})`);
     const other = a.school_id === A.id ? Object.values(B.people) : Object.values(A.people);
     for (const p of other) assert.ok(!a.members.includes(p.id), `${a.kind} at ${a.position} stays in its school`);
+  }
+});
+
+// A psql session of its own, statement by statement, to hold locks while
+// the daemons work. run() resolves with what the statement wrote to stderr.
+function session() {
+  const p = spawn('psql', [s.dbUrl, '-qAt'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  p.stdout.on('data', (d) => { out += d; });
+  p.stderr.on('data', (d) => { err += d; });
+  let n = 0;
+  return {
+    async run(sql) {
+      const mark = `statement-done-${n++}`;
+      const from = err.length;
+      p.stdin.write(`${sql};\n\\echo ${mark}\n`);
+      await until(() => out.includes(mark), { what: sql, timeoutMs: 20000 });
+      return err.slice(from);
+    },
+    close() { p.stdin.end(); },
+  };
+}
+
+test('a room changed while a send holds the log head: both go through, no deadlock', async () => {
+  const r = await c.room(P('t1').token, { school_id: A.id, kind: 'GROUP', name: 'Sperrprobe', member_ids: [P('p1').id] });
+  const changes = [
+    () => c.post(`/rooms/${r.id}/lock`, P('t1').token, { locked: true }),
+    () => c.put(`/rooms/${r.id}/retention`, P('t1').token, { retention_days: 30 }),
+  ];
+  for (const change of changes) {
+    // This session is an append in the middle of its transaction: it holds
+    // the log head and is about to move the room's head.
+    const db = session();
+    try {
+      assert.equal(await db.run('BEGIN; UPDATE messaging.log_head SET position = position'), '');
+      const reply = change();
+      await until(() => psql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'") === '1',
+        { what: 'the change to wait for the log head' });
+      assert.equal(await db.run(`UPDATE messaging.rooms SET last_position = last_position WHERE id = '${r.id}'`), '');
+      assert.equal(await db.run('ROLLBACK'), '');
+      const res = await reply;
+      assert.equal(res.status, 200, res.text);
+    } finally {
+      db.close();
+    }
   }
 });
