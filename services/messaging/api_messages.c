@@ -268,42 +268,43 @@ static void attachment_arrays(kr_rpc_ctx *ctx, const send_args *a, const char *o
     out[3] = msg_pg_array(ctx->arena, sizes, n);
 }
 
-static int send_body(kr_rpc_ctx *ctx, msg_outbox *box, void *arg)
+/* Whether `reply_to` names a message of the room that is still readable. */
+static int check_reply_to(kr_rpc_ctx *ctx, const send_args *a)
 {
-    send_args *a = arg;
-    /* The earlier send was looked for with the room; one that commits
-     * meanwhile (a concurrent retry) makes the append a CONFLICT. */
-    if (a->reply_to != NULL) {
-        const char *params[] = {a->reply_to, a->room->id};
-        PGresult *r = tx_sql(ctx, "check reply",
-                             "SELECT 1 FROM messaging.messages mm JOIN messaging.rooms r ON r.id = mm.room_id "
-                             "JOIN messaging.schools s ON s.school_id = r.school_id WHERE mm.id = $1 AND mm.room_id = $2 "
-                             "AND mm.created_at >= messaging.visible_since(r.retention_days, s.retention_days)",
-                             2, params);
-        if (r == NULL)
-            return -1;
-        bool ok = PQntuples(r) == 1;
-        PQclear(r);
-        if (!ok)
-            return kr_rpc_fail(ctx, KREIDE__STATUS__NOT_FOUND, "messaging.message_not_found", "reply_to",
-                               "reply_to names no message of this room");
-    }
+    const char *params[] = {a->reply_to, a->room->id};
+    PGresult *r = tx_sql(ctx, "check reply",
+                         "SELECT 1 FROM messaging.messages mm JOIN messaging.rooms r ON r.id = mm.room_id "
+                         "JOIN messaging.schools s ON s.school_id = r.school_id WHERE mm.id = $1 AND mm.room_id = $2 "
+                         "AND mm.created_at >= messaging.visible_since(r.retention_days, s.retention_days)",
+                         2, params);
+    if (r == NULL)
+        return -1;
+    bool ok = PQntuples(r) == 1;
+    PQclear(r);
+    if (!ok)
+        return kr_rpc_fail(ctx, KREIDE__STATUS__NOT_FOUND, "messaging.message_not_found", "reply_to",
+                           "reply_to names no message of this room");
+    return 0;
+}
+
+/* A send is one statement, run on its own (its own transaction): it takes
+ * the log head, appends the event, moves the room's head, inserts the
+ * message with its attachments and poll, and reads the audience with a
+ * fresh snapshot (messaging.room_audience, migration 002). The log head is
+ * so held for the statement's execution and its commit only, never across a
+ * round trip to this service (docs/messaging.md, "Positions"). Returns 0
+ * with the event appended to `box` and its audience, -1 after
+ * kr_rpc_fail, or 1 when a concurrent retry with the same txn_id won. */
+static int send_statement(kr_rpc_ctx *ctx, msg_outbox *box, send_args *a)
+{
+    if (a->reply_to != NULL && check_reply_to(ctx, a) != 0)
+        return -1;
     kr_uuid_str id;
     kr_uuid7_new(&id);
-    msg_appended ev;
-    msg_new_event ne = {.kind = "message", .sender = me(ctx), .txn_id = a->txn_id, .message_id = id.s, .id = id.s};
-    msg_store_result res = msg_append_to(ctx->pg, box, a->room->school_id, a->room->id, &ne, &ev);
-    if (res == MSG_STORE_CONFLICT)
-        return 1; /* the same txn_id committed meanwhile by a concurrent retry */
-    if (res != MSG_STORE_OK)
-        return msg_fail_store(ctx, res, "message");
-    /* The message with its attachments and poll, and in the same statement
-     * the room's audience: it runs after the append took the log head, and
-     * nothing after it changes the members. */
     const char *att[4];
     attachment_arrays(ctx, a, att);
     const char *params[] = {id.s,
-                            num(ctx, ev.position),
+                            a->txn_id,
                             a->room->school_id,
                             a->room->id,
                             me(ctx),
@@ -319,31 +320,62 @@ static int send_body(kr_rpc_ctx *ctx, msg_outbox *box, void *arg)
                             a->multiple_choice ? "t" : "f",
                             a->anonymous ? "t" : "f",
                             a->closes_at};
-    PGresult *r =
-        msg_sql_hot(ctx->pg, "insert message",
-                    "WITH msg AS (INSERT INTO messaging.messages (id, position, school_id, room_id, sender, body, reply_to, "
-                    "mentions, is_poll, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::uuid[], $9, now()) RETURNING id), "
-                    "att AS (INSERT INTO messaging.attachments (message_id, school_id, ord, file_id, name, media_type, "
-                    "size_bytes) SELECT $1, $3, x.ord - 1, x.file_id, x.name, x.media_type, x.size_bytes "
-                    "FROM unnest($10::uuid[], $11::text[], $12::text[], $13::bigint[]) WITH ORDINALITY "
-                    "AS x (file_id, name, media_type, size_bytes, ord)), "
-                    "poll AS (INSERT INTO messaging.polls (message_id, options, multiple_choice, anonymous, closes_at) "
-                    "SELECT $1, $14::text[], $15, $16, $17::timestamptz WHERE $9::boolean) "
-                    "SELECT m.user_id::text FROM messaging.room_members m WHERE m.room_id = $4 "
-                    "AND (m.state = 'joined' OR m.left_position >= $2) ORDER BY m.user_id",
-                    17, params);
-    if (r == NULL)
-        return msg_fail_store(ctx, msg_sql_failure(ctx->pg), "message");
-    msg_outbox_take_audience(box, a->room->id, r, 0);
+    PGresult *r = msg_sql_hot(
+        ctx->pg, "send message",
+        "WITH head AS (UPDATE messaging.log_head SET position = position + 1 RETURNING position), "
+        "ev AS (INSERT INTO messaging.events (position, id, school_id, room_id, kind, sender, txn_id, message_id, data) "
+        "SELECT position, $1, $3, $4, 'message', $5, $2, $1, '{}' FROM head RETURNING position, created_at), "
+        "room AS (UPDATE messaging.rooms SET last_position = ev.position FROM ev WHERE id = $4), "
+        "msg AS (INSERT INTO messaging.messages (id, position, school_id, room_id, sender, body, reply_to, mentions, is_poll, "
+        "created_at) SELECT $1, ev.position, $3, $4, $5, $6, $7, $8::uuid[], $9, ev.created_at FROM ev), "
+        "att AS (INSERT INTO messaging.attachments (message_id, school_id, ord, file_id, name, media_type, size_bytes) "
+        "SELECT $1, $3, x.ord - 1, x.file_id, x.name, x.media_type, x.size_bytes "
+        "FROM unnest($10::uuid[], $11::text[], $12::text[], $13::bigint[]) WITH ORDINALITY "
+        "AS x (file_id, name, media_type, size_bytes, ord)), "
+        "poll AS (INSERT INTO messaging.polls (message_id, options, multiple_choice, anonymous, closes_at) "
+        "SELECT $1, $14::text[], $15, $16, $17::timestamptz WHERE $9::boolean) "
+        "SELECT ev.position, " TS("ev.created_at") ", messaging.room_audience($4, ev.position) FROM ev",
+        17, params);
+    msg_appended ev = {0};
+    snprintf(ev.id, sizeof(ev.id), "%s", id.s);
+    snprintf(ev.room_id, sizeof(ev.room_id), "%s", a->room->id);
+    snprintf(ev.school_id, sizeof(ev.school_id), "%s", a->room->school_id);
+    snprintf(ev.kind, sizeof(ev.kind), "message");
+    snprintf(ev.sender, sizeof(ev.sender), "%s", me(ctx));
+    if (r == NULL) {
+        msg_store_result res = msg_sql_failure(ctx->pg);
+        if (res == MSG_STORE_CONFLICT)
+            return 1; /* the same txn_id committed meanwhile by a concurrent retry */
+        /* A lost connection leaves open whether it committed; a committed
+         * position must be announced, so look (on a new connection). */
+        if (res != MSG_STORE_ERROR || kr_pg_sqlstate(ctx->pg)[0] != '\0' || msg_store_find_appended(ctx->pg, &ev) != MSG_STORE_OK)
+            return msg_fail_store(ctx, res, "message");
+        kr_log(KR_LOG_WARN, "the send went through before the connection was lost", NULL);
+        msg_outbox_add(box, &ev);
+        if (msg_outbox_read_audiences(ctx->pg, box) != MSG_STORE_OK)
+            kr_log(KR_LOG_ERROR, "the audience of a send could not be read", NULL);
+        return 0;
+    }
+    bool ok = PQntuples(r) == 1;
+    if (ok) {
+        ev.position = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        snprintf(ev.created_at, sizeof(ev.created_at), "%s", PQgetvalue(r, 0, 1));
+        msg_outbox_add(box, &ev);
+        msg_outbox_set_audience(box, ev.room_id, PQgetisnull(r, 0, 2) ? NULL : PQgetvalue(r, 0, 2));
+    }
     PQclear(r);
-    return 0;
+    return ok ? 0 : msg_fail_store(ctx, MSG_STORE_ERROR, "message");
 }
 
 /* Sends (a message or a poll) and answers its event. */
 static int send_and_reply(kr_rpc_ctx *ctx, send_args *a, Kreide__Messaging__Event *out)
 {
     Kreide__Messaging__Event *ev = NULL;
-    int rc = run_tx(ctx, "message", send_body, a, &ev);
+    msg_outbox box = {0};
+    int rc = send_statement(ctx, &box, a);
+    if (rc == 0)
+        rc = msg_publish(ctx, &box, &ev);
+    msg_outbox_free(&box);
     if (rc < 0)
         return -1;
     if (rc == 0) {

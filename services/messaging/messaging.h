@@ -333,6 +333,22 @@ void msg_outbox_take_audience(msg_outbox *box, const char *room_id, const PGresu
  * failure the transaction is rolled back and the box emptied. */
 msg_store_result msg_outbox_commit(kr_pg *pg, msg_outbox *box, bool announce);
 
+/* Adds an event that a statement of the caller's own appended (taking its
+ * position from the log head as msg_store_append does) to `box`. */
+void msg_outbox_add(msg_outbox *box, const msg_appended *a);
+
+/* Sets the audience of `room_id`, appended to in `box`, from
+ * comma-separated user ids (NULL or "": nobody). */
+void msg_outbox_set_audience(msg_outbox *box, const char *room_id, const char *ids);
+
+/* Reads the audiences of the box not yet known, as they are now (after a
+ * commit whose outcome a lost connection left open). */
+msg_store_result msg_outbox_read_audiences(kr_pg *pg, msg_outbox *box);
+
+/* Looks up the event `a->id` in the log and fills its position and time:
+ * NOT_FOUND when it was never committed. */
+msg_store_result msg_store_find_appended(kr_pg *pg, msg_appended *a);
+
 /* The audience of an appended event's room (NULL when not read). */
 const msg_audience *msg_outbox_audience(const msg_outbox *box, const char *room_id);
 

@@ -207,6 +207,15 @@ msg_store_result msg_append_to(kr_pg *pg, msg_outbox *box, const char *school_id
     msg_store_result res = msg_store_append(pg, school_id, room_id, ev, 1, &a);
     if (res != MSG_STORE_OK)
         return res;
+    msg_outbox_add(box, &a);
+    if (out != NULL)
+        *out = a;
+    return MSG_STORE_OK;
+}
+
+void msg_outbox_add(msg_outbox *box, const msg_appended *appended)
+{
+    const msg_appended a = *appended;
     if (box->n == box->cap) {
         size_t cap = box->cap ? box->cap * 2 : 8;
         msg_appended *items = realloc(box->items, cap * sizeof(*items));
@@ -233,9 +242,6 @@ msg_store_result msg_append_to(kr_pg *pg, msg_outbox *box, const char *school_id
     }
     /* Whatever was read before this append may no longer hold. */
     audience_clear(au);
-    if (out != NULL)
-        *out = a;
-    return MSG_STORE_OK;
 }
 
 static void audience_add(msg_audience *au, const char *user_id)
@@ -247,6 +253,23 @@ static void audience_add(msg_audience *au, const char *user_id)
     if ((au->ids[au->n] = strdup(user_id)) == NULL)
         abort();
     au->n++;
+}
+
+void msg_outbox_set_audience(msg_outbox *box, const char *room_id, const char *ids)
+{
+    msg_audience *au = box_room(box, room_id);
+    if (au == NULL)
+        return;
+    audience_clear(au);
+    for (const char *p = ids; p != NULL && *p != '\0';) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        char id[40];
+        snprintf(id, sizeof(id), "%.*s", (int)n, p);
+        audience_add(au, id);
+        p = comma ? comma + 1 : NULL;
+    }
+    au->known = true;
 }
 
 void msg_outbox_take_audience(msg_outbox *box, const char *room_id, const PGresult *r, int col)
@@ -310,6 +333,28 @@ static msg_store_result read_audiences(kr_pg *pg, msg_outbox *box)
     }
     kr_arena_free(&arena);
     return res;
+}
+
+msg_store_result msg_store_find_appended(kr_pg *pg, msg_appended *a)
+{
+    const char *params[] = {a->id};
+    PGresult *r =
+        msg_sql(pg, "find appended event", "SELECT position, " TS("created_at") " FROM messaging.events WHERE id = $1", 1, params);
+    if (r == NULL)
+        return msg_sql_failure(pg);
+    msg_store_result res = MSG_STORE_NOT_FOUND;
+    if (PQntuples(r) == 1) {
+        a->position = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        copy(a->created_at, sizeof(a->created_at), PQgetvalue(r, 0, 1));
+        res = MSG_STORE_OK;
+    }
+    PQclear(r);
+    return res;
+}
+
+msg_store_result msg_outbox_read_audiences(kr_pg *pg, msg_outbox *box)
+{
+    return read_audiences(pg, box);
 }
 
 /* Whether the box's transaction committed after all: its last event is in
