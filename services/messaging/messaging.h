@@ -435,8 +435,9 @@ typedef struct {
  * it when the name changed, adds, re-roles and removes members whose
  * membership follows the group, each change an event. Serialised per group
  * by an advisory lock, so replicas may run it at once. Appended events go
- * to `box` for publishing after it returns OK, with their audiences when
- * `announce` (msg_outbox_commit). */
+ * to `box` (empty on entry) for publishing after it returns OK, with their
+ * audiences when `announce` (msg_outbox_commit); on failure it stays
+ * empty. */
 msg_store_result msg_store_sync_group(kr_pg *pg, const char *school_id, const char *group_id, const char *name,
                                       const char *group_kind, const msg_roster_member *members, size_t n, msg_outbox *box,
                                       bool announce);
