@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <nng/protocol/reqrep0/rep.h>
+#include <nng/supplemental/util/platform.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -381,6 +382,7 @@ fail:
  * in nng_close when a connection closes while a reply is on its way (the
  * close race of nanomsg/nng#1543); the drain then gives up on the socket
  * instead of hanging the process. */
+#define REPLY_FLUSH_MS 100 /* see kr_rpc_server_drain */
 #define CLOSE_WAIT_MS 3000
 
 typedef struct {
@@ -466,6 +468,11 @@ void kr_rpc_server_drain(kr_rpc_server *srv)
     }
     for (int i = 0; i < srv->nworkers; i++)
         pthread_join(srv->workers[i].thread, NULL);
+    /* A finished send has handed the reply to a connection, not written it
+     * yet; closing the connection now would drop it, and the client would
+     * resend the request to another replica, which would run it a second
+     * time. nng has no flush, so give its writers a moment. */
+    nng_msleep(REPLY_FLUSH_MS);
     for (int i = 0; i < srv->nworkers; i++)
         nng_ctx_close(srv->workers[i].ctx);
     if (!close_bounded(srv->sock)) {
