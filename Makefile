@@ -30,7 +30,7 @@ H2O_CFLAGS  := $(shell pkg-config --cflags libh2o-evloop 2>/dev/null) -DH2O_USE_
 TOOL_PKGS   := libcurl
 TOOL_CFLAGS := $(shell pkg-config --cflags $(TOOL_PKGS) 2>/dev/null)
 TOOL_LIBS   := $(shell pkg-config --libs $(TOOL_PKGS) 2>/dev/null)
-H2O_LIBS    := $(shell pkg-config --libs libh2o-evloop 2>/dev/null)
+H2O_LIBS    := $(shell pkg-config --libs libh2o-evloop 2>/dev/null) -lwslay
 
 ifeq ($(SAN),1)
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined

@@ -74,22 +74,9 @@ static void fill_caller(h2o_req_t *req, const kr_jwt_claims *c, Kreide__Caller *
     }
 }
 
-gw_auth_result gw_auth_caller(h2o_req_t *req, Kreide__Caller *caller, const char **why)
+gw_auth_result gw_auth_token(h2o_req_t *req, const char *token, size_t len, Kreide__Caller *caller, gw_token_info *info,
+                             const char **why)
 {
-    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
-    if (i < 0)
-        return GW_AUTH_NONE_GIVEN;
-    h2o_iovec_t v = req->headers.entries[i].value;
-    if (v.len < 7 || !h2o_lcstris(v.base, 7, H2O_STRLIT("bearer "))) {
-        *why = "the Authorization header must be 'Bearer <token>'";
-        return GW_AUTH_INVALID;
-    }
-    const char *token = v.base + 7;
-    size_t len = v.len - 7;
-    while (len > 0 && *token == ' ') {
-        token++;
-        len--;
-    }
     if (gw.jwt_keys == NULL) {
         *why = "this server accepts no bearer tokens";
         return GW_AUTH_INVALID;
@@ -108,6 +95,37 @@ gw_auth_result gw_auth_caller(h2o_req_t *req, Kreide__Caller *caller, const char
         return GW_AUTH_INVALID;
     }
     fill_caller(req, &claims, caller);
+    if (info != NULL) {
+        info->exp = claims.exp;
+        info->jti = claims.jti != NULL ? pool_str(req, claims.jti) : NULL;
+    }
     kr_jwt_claims_clear(&claims);
     return GW_AUTH_VALID;
+}
+
+gw_auth_result gw_auth_header_token(h2o_req_t *req, h2o_iovec_t *token, const char **why)
+{
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    if (i < 0)
+        return GW_AUTH_NONE_GIVEN;
+    h2o_iovec_t v = req->headers.entries[i].value;
+    if (v.len < 7 || !h2o_lcstris(v.base, 7, H2O_STRLIT("bearer "))) {
+        *why = "the Authorization header must be 'Bearer <token>'";
+        return GW_AUTH_INVALID;
+    }
+    *token = h2o_iovec_init(v.base + 7, v.len - 7);
+    while (token->len > 0 && *token->base == ' ') {
+        token->base++;
+        token->len--;
+    }
+    return GW_AUTH_VALID;
+}
+
+gw_auth_result gw_auth_caller(h2o_req_t *req, Kreide__Caller *caller, const char **why)
+{
+    h2o_iovec_t token;
+    gw_auth_result a = gw_auth_header_token(req, &token, why);
+    if (a != GW_AUTH_VALID)
+        return a;
+    return gw_auth_token(req, token.base, token.len, caller, NULL, why);
 }

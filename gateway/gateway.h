@@ -28,6 +28,8 @@
  *   oidc_userinfo.c  the UserInfo endpoint (oidc.h)
  *   oidc_claims.c  the person claims of ID tokens, userinfo and access
  *              tokens (oidc.h)
+ *   ws.c       the realtime hub: /api/v1/ws, messaging's events from Redis
+ *              in position order to the members' sockets
  */
 #ifndef GATEWAY_H
 #define GATEWAY_H
@@ -119,6 +121,7 @@ typedef struct {
     struct st_gw_thread_t *threads;
     size_t nthreads;
     int64_t client_cache_ttl_ms; /* 0: every OAuth request asks identity */
+    int64_t ws_gap_ms;           /* how long a loop waits for a missing event position */
 } gw_globals;
 
 extern gw_globals gw;
@@ -131,6 +134,7 @@ typedef struct st_gw_thread_t {
     kr_jwt_cache *jwt_cache;
     kr_redis_async *redis; /* NULL without KREIDE_REDIS_URL */
     h2o_multithread_receiver_t revoke_receiver;
+    struct st_gw_ws_hub_t *ws; /* the loop's realtime hub (ws.c) */
     h2o_socket_t *listener;
     h2o_accept_ctx_t accept_ctx;
     int index;
@@ -163,6 +167,22 @@ typedef enum {
  * request pool). On GW_AUTH_INVALID `why` says what was wrong. */
 gw_auth_result gw_auth_caller(h2o_req_t *req, Kreide__Caller *caller, const char **why);
 
+/* What a verified token says beyond the caller. */
+typedef struct {
+    int64_t exp;     /* Unix seconds */
+    const char *jti; /* from the request pool; NULL when the token has none */
+} gw_token_info;
+
+/* The token of the request's Authorization header: VALID with `token`
+ * pointing into the header, NONE_GIVEN without one, INVALID (with `why`)
+ * when it is not "Bearer <token>". Nothing is verified. */
+gw_auth_result gw_auth_header_token(h2o_req_t *req, h2o_iovec_t *token, const char **why);
+
+/* Verifies one bearer token (not NUL-terminated) like gw_auth_caller;
+ * `info` (may be NULL) gets its expiry and id. */
+gw_auth_result gw_auth_token(h2o_req_t *req, const char *token, size_t len, Kreide__Caller *caller, gw_token_info *info,
+                             const char **why);
+
 /* ----------------------------------------------------------- oidc_token.c */
 
 /* The Redis channel every loop of every replica hears revocations on, and
@@ -177,6 +197,28 @@ gw_auth_result gw_auth_caller(h2o_req_t *req, Kreide__Caller *caller, const char
  * GW_REVOKED_CHANNEL. Call on the loop's thread before it serves (or before
  * the thread starts). Returns -1 with a message when the Redis URL is bad. */
 int gw_revocations_start(gw_thread *t, char *err, size_t errlen) __attribute__((warn_unused_result));
+
+/* ------------------------------------------------------------------- ws.c */
+
+/* The Redis channel messaging announces its events on. */
+#define GW_WS_EVENTS_CHANNEL "kreide.messaging.events"
+
+/* Registers /api/v1/ws on `hostconf` (before the /api path, which would
+ * otherwise answer it). */
+void gw_ws_register(h2o_hostconf_t *hostconf);
+
+/* Sets up loop `t`'s hub; with Redis, subscribes to GW_WS_EVENTS_CHANNEL on
+ * the loop's client. Call after gw_revocations_start. */
+int gw_ws_start(gw_thread *t, char *err, size_t errlen) __attribute__((warn_unused_result));
+
+/* Closes the loop's sockets opened with the token `jti` (code 4001). */
+void gw_ws_revoked(gw_thread *t, const char *jti);
+
+/* Sockets open on this loop (for draining). */
+size_t gw_ws_count(const gw_thread *t);
+
+/* Closes every socket of the loop (code 1001, going away). */
+void gw_ws_shutdown(gw_thread *t);
 
 /* ------------------------------------------------------------------ ops.c */
 

@@ -94,12 +94,13 @@ static void on_stop(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messag
         t->listener = NULL;
     }
     h2o_context_request_shutdown(&t->super);
+    gw_ws_shutdown(t);
 }
 
 static bool drained(gw_thread *t)
 {
     return h2o_linklist_is_empty(&t->super.http1._conns) && h2o_linklist_is_empty(&t->super.http2._conns) &&
-           kr_rpc_h2o_pending(t->rpc) == 0;
+           kr_rpc_h2o_pending(t->rpc) == 0 && gw_ws_count(t) == 0;
 }
 
 static void *loop_main(void *arg)
@@ -122,7 +123,7 @@ static int setup_thread(gw_thread *t, int index, char *err, size_t errlen)
     t->queue = t->super.queue;
     t->rpc = kr_rpc_h2o_new(t->queue);
     t->jwt_cache = kr_jwt_cache_new(4096);
-    if (gw_revocations_start(t, err, errlen) != 0)
+    if (gw_revocations_start(t, err, errlen) != 0 || gw_ws_start(t, err, errlen) != 0)
         return -1;
     t->accept_ctx.ctx = &t->super;
     t->accept_ctx.hosts = config.hosts;
@@ -210,6 +211,7 @@ int main(int argc, char **argv)
     gw.redis_url = kr_config_str(cfg, "KREIDE_REDIS_URL", NULL, KR_CFG_SECRET);
     gw.access_token_ttl = kr_config_int(cfg, "KREIDE_ACCESS_TOKEN_TTL", 600, 60, 86400);
     gw.client_cache_ttl_ms = kr_config_int(cfg, "KREIDE_CLIENT_CACHE_TTL", 30, 0, 3600) * 1000;
+    gw.ws_gap_ms = kr_config_int(cfg, "KREIDE_WS_GAP_MS", 2000, 50, 60000);
 
     char err[512];
     if (parse_addr(addr, err, sizeof(err)) != 0)
@@ -259,6 +261,7 @@ int main(int argc, char **argv)
     h2o_hostconf_t *host = h2o_config_register_host(&config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     gw_ops_register(host);
     gw_oidc_register(host);
+    gw_ws_register(host);
     h2o_pathconf_t *api = h2o_config_register_path(host, "/api", 0);
     gw_api_register(api);
     gw_access_log_register(api);

@@ -273,6 +273,9 @@ bool gw_oidc_csrf_valid(const char *cookie, size_t cookie_len, const char *field
  * pointing into `header`. */
 bool gw_oidc_cookie_find(const char *header, size_t len, const char *name, h2o_iovec_t *value);
 
+/* The single sign-on cookie: identity's session token (oidc_authorize.c). */
+#define GW_SSO_COOKIE "kreide_sso"
+
 /* Builds a Set-Cookie value: `name=value; Path=path`, `; Max-Age=N` when
  * max_age >= 0, `; HttpOnly`, `; SameSite=same_site`, and `; Secure` when
  * asked. From `pool`, NUL-terminated. */

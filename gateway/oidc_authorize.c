@@ -22,7 +22,6 @@
 #include "oidc.h"
 
 #define IDENTITY "kreide.identity.Identity/"
-#define COOKIE_SSO "kreide_sso"
 #define COOKIE_CSRF "kreide_csrf"
 /* Longest session token taken from a cookie; identity's are 43 characters. */
 #define SSO_TOKEN_MAX 128
@@ -203,7 +202,7 @@ static const char *cookie(h2o_req_t *req, const char *name)
 /* The SSO cookie when it can be a session token. */
 static const char *sso_cookie(h2o_req_t *req)
 {
-    const char *v = cookie(req, COOKIE_SSO);
+    const char *v = cookie(req, GW_SSO_COOKIE);
     if (v == NULL || v[0] == '\0' || strlen(v) > SSO_TOKEN_MAX)
         return NULL;
     for (const char *p = v; *p != '\0'; p++)
@@ -227,12 +226,13 @@ static void set_cookie(h2o_req_t *req, h2o_iovec_t value)
 static void set_sso_cookie(h2o_req_t *req, const char *token, int64_t expires_at)
 {
     int64_t max_age = expires_at - kr_now_ms() / 1000;
-    set_cookie(req, gw_oidc_cookie_build(&req->pool, COOKIE_SSO, token, "/", max_age > 0 ? max_age : 0, "Lax", secure_cookies()));
+    set_cookie(req,
+               gw_oidc_cookie_build(&req->pool, GW_SSO_COOKIE, token, "/", max_age > 0 ? max_age : 0, "Lax", secure_cookies()));
 }
 
 static void clear_sso_cookie(h2o_req_t *req)
 {
-    set_cookie(req, gw_oidc_cookie_build(&req->pool, COOKIE_SSO, "", "/", 0, "Lax", secure_cookies()));
+    set_cookie(req, gw_oidc_cookie_build(&req->pool, GW_SSO_COOKIE, "", "/", 0, "Lax", secure_cookies()));
 }
 
 /* The CSRF token for a page's form: the browser's cookie when it has one

@@ -564,6 +564,7 @@ static void revoke_here(gw_thread *t, const char *jti, int64_t until)
 {
     if (kr_jwt_cache_revoke_jti(t->jwt_cache, jti, until) != KR_JWT_OK)
         kr_log(KR_LOG_WARN, "revocation list full: the token stays usable on this loop until it expires", "jti", jti, NULL);
+    gw_ws_revoked(t, jti);
 }
 
 static void on_revoke_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
