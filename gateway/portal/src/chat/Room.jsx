@@ -34,7 +34,6 @@ export function Room({ store, room, claims }) {
   const tl = store.timeline(room.id);
   const r = rights(room);
   const [replyTo, setReplyTo] = useState(null);
-  const listRef = useRef(null);
   const composerRef = useRef(null);
   const atBottom = useRef(true);
   const prevHeight = useRef(null);
@@ -102,7 +101,8 @@ export function Room({ store, room, claims }) {
       {tl && tl.more && <p><button type="button" class="secondary" disabled={tl.loading} onClick={older}>{t('chat_older')}</button></p>}
       {tl && tl.loaded && !tl.more && messages.length > 0 && <p class="muted timeline-start">{room.effective_retention_days ? t('chat_start_retention', { n: room.effective_retention_days }) : t('chat_start')}</p>}
       {tl && tl.loaded && messages.length === 0 && pending.length === 0 && <p class="empty">{t('chat_no_messages')}</p>}
-      <ol class="timeline" role="log" aria-label={t('chat_messages_of', { room: store.roomName(room) })} ref={listRef}>
+      <div role="log" aria-label={t('chat_messages_of', { room: store.roomName(room) })}>
+      <ol class="timeline">
         {messages.map((m) => (
           <Message key={m.id} m={m} me={me} room={room} store={store} rights={r} parent={m.reply_to ? byId.get(m.reply_to) : null}
             onReply={() => { setReplyTo(m); composerRef.current && composerRef.current.focus(); }} />
@@ -120,6 +120,7 @@ export function Room({ store, room, claims }) {
           </li>
         ))}
       </ol>
+      </div>
       <p class="typing" aria-live="polite">{typing.length ? t(typing.length === 1 ? 'chat_typing_one' : 'chat_typing_many', { name: typing.join(', ') }) : ''}</p>
       {r.post ? (
         <Composer store={store} room={room} me={me} replyTo={replyTo} onReplyDone={() => setReplyTo(null)} inputRef={composerRef} />
