@@ -7,7 +7,7 @@ import { t } from '../i18n.js';
 import { api } from '../api.js';
 import { AuthError } from '../auth.js';
 import { navigate } from '../router.js';
-import { Alert, Loading, Field, errorText } from '../ui.jsx';
+import { Alert, Loading, Field, Link, errorText } from '../ui.jsx';
 import { chatError, roleList } from './texts.js';
 
 const enc = encodeURIComponent;
@@ -37,6 +37,7 @@ export function NewChat({ store, claims }) {
 
   return (
     <div class="new-chat">
+      <p><Link href="/chat" class="small-link back-to-list">{t('chat_all')}</Link></p>
       {schools.length > 1 && (
         <div class="field">
           <label for="new-school">{t('chat_school')}</label>
