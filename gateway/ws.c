@@ -652,7 +652,8 @@ static void on_client_text(ws_conn *c, const uint8_t *data, size_t len)
     if (ref != NULL && !json_is_string(ref) && !json_is_integer(ref))
         ref = NULL;
     json_incref(ref);
-    const char *type = json_string_value(json_object_get(o, "type"));
+    json_t *type_value = json_incref(json_object_get(o, "type"));
+    const char *type = json_string_value(type_value);
     json_object_del(o, "type");
     json_object_del(o, "ref");
     const ProtobufCMessageDescriptor *in_desc = NULL, *out_desc = NULL;
@@ -699,6 +700,7 @@ static void on_client_text(ws_conn *c, const uint8_t *data, size_t len)
     call_messaging(c, kind, ref, method, in, out_desc);
     protobuf_c_message_free_unpacked(in, NULL);
 Done:
+    json_decref(type_value);
     json_decref(ref);
     json_decref(o);
 }

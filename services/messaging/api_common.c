@@ -63,16 +63,29 @@ static bool room_visible(kr_rpc_ctx *ctx, const msg_room_ref *room, bool allow_s
     return allow_school_moderator && msg_may_moderate(room->kind, &room->me, roles);
 }
 
-int msg_room_for(kr_rpc_ctx *ctx, const char *room_id, const char *field, bool allow_school_moderator, msg_room_ref *out)
+/* Loads a room (with the caller's earlier send when `txn_id`). */
+static int room_for(kr_rpc_ctx *ctx, const char *room_id, const char *field, bool allow_school_moderator, const char *txn_id,
+                    msg_room_ref *out, msg_earlier_send *earlier)
 {
     if (msg_require_person(ctx) != 0 || msg_check_uuid(ctx, room_id, field) != 0)
         return -1;
-    msg_store_result r = msg_store_room_ref(ctx->pg, room_id, ctx->caller->user_id, out);
+    msg_store_result r = txn_id != NULL ? msg_store_room_ref_txn(ctx->pg, room_id, ctx->caller->user_id, txn_id, out, earlier)
+                                        : msg_store_room_ref(ctx->pg, room_id, ctx->caller->user_id, out);
     if (r == MSG_STORE_OK && !room_visible(ctx, out, allow_school_moderator))
         r = MSG_STORE_NOT_FOUND;
     if (r == MSG_STORE_NOT_FOUND)
         return kr_rpc_fail(ctx, KREIDE__STATUS__NOT_FOUND, "messaging.room_not_found", field, "no such room");
     return r == MSG_STORE_OK ? 0 : msg_fail_store(ctx, r, "room");
+}
+
+int msg_room_for(kr_rpc_ctx *ctx, const char *room_id, const char *field, bool allow_school_moderator, msg_room_ref *out)
+{
+    return room_for(ctx, room_id, field, allow_school_moderator, NULL, out, NULL);
+}
+
+int msg_room_for_txn(kr_rpc_ctx *ctx, const char *room_id, const char *txn_id, msg_room_ref *out, msg_earlier_send *earlier)
+{
+    return room_for(ctx, room_id, "room_id", false, txn_id, out, earlier);
 }
 
 int msg_message_for(kr_rpc_ctx *ctx, const char *message_id, const char *field, bool allow_school_moderator, msg_room_ref *room,
@@ -168,19 +181,44 @@ int msg_school_known(kr_rpc_ctx *ctx, const char *school_id)
     return 0;
 }
 
-void msg_publish(kr_rpc_ctx *ctx, const msg_outbox *box)
+msg_store_result msg_commit(kr_rpc_ctx *ctx, msg_outbox *box)
 {
     const msg_app *app = ctx->app;
-    if (app != NULL && box->n > 0)
-        msg_events_publish(app->events, ctx->pg, box->items, box->n);
+    return msg_outbox_commit(ctx->pg, box, app != NULL && msg_events_enabled(app->events));
+}
+
+int msg_publish(kr_rpc_ctx *ctx, const msg_outbox *box, Kreide__Messaging__Event **reply)
+{
+    const msg_app *app = ctx->app;
+    bool announce = app != NULL && msg_events_enabled(app->events);
+    if (box->n == 0 || (!announce && reply == NULL))
+        return 0;
+    /* One reading serves the announcements and the reply. */
+    msg_reader rd = {.pg = ctx->pg, .arena = ctx->arena, .viewer = ctx->caller->user_id, .caller = ctx->caller};
+    Kreide__Messaging__Event **events = NULL;
+    msg_store_result r = msg_read_appended(&rd, box->items, box->n, &events);
+    if (announce)
+        msg_events_publish(app->events, box, r == MSG_STORE_OK ? events : NULL);
+    if (reply == NULL)
+        return 0;
+    if (r == MSG_STORE_OK && events[box->n - 1] == NULL)
+        r = MSG_STORE_NOT_FOUND;
+    if (r != MSG_STORE_OK)
+        return msg_fail_store(ctx, r, "event");
+    *reply = events[box->n - 1];
+    return 0;
 }
 
 int msg_reply_event(kr_rpc_ctx *ctx, int64_t position, Kreide__Messaging__Event *out)
 {
-    Kreide__Messaging__Event *ev = NULL;
-    msg_store_result r = msg_read_event_at(ctx, position, &ev);
+    msg_reader rd = {.pg = ctx->pg, .arena = ctx->arena, .viewer = ctx->caller->user_id, .caller = ctx->caller};
+    msg_appended at = {.position = position};
+    Kreide__Messaging__Event **events = NULL;
+    msg_store_result r = msg_read_appended(&rd, &at, 1, &events);
+    if (r == MSG_STORE_OK && events[0] == NULL)
+        r = MSG_STORE_NOT_FOUND;
     if (r != MSG_STORE_OK)
         return msg_fail_store(ctx, r, "event");
-    *out = *ev;
+    *out = *events[0];
     return 0;
 }

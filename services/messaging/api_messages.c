@@ -47,10 +47,14 @@ static char *num(kr_rpc_ctx *ctx, int64_t v)
  * back without an error (the caller looks again). */
 typedef int (*tx_body)(kr_rpc_ctx *ctx, msg_outbox *box, void *arg);
 
-/* Runs `body` in a transaction; commits, then announces what it appended.
- * Returns what the body returned (0 also when the commit worked). */
-static int run_tx(kr_rpc_ctx *ctx, const char *what, tx_body body, void *arg)
+/* Runs `body` in a transaction; commits, then announces what it appended
+ * and, with `reply`, answers the last event appended (NULL when none) from
+ * the same reading. Returns what the body returned (0 also when the commit
+ * worked). */
+static int run_tx(kr_rpc_ctx *ctx, const char *what, tx_body body, void *arg, Kreide__Messaging__Event **reply)
 {
+    if (reply != NULL)
+        *reply = NULL;
     msg_outbox box = {0};
     if (msg_tx_begin(ctx->pg) != MSG_STORE_OK)
         return msg_fail_store(ctx, MSG_STORE_ERROR, what);
@@ -60,13 +64,25 @@ static int run_tx(kr_rpc_ctx *ctx, const char *what, tx_body body, void *arg)
         msg_outbox_free(&box);
         return rc;
     }
-    msg_store_result r = msg_tx_commit(ctx->pg);
+    msg_store_result r = msg_commit(ctx, &box);
     if (r != MSG_STORE_OK) {
         msg_outbox_free(&box);
         return msg_fail_store(ctx, r, what);
     }
-    msg_publish(ctx, &box);
+    rc = msg_publish(ctx, &box, reply);
     msg_outbox_free(&box);
+    return rc;
+}
+
+/* run_tx for a body that appends one event, answered as the reply. */
+static int run_tx_reply(kr_rpc_ctx *ctx, const char *what, tx_body body, void *arg, Kreide__Messaging__Event *out)
+{
+    Kreide__Messaging__Event *ev = NULL;
+    if (run_tx(ctx, what, body, arg, &ev) != 0)
+        return -1;
+    if (ev == NULL)
+        return msg_fail_store(ctx, MSG_STORE_ERROR, what);
+    *out = *ev;
     return 0;
 }
 
@@ -199,12 +215,23 @@ typedef struct {
     bool multiple_choice, anonymous;
     const char *closes_at; /* NULL: open-ended */
     /* Out */
-    int64_t position; /* of the new or the earlier event */
-    bool duplicate;   /* the txn_id was used before, for this room */
+    int64_t position; /* of the earlier event a retry answers */
 } send_args;
 
-/* Looks for an earlier send with the same txn_id. 1: found (args
- * filled), 0: none, -1: failed. */
+/* What an earlier send with the same txn_id means: 1 answer it
+ * (a->position set), 0 there is none, -1 refused (another room's). */
+static int earlier_answer(kr_rpc_ctx *ctx, send_args *a, const msg_earlier_send *e)
+{
+    if (e->position == 0)
+        return 0;
+    if (strcasecmp(e->room_id, a->room->id) != 0)
+        return kr_rpc_fail(ctx, KREIDE__STATUS__ALREADY_EXISTS, "messaging.txn_reused", "txn_id",
+                           "this txn_id was already used for a message in another room");
+    a->position = e->position;
+    return 1;
+}
+
+/* Looks for an earlier send with the same txn_id, as earlier_answer. */
 static int earlier_send(kr_rpc_ctx *ctx, send_args *a)
 {
     const char *params[] = {me(ctx), a->txn_id};
@@ -212,25 +239,40 @@ static int earlier_send(kr_rpc_ctx *ctx, send_args *a)
                           "SELECT position, room_id::text FROM messaging.events WHERE sender = $1 AND txn_id = $2", 2, params);
     if (r == NULL)
         return msg_fail_store(ctx, msg_sql_failure(ctx->pg), "message");
-    int found = PQntuples(r) == 1;
-    bool same_room = found && strcasecmp(PQgetvalue(r, 0, 1), a->room->id) == 0;
-    if (found)
-        a->position = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    msg_earlier_send e = {0};
+    if (PQntuples(r) == 1) {
+        e.position = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        snprintf(e.room_id, sizeof(e.room_id), "%s", PQgetvalue(r, 0, 1));
+    }
     PQclear(r);
-    if (found && !same_room)
-        return kr_rpc_fail(ctx, KREIDE__STATUS__ALREADY_EXISTS, "messaging.txn_reused", "txn_id",
-                           "this txn_id was already used for a message in another room");
-    return found;
+    return earlier_answer(ctx, a, &e);
+}
+
+/* The attachments as four array literals for unnest(). */
+static void attachment_arrays(kr_rpc_ctx *ctx, const send_args *a, const char *out[4])
+{
+    size_t n = a->n_attachments;
+    const char **ids = kr_arena_alloc(ctx->arena, sizeof(char *) * (n ? n : 1));
+    const char **names = kr_arena_alloc(ctx->arena, sizeof(char *) * (n ? n : 1));
+    const char **types = kr_arena_alloc(ctx->arena, sizeof(char *) * (n ? n : 1));
+    const char **sizes = kr_arena_alloc(ctx->arena, sizeof(char *) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) {
+        ids[i] = a->attachments[i]->file_id;
+        names[i] = a->attachments[i]->name;
+        types[i] = a->attachments[i]->media_type;
+        sizes[i] = kr_arena_printf(ctx->arena, "%" PRIu64, a->attachments[i]->size_bytes);
+    }
+    out[0] = msg_pg_array(ctx->arena, ids, n);
+    out[1] = msg_pg_array(ctx->arena, names, n);
+    out[2] = msg_pg_array(ctx->arena, types, n);
+    out[3] = msg_pg_array(ctx->arena, sizes, n);
 }
 
 static int send_body(kr_rpc_ctx *ctx, msg_outbox *box, void *arg)
 {
     send_args *a = arg;
-    int found = earlier_send(ctx, a);
-    if (found != 0) {
-        a->duplicate = found == 1;
-        return found == 1 ? 0 : -1;
-    }
+    /* The earlier send was looked for with the room; one that commits
+     * meanwhile (a concurrent retry) makes the append a CONFLICT. */
     if (a->reply_to != NULL) {
         const char *params[] = {a->reply_to, a->room->id};
         PGresult *r = tx_sql(ctx, "check reply",
@@ -255,68 +297,81 @@ static int send_body(kr_rpc_ctx *ctx, msg_outbox *box, void *arg)
         return 1; /* the same txn_id committed meanwhile by a concurrent retry */
     if (res != MSG_STORE_OK)
         return msg_fail_store(ctx, res, "message");
-    a->position = ev.position;
-    const char *params[] = {id.s,    num(ctx, ev.position), a->room->school_id, a->room->id,        me(ctx),
-                            a->text, a->reply_to,           a->mentions,        a->poll ? "t" : "f"};
-    if (tx_exec(ctx, "insert message",
-                "INSERT INTO messaging.messages (id, position, school_id, room_id, sender, body, reply_to, mentions, is_poll, "
-                "created_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8::uuid[], $9, now())",
-                9, params) != 0)
+    /* The message with its attachments and poll, and in the same statement
+     * the room's audience: it runs after the append took the log head, and
+     * nothing after it changes the members. */
+    const char *att[4];
+    attachment_arrays(ctx, a, att);
+    const char *params[] = {id.s,
+                            num(ctx, ev.position),
+                            a->room->school_id,
+                            a->room->id,
+                            me(ctx),
+                            a->text,
+                            a->reply_to,
+                            a->mentions,
+                            a->poll ? "t" : "f",
+                            att[0],
+                            att[1],
+                            att[2],
+                            att[3],
+                            a->poll ? a->options : NULL,
+                            a->multiple_choice ? "t" : "f",
+                            a->anonymous ? "t" : "f",
+                            a->closes_at};
+    PGresult *r = tx_sql(ctx, "insert message",
+                         "WITH msg AS (INSERT INTO messaging.messages (id, position, school_id, room_id, sender, body, reply_to, "
+                         "mentions, is_poll, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::uuid[], $9, now()) RETURNING id), "
+                         "att AS (INSERT INTO messaging.attachments (message_id, school_id, ord, file_id, name, media_type, "
+                         "size_bytes) SELECT $1, $3, x.ord - 1, x.file_id, x.name, x.media_type, x.size_bytes "
+                         "FROM unnest($10::uuid[], $11::text[], $12::text[], $13::bigint[]) WITH ORDINALITY "
+                         "AS x (file_id, name, media_type, size_bytes, ord)), "
+                         "poll AS (INSERT INTO messaging.polls (message_id, options, multiple_choice, anonymous, closes_at) "
+                         "SELECT $1, $14::text[], $15, $16, $17::timestamptz WHERE $9::boolean) "
+                         "SELECT m.user_id::text FROM messaging.room_members m WHERE m.room_id = $4 "
+                         "AND (m.state = 'joined' OR m.left_position >= $2) ORDER BY m.user_id",
+                         17, params);
+    if (r == NULL)
         return -1;
-    for (size_t i = 0; i < a->n_attachments; i++) {
-        const Kreide__Messaging__Attachment *at = a->attachments[i];
-        const char *p[] = {id.s,
-                           a->room->school_id,
-                           kr_arena_printf(ctx->arena, "%zu", i),
-                           at->file_id,
-                           at->name,
-                           at->media_type,
-                           kr_arena_printf(ctx->arena, "%" PRIu64, at->size_bytes)};
-        if (tx_exec(ctx, "insert attachment",
-                    "INSERT INTO messaging.attachments (message_id, school_id, ord, file_id, name, media_type, size_bytes) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    7, p) != 0)
-            return -1;
-    }
-    if (a->poll) {
-        const char *p[] = {id.s, a->options, a->multiple_choice ? "t" : "f", a->anonymous ? "t" : "f", a->closes_at};
-        if (tx_exec(ctx, "insert poll",
-                    "INSERT INTO messaging.polls (message_id, options, multiple_choice, anonymous, closes_at) "
-                    "VALUES ($1, $2::text[], $3, $4, $5::timestamptz)",
-                    5, p) != 0)
-            return -1;
-    }
+    msg_outbox_take_audience(box, a->room->id, r, 0);
+    PQclear(r);
     return 0;
 }
 
 /* Sends (a message or a poll) and answers its event. */
 static int send_and_reply(kr_rpc_ctx *ctx, send_args *a, Kreide__Messaging__Event *out)
 {
-    for (int attempt = 0; attempt < 2; attempt++) {
-        a->duplicate = false;
-        a->position = 0;
-        int rc = run_tx(ctx, "message", send_body, a);
-        if (rc < 0)
-            return -1;
-        if (rc == 0 && a->position > 0)
-            return msg_reply_event(ctx, a->position, out);
-        /* A concurrent retry won the race: look again. */
+    Kreide__Messaging__Event *ev = NULL;
+    int rc = run_tx(ctx, "message", send_body, a, &ev);
+    if (rc < 0)
+        return -1;
+    if (rc == 0) {
+        if (ev == NULL)
+            return msg_fail_store(ctx, MSG_STORE_ERROR, "message");
+        *out = *ev;
+        return 0;
     }
-    return msg_fail_store(ctx, MSG_STORE_ERROR, "message");
+    /* A concurrent retry won the race: answer its event. */
+    int found = earlier_send(ctx, a);
+    if (found < 0)
+        return -1;
+    if (found == 0)
+        return msg_fail_store(ctx, MSG_STORE_ERROR, "message");
+    return msg_reply_event(ctx, a->position, out);
 }
 
 static int send_message(kr_rpc_ctx *ctx, const Kreide__Messaging__SendMessageRequest *in, Kreide__Messaging__Event *out)
 {
     msg_room_ref room;
-    if (msg_room_for(ctx, in->room_id, "room_id", false, &room) != 0)
+    msg_earlier_send earlier;
+    if (msg_room_for_txn(ctx, in->room_id, in->txn_id, &room, &earlier) != 0)
         return -1;
     if (!msg_txn_id_valid(in->txn_id))
         return msg_fail_invalid(ctx, "messaging.invalid_txn_id", "txn_id", "txn_id must be 1 to 64 of A-Z a-z 0-9 . _ ~ -");
     send_args a = {.room = &room, .txn_id = in->txn_id, .text = in->text};
     /* A retry of a send that went through answers the first result, even
      * when the room changed since (locked, the sender muted). */
-    int found = earlier_send(ctx, &a);
+    int found = earlier_answer(ctx, &a, &earlier);
     if (found < 0)
         return -1;
     if (found == 1)
@@ -347,7 +402,6 @@ typedef struct {
     const char *mentions;
     bool by_moderator;
     const char *reason;
-    int64_t position;
 } change_args;
 
 static int edit_body(kr_rpc_ctx *ctx, msg_outbox *box, void *arg)
@@ -364,12 +418,8 @@ static int edit_body(kr_rpc_ctx *ctx, msg_outbox *box, void *arg)
     PQclear(r);
     if (!ok)
         return kr_rpc_fail(ctx, KREIDE__STATUS__FAILED_PRECONDITION, "messaging.deleted", "message_id", "the message was deleted");
-    msg_appended ev;
     msg_new_event ne = {.kind = "message.edited", .sender = me(ctx), .message_id = a->msg->id};
-    if (tx_append(ctx, box, a->room, &ne, &ev) != 0)
-        return -1;
-    a->position = ev.position;
-    return 0;
+    return tx_append(ctx, box, a->room, &ne, NULL);
 }
 
 static int edit_message(kr_rpc_ctx *ctx, const Kreide__Messaging__EditMessageRequest *in, Kreide__Messaging__Event *out)
@@ -391,9 +441,7 @@ static int edit_message(kr_rpc_ctx *ctx, const Kreide__Messaging__EditMessageReq
     if (check_text(ctx, in->text, MSG_TEXT_MAX_CHARS, "text") != 0 ||
         check_mentions(ctx, &room, in->mentions, in->n_mentions, &a.mentions) != 0)
         return -1;
-    if (run_tx(ctx, "message", edit_body, &a) != 0)
-        return -1;
-    return msg_reply_event(ctx, a.position, out);
+    return run_tx_reply(ctx, "message", edit_body, &a, out);
 }
 
 /* Removes a message's content and everything hanging on it; the tombstone
@@ -437,12 +485,8 @@ static int delete_body(kr_rpc_ctx *ctx, msg_outbox *box, void *arg)
         if (res != MSG_STORE_OK)
             return msg_fail_store(ctx, res, "audit");
     }
-    msg_appended ev;
     msg_new_event ne = {.kind = "message.deleted", .sender = me(ctx), .message_id = a->msg->id};
-    if (tx_append(ctx, box, a->room, &ne, &ev) != 0)
-        return -1;
-    a->position = ev.position;
-    return 0;
+    return tx_append(ctx, box, a->room, &ne, NULL);
 }
 
 static int delete_message(kr_rpc_ctx *ctx, const Kreide__Messaging__DeleteMessageRequest *in, Kreide__Messaging__Event *out)
@@ -459,9 +503,7 @@ static int delete_message(kr_rpc_ctx *ctx, const Kreide__Messaging__DeleteMessag
         return kr_rpc_fail(ctx, KREIDE__STATUS__FAILED_PRECONDITION, "messaging.deleted", "message_id",
                            "the message was already deleted");
     change_args a = {.room = &room, .msg = &msg, .by_moderator = moderator};
-    if (run_tx(ctx, "message", delete_body, &a) != 0)
-        return -1;
-    return msg_reply_event(ctx, a.position, out);
+    return run_tx_reply(ctx, "message", delete_body, &a, out);
 }
 
 /* Exposed to api_moderation.c: a moderator's removal with a reason. */
@@ -471,9 +513,7 @@ int msg_remove_message(kr_rpc_ctx *ctx, const msg_room_ref *room, const msg_mess
                        Kreide__Messaging__Event *out)
 {
     change_args a = {.room = room, .msg = msg, .by_moderator = true, .reason = reason};
-    if (run_tx(ctx, "message", delete_body, &a) != 0)
-        return -1;
-    return msg_reply_event(ctx, a.position, out);
+    return run_tx_reply(ctx, "message", delete_body, &a, out);
 }
 
 /* ------------------------------------------------------------ reactions */
@@ -483,7 +523,6 @@ typedef struct {
     const msg_message_ref *msg;
     const char *key;
     bool add;
-    int64_t position;
 } react_args;
 
 static int react_body(kr_rpc_ctx *ctx, msg_outbox *box, void *arg)
@@ -518,15 +557,11 @@ static int react_body(kr_rpc_ctx *ctx, msg_outbox *box, void *arg)
                            "you already reacted with this key");
     if (!changed)
         return kr_rpc_fail(ctx, KREIDE__STATUS__NOT_FOUND, "messaging.not_reacted", "key", "you have not reacted with this key");
-    msg_appended ev;
     msg_new_event ne = {.kind = a->add ? "reaction.added" : "reaction.removed",
                         .sender = me(ctx),
                         .message_id = a->msg->id,
                         .data = kr_arena_printf(ctx->arena, "{\"key\":%s}", msg_json_string(ctx->arena, a->key))};
-    if (tx_append(ctx, box, a->room, &ne, &ev) != 0)
-        return -1;
-    a->position = ev.position;
-    return 0;
+    return tx_append(ctx, box, a->room, &ne, NULL);
 }
 
 static int react_common(kr_rpc_ctx *ctx, const Kreide__Messaging__ReactRequest *in, bool add, Kreide__Messaging__Event *out)
@@ -542,9 +577,7 @@ static int react_common(kr_rpc_ctx *ctx, const Kreide__Messaging__ReactRequest *
     if (!msg_may_react(room.locked, &room.me))
         return refuse_post(ctx, &room);
     react_args a = {.room = &room, .msg = &msg, .key = in->key, .add = add};
-    if (run_tx(ctx, "reaction", react_body, &a) != 0)
-        return -1;
-    return msg_reply_event(ctx, a.position, out);
+    return run_tx_reply(ctx, "reaction", react_body, &a, out);
 }
 
 static int react(kr_rpc_ctx *ctx, const Kreide__Messaging__ReactRequest *in, Kreide__Messaging__Event *out)
@@ -639,7 +672,7 @@ static int mark_read(kr_rpc_ctx *ctx, const Kreide__Messaging__MarkReadRequest *
         if (a.up_to < msg.position)
             a.up_to = msg.position;
     }
-    if (run_tx(ctx, "receipt", read_body, &a) != 0)
+    if (run_tx(ctx, "receipt", read_body, &a, NULL) != 0)
         return -1;
     Kreide__Messaging__Room view;
     msg_store_result rr = msg_read_room(ctx, room.id, false, &view);
@@ -769,7 +802,6 @@ typedef struct {
     const msg_room_ref *room;
     const msg_message_ref *msg;
     bool pin;
-    int64_t position;
 } pin_args;
 
 static int pin_body(kr_rpc_ctx *ctx, msg_outbox *box, void *arg)
@@ -801,12 +833,8 @@ static int pin_body(kr_rpc_ctx *ctx, msg_outbox *box, void *arg)
         return kr_rpc_fail(ctx, KREIDE__STATUS__ALREADY_EXISTS, "messaging.already_pinned", "message_id", "the message is pinned");
     if (!changed)
         return kr_rpc_fail(ctx, KREIDE__STATUS__NOT_FOUND, "messaging.not_pinned", "message_id", "the message is not pinned");
-    msg_appended ev;
     msg_new_event ne = {.kind = a->pin ? "message.pinned" : "message.unpinned", .sender = me(ctx), .message_id = a->msg->id};
-    if (tx_append(ctx, box, a->room, &ne, &ev) != 0)
-        return -1;
-    a->position = ev.position;
-    return 0;
+    return tx_append(ctx, box, a->room, &ne, NULL);
 }
 
 static int pin_common(kr_rpc_ctx *ctx, const Kreide__Messaging__PinRequest *in, bool pin, Kreide__Messaging__Event *out)
@@ -820,9 +848,7 @@ static int pin_common(kr_rpc_ctx *ctx, const Kreide__Messaging__PinRequest *in, 
     if (pin && msg.deleted)
         return kr_rpc_fail(ctx, KREIDE__STATUS__FAILED_PRECONDITION, "messaging.deleted", "message_id", "the message was deleted");
     pin_args a = {.room = &room, .msg = &msg, .pin = pin};
-    if (run_tx(ctx, "pin", pin_body, &a) != 0)
-        return -1;
-    return msg_reply_event(ctx, a.position, out);
+    return run_tx_reply(ctx, "pin", pin_body, &a, out);
 }
 
 static int pin(kr_rpc_ctx *ctx, const Kreide__Messaging__PinRequest *in, Kreide__Messaging__Event *out)
@@ -868,12 +894,13 @@ static int set_typing(kr_rpc_ctx *ctx, const Kreide__Messaging__TypingRequest *i
 static int create_poll(kr_rpc_ctx *ctx, const Kreide__Messaging__CreatePollRequest *in, Kreide__Messaging__Event *out)
 {
     msg_room_ref room;
-    if (msg_room_for(ctx, in->room_id, "room_id", false, &room) != 0)
+    msg_earlier_send earlier;
+    if (msg_room_for_txn(ctx, in->room_id, in->txn_id, &room, &earlier) != 0)
         return -1;
     if (!msg_txn_id_valid(in->txn_id))
         return msg_fail_invalid(ctx, "messaging.invalid_txn_id", "txn_id", "txn_id must be 1 to 64 of A-Z a-z 0-9 . _ ~ -");
     send_args a = {.room = &room, .txn_id = in->txn_id, .text = in->question, .poll = true};
-    int found = earlier_send(ctx, &a);
+    int found = earlier_answer(ctx, &a, &earlier);
     if (found < 0)
         return -1;
     if (found == 1)
@@ -976,6 +1003,18 @@ static int vote_body(kr_rpc_ctx *ctx, msg_outbox *box, void *arg)
     return tx_append(ctx, box, a->room, &ne, NULL);
 }
 
+/* Runs a vote or a closing and answers the poll as its event shows it. */
+static int run_tx_poll(kr_rpc_ctx *ctx, const char *what, tx_body body, vote_args *a, Kreide__Messaging__Message *out)
+{
+    Kreide__Messaging__Event *ev = NULL;
+    if (run_tx(ctx, what, body, a, &ev) != 0)
+        return -1;
+    if (ev == NULL || ev->message == NULL)
+        return msg_fail_store(ctx, MSG_STORE_NOT_FOUND, "poll");
+    *out = *ev->message;
+    return 0;
+}
+
 static int vote(kr_rpc_ctx *ctx, const Kreide__Messaging__VoteRequest *in, Kreide__Messaging__Message *out)
 {
     msg_room_ref room;
@@ -1002,14 +1041,7 @@ static int vote(kr_rpc_ctx *ctx, const Kreide__Messaging__VoteRequest *in, Kreid
             opts[n++] = in->options[i];
     }
     vote_args a = {.room = &room, .msg = &msg, .options = opts, .n = n};
-    if (run_tx(ctx, "vote", vote_body, &a) != 0)
-        return -1;
-    Kreide__Messaging__Message *m;
-    msg_store_result r = msg_read_message(ctx, msg.id, &m);
-    if (r != MSG_STORE_OK)
-        return msg_fail_store(ctx, r, "poll");
-    *out = *m;
-    return 0;
+    return run_tx_poll(ctx, "vote", vote_body, &a, out);
 }
 
 static int close_body(kr_rpc_ctx *ctx, msg_outbox *box, void *arg)
@@ -1040,14 +1072,7 @@ static int close_poll(kr_rpc_ctx *ctx, const Kreide__Messaging__PollRequest *in,
     if (strcasecmp(msg.sender, me(ctx)) != 0 && !msg_may_moderate(room.kind, &room.me, 0))
         return msg_fail_forbidden(ctx, "only the poll's author and the room's moderators may close it");
     vote_args a = {.room = &room, .msg = &msg};
-    if (run_tx(ctx, "poll", close_body, &a) != 0)
-        return -1;
-    Kreide__Messaging__Message *m;
-    msg_store_result r = msg_read_message(ctx, msg.id, &m);
-    if (r != MSG_STORE_OK)
-        return msg_fail_store(ctx, r, "poll");
-    *out = *m;
-    return 0;
+    return run_tx_poll(ctx, "poll", close_body, &a, out);
 }
 
 static int get_poll(kr_rpc_ctx *ctx, const Kreide__Messaging__PollRequest *in, Kreide__Messaging__Message *out)

@@ -184,17 +184,22 @@ static int moderate(kr_rpc_ctx *ctx, const msg_room_ref *room, const char *sql, 
     }
     if (res == MSG_STORE_OK)
         res = msg_store_audit(ctx->pg, room->school_id, room->id, action, me(ctx), "", ev->data);
-    msg_appended a;
     if (res == MSG_STORE_OK)
-        res = msg_append_to(ctx->pg, &box, room->school_id, room->id, ev, &a);
-    res = res == MSG_STORE_OK ? msg_tx_commit(ctx->pg) : (msg_tx_rollback(ctx->pg), res);
+        res = msg_append_to(ctx->pg, &box, room->school_id, room->id, ev, NULL);
+    res = res == MSG_STORE_OK ? msg_commit(ctx, &box) : (msg_tx_rollback(ctx->pg), res);
     if (res != MSG_STORE_OK) {
         msg_outbox_free(&box);
         return msg_fail_store(ctx, res, "room");
     }
-    msg_publish(ctx, &box);
+    Kreide__Messaging__Event *reply = NULL;
+    int rc = msg_publish(ctx, &box, &reply);
     msg_outbox_free(&box);
-    return msg_reply_event(ctx, a.position, out);
+    if (rc != 0)
+        return -1;
+    if (reply == NULL)
+        return msg_fail_store(ctx, MSG_STORE_ERROR, "event");
+    *out = *reply;
+    return 0;
 }
 
 static int mute_member(kr_rpc_ctx *ctx, const Kreide__Messaging__MuteMemberRequest *in, Kreide__Messaging__Event *out)

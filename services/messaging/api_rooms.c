@@ -143,7 +143,7 @@ static void remember_caller(kr_rpc_ctx *ctx, const char *school_id)
 
 static int finish_create(kr_rpc_ctx *ctx, msg_outbox *box, const char *room_id, Kreide__Messaging__Room *out)
 {
-    msg_publish(ctx, box);
+    msg_publish(ctx, box, NULL);
     msg_outbox_free(box);
     msg_store_result r = msg_read_room(ctx, room_id, true, out);
     return r == MSG_STORE_OK ? 0 : msg_fail_store(ctx, r, "room");
@@ -217,7 +217,7 @@ static int create_direct(kr_rpc_ctx *ctx, const Kreide__Messaging__CreateRoomReq
         if (res == MSG_STORE_OK)
             res = join_member(ctx, &box, in->school_id, room_id, other, "member");
         if (res == MSG_STORE_OK)
-            res = msg_tx_commit(ctx->pg);
+            res = msg_commit(ctx, &box);
         else
             msg_tx_rollback(ctx->pg);
         if (res == MSG_STORE_OK) {
@@ -306,7 +306,7 @@ static int create_shared(kr_rpc_ctx *ctx, const Kreide__Messaging__CreateRoomReq
     for (size_t i = 0; i < nmembers && res == MSG_STORE_OK; i++)
         res = join_member(ctx, &box, in->school_id, id.s, members[i], "member");
     if (res == MSG_STORE_OK)
-        res = msg_tx_commit(ctx->pg);
+        res = msg_commit(ctx, &box);
     else
         msg_tx_rollback(ctx->pg);
     if (res != MSG_STORE_OK) {
@@ -314,7 +314,7 @@ static int create_shared(kr_rpc_ctx *ctx, const Kreide__Messaging__CreateRoomReq
         return msg_fail_store(ctx, res, "room");
     }
     kr_log(KR_LOG_INFO, "room created", "room_id", id.s, "kind", kind, "school_id", in->school_id, NULL);
-    msg_publish(ctx, &box);
+    msg_publish(ctx, &box, NULL);
     msg_outbox_free(&box);
     if (group_id != NULL) {
         /* The group's people join now; the follower keeps them in line. */
@@ -466,7 +466,7 @@ static int add_room_members(kr_rpc_ctx *ctx, const Kreide__Messaging__AddRoomMem
     msg_store_result r = MSG_STORE_OK;
     for (size_t i = 0; i < n && r == MSG_STORE_OK; i++)
         r = join_member(ctx, &box, room.school_id, room.id, people[i], role);
-    r = r == MSG_STORE_OK ? msg_tx_commit(ctx->pg) : (msg_tx_rollback(ctx->pg), r);
+    r = r == MSG_STORE_OK ? msg_commit(ctx, &box) : (msg_tx_rollback(ctx->pg), r);
     if (r != MSG_STORE_OK) {
         msg_outbox_free(&box);
         return msg_fail_store(ctx, r, "member");
@@ -524,7 +524,7 @@ static int remove_room_member(kr_rpc_ctx *ctx, const Kreide__Messaging__RemoveRo
         if (r != NULL)
             PQclear(r);
     }
-    res = res == MSG_STORE_OK ? msg_tx_commit(ctx->pg) : (msg_tx_rollback(ctx->pg), res);
+    res = res == MSG_STORE_OK ? msg_commit(ctx, &box) : (msg_tx_rollback(ctx->pg), res);
     if (res == MSG_STORE_NOT_FOUND) {
         msg_outbox_free(&box);
         return kr_rpc_fail(ctx, KREIDE__STATUS__NOT_FOUND, "messaging.not_member", "user_id", "the person is not in the room");
@@ -533,7 +533,7 @@ static int remove_room_member(kr_rpc_ctx *ctx, const Kreide__Messaging__RemoveRo
         msg_outbox_free(&box);
         return msg_fail_store(ctx, res, "member");
     }
-    msg_publish(ctx, &box);
+    msg_publish(ctx, &box, NULL);
     msg_outbox_free(&box);
     return 0;
 }
@@ -567,7 +567,7 @@ static int set_retention(kr_rpc_ctx *ctx, const Kreide__Messaging__SetRetentionR
                             .data = kr_arena_printf(ctx->arena, "{\"retention_days\":%u}", in->retention_days)};
         res = msg_append_to(ctx->pg, &box, room.school_id, room.id, &ev, NULL);
     }
-    res = res == MSG_STORE_OK ? msg_tx_commit(ctx->pg) : (msg_tx_rollback(ctx->pg), res);
+    res = res == MSG_STORE_OK ? msg_commit(ctx, &box) : (msg_tx_rollback(ctx->pg), res);
     if (res != MSG_STORE_OK) {
         msg_outbox_free(&box);
         return msg_fail_store(ctx, res, "room");

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kr_json.h"
 #include "kr_log.h"
 #include "kr_metrics.h"
 #include "kr_redis.h"
@@ -104,13 +105,47 @@ static json_t *id_array(char *const *ids, size_t n)
     return a;
 }
 
-char *msg_event_json(const msg_appended *e, char *const *members, size_t n)
+/* Sets `key` of every object of the array `list` to false. */
+static void clear_in_list(json_t *list, const char *key)
 {
+    size_t i;
+    json_t *v;
+    json_array_foreach(list, i, v)
+    {
+        if (json_object_get(v, key) != NULL)
+            json_object_set_new(v, key, json_false());
+    }
+}
+
+/* The event as no one in particular reads it: the reading's own reactions,
+ * votes and confirmation are the reader's, not the audience's. */
+static void strip_reader(json_t *event)
+{
+    json_t *m = json_object_get(event, "message");
+    if (!json_is_object(m))
+        return;
+    clear_in_list(json_object_get(m, "reactions"), "mine");
+    json_t *poll = json_object_get(m, "poll");
+    if (json_is_object(poll))
+        clear_in_list(json_object_get(poll, "options"), "mine");
+    json_t *rs = json_object_get(m, "read_status");
+    if (json_is_object(rs) && json_object_get(rs, "confirmed_by_me") != NULL)
+        json_object_set_new(rs, "confirmed_by_me", json_false());
+}
+
+char *msg_event_json(const msg_appended *e, const Kreide__Messaging__Event *event, char *const *members, size_t n)
+{
+    if (event == NULL)
+        return NULL;
+    json_t *ev = kr_json_encode_obj(&event->base);
+    if (ev == NULL)
+        return NULL;
+    strip_reader(ev);
     char pos[24];
     snprintf(pos, sizeof(pos), "%" PRId64, e->position);
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "position", pos, "event_id", e->id, "room_id", e->room_id,
-                          "school_id", e->school_id, "kind", e->kind, "sender_id", e->sender, "created_at", e->created_at,
-                          "members", id_array(members, n));
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o}", "position", pos, "event_id", e->id, "room_id",
+                          e->room_id, "school_id", e->school_id, "kind", e->kind, "sender_id", e->sender, "created_at",
+                          e->created_at, "members", id_array(members, n), "event", ev);
     if (o == NULL)
         return NULL;
     char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
@@ -118,33 +153,25 @@ char *msg_event_json(const msg_appended *e, char *const *members, size_t n)
     return s;
 }
 
-void msg_events_publish(msg_events *ev, kr_pg *pg, const msg_appended *items, size_t n)
+void msg_events_publish(msg_events *ev, const msg_outbox *box, Kreide__Messaging__Event *const *events)
 {
-    if (!msg_events_enabled(ev) || n == 0)
+    if (!msg_events_enabled(ev))
         return;
-    kr_arena arena;
-    kr_arena_init(&arena);
-    const char *room = NULL;
-    char **members = NULL;
-    size_t nmembers = 0;
-    for (size_t i = 0; i < n; i++) {
-        const msg_appended *e = &items[i];
-        /* Events come grouped by room; the audience is read once per room
-         * and includes whoever left with one of these events. */
-        if (room == NULL || strcmp(room, e->room_id) != 0) {
-            room = e->room_id;
-            if (msg_store_room_audience(pg, &arena, room, items[i].position, &members, &nmembers) != MSG_STORE_OK) {
-                kr_counter_add(ev->failed, 1);
-                members = NULL;
-                nmembers = 0;
-                continue;
-            }
+    for (size_t i = 0; i < box->n; i++) {
+        const msg_appended *e = &box->items[i];
+        const msg_audience *au = msg_outbox_audience(box, e->room_id);
+        char *payload = au != NULL && events != NULL ? msg_event_json(e, events[i], au->ids, au->n) : NULL;
+        if (payload == NULL) {
+            /* Not announced; the gateways take it for lost (docs/realtime.md). */
+            char pos[24];
+            snprintf(pos, sizeof(pos), "%" PRId64, e->position);
+            kr_counter_add(ev->failed, 1);
+            kr_log(KR_LOG_ERROR, "event not announced: not read back", "position", pos, "kind", e->kind, NULL);
+            continue;
         }
-        char *payload = msg_event_json(e, members, nmembers);
         publish(ev, e->kind, payload);
         free(payload);
     }
-    kr_arena_free(&arena);
 }
 
 void msg_events_notify(msg_events *ev, const char *kind, const char *school_id, const char *room_id, const char *user_id,

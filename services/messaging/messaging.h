@@ -277,24 +277,53 @@ typedef struct {
     char created_at[40];
 } msg_appended;
 
-/* Appends `n` events to a room's log inside the caller's open transaction:
- * takes n positions from the log head (holding its lock until the
- * transaction ends), inserts the events and moves the room's
+/* Appends `n` events to a room's log inside the caller's open transaction,
+ * one statement each: takes a position from the log head (holding its lock
+ * until the transaction ends), inserts the event and moves the room's
  * last_position. Call it late in the transaction: every other append waits
  * for the commit. `out` gets n entries. CONFLICT when a txn_id is taken. */
 msg_store_result msg_store_append(kr_pg *pg, const char *school_id, const char *room_id, const msg_new_event *evs, size_t n,
                                   msg_appended *out);
 
-/* A list of appended events to publish once their transaction committed. */
+/* Who one room's events of a transaction are announced to: the room's
+ * joined members at the end of the transaction, and those who left with
+ * one of its events (left_position >= since). */
+typedef struct {
+    char room_id[40];
+    int64_t since; /* the transaction's first position in the room */
+    bool known;    /* read since the room's last append */
+    char **ids;    /* malloc'd user ids, sorted */
+    size_t n;
+} msg_audience;
+
+/* What a transaction appended, to announce once it committed. */
 typedef struct {
     msg_appended *items;
     size_t n, cap;
+    msg_audience *rooms; /* one per room appended to */
+    size_t nrooms, rooms_cap;
 } msg_outbox;
 
 /* Appends into the open transaction like msg_store_append and remembers the
  * events in `box` (grows; free with msg_outbox_free). */
 msg_store_result msg_append_to(kr_pg *pg, msg_outbox *box, const char *school_id, const char *room_id, const msg_new_event *ev,
                                msg_appended *out);
+
+/* Takes the audience of `room_id` from column `col` of `r` (one user id per
+ * row), read by a statement of the transaction after its last append to the
+ * room, with no membership change after it: the log head lock then makes
+ * it exactly the members at the event's position. */
+void msg_outbox_take_audience(msg_outbox *box, const char *room_id, const PGresult *r, int col);
+
+/* Ends the open transaction of an outbox: with `announce`, first reads the
+ * audiences not yet known (one statement for every room), while the log
+ * head lock still orders them with every other append; then commits. On
+ * failure the transaction is rolled back and the box emptied. */
+msg_store_result msg_outbox_commit(kr_pg *pg, msg_outbox *box, bool announce);
+
+/* The audience of an appended event's room (NULL when not read). */
+const msg_audience *msg_outbox_audience(const msg_outbox *box, const char *room_id);
+
 void msg_outbox_free(msg_outbox *box);
 
 /* What messaging knows of a school. */
@@ -330,6 +359,17 @@ typedef struct {
 /* Reads a room and `user_id`'s standing in it (user_id may be "" for none). */
 msg_store_result msg_store_room_ref(kr_pg *pg, const char *room_id, const char *user_id, msg_room_ref *out);
 
+/* A send found by its (sender, txn_id). */
+typedef struct {
+    int64_t position; /* 0: none */
+    char room_id[40];
+} msg_earlier_send;
+
+/* msg_store_room_ref, and in the same statement the send `user_id` made
+ * with `txn_id` before, if any. */
+msg_store_result msg_store_room_ref_txn(kr_pg *pg, const char *room_id, const char *user_id, const char *txn_id, msg_room_ref *out,
+                                        msg_earlier_send *earlier);
+
 /* A message as the checks before changing it need it. */
 typedef struct {
     char id[40];
@@ -346,7 +386,7 @@ msg_store_result msg_store_message_ref(kr_pg *pg, const char *message_id, const 
                                        msg_message_ref *msg);
 
 /* Joined members' user ids of a room, and those who left at or after
- * `left_since` (0: none), into `arena`. */
+ * `left_since` (0: none), into `arena` (for ephemeral notices). */
 msg_store_result msg_store_room_audience(kr_pg *pg, kr_arena *arena, const char *room_id, int64_t left_since, char ***ids,
                                          size_t *n);
 
@@ -367,9 +407,11 @@ typedef struct {
  * it when the name changed, adds, re-roles and removes members whose
  * membership follows the group, each change an event. Serialised per group
  * by an advisory lock, so replicas may run it at once. Appended events go
- * to `box` for publishing after it returns OK. */
+ * to `box` for publishing after it returns OK, with their audiences when
+ * `announce` (msg_outbox_commit). */
 msg_store_result msg_store_sync_group(kr_pg *pg, const char *school_id, const char *group_id, const char *name,
-                                      const char *group_kind, const msg_roster_member *members, size_t n, msg_outbox *box);
+                                      const char *group_kind, const msg_roster_member *members, size_t n, msg_outbox *box,
+                                      bool announce);
 
 /* What one purge batch deleted. */
 typedef struct {
@@ -387,6 +429,14 @@ msg_store_result msg_store_purge_batch(kr_pg *pg, const char *school_id, const c
 
 /* ========================================================== store_read.c */
 
+/* Who reads, and with what. */
+typedef struct {
+    kr_pg *pg;
+    kr_arena *arena;              /* every string and message read */
+    const char *viewer;           /* whose reactions, votes and confirmations are `mine`; NULL: no one's */
+    const Kreide__Caller *caller; /* whose stream (ListEvents without a room); NULL: none */
+} msg_reader;
+
 /* Which events ListEvents reads. */
 typedef struct {
     const char *room_id; /* NULL: every room of the caller */
@@ -403,8 +453,11 @@ typedef struct {
 msg_store_result msg_read_events(kr_rpc_ctx *ctx, const msg_event_query *q, Kreide__Messaging__Event ***out, size_t *n, bool *more,
                                  int64_t *head);
 
-/* Reads the events with the given positions (just appended) for a reply. */
-msg_store_result msg_read_event_at(kr_rpc_ctx *ctx, int64_t position, Kreide__Messaging__Event **out);
+/* Reads the events of `items` (just appended, so not yet expired) in one
+ * statement (and one more each for polls and announcements among them), as
+ * ListEvents shows them to `rd->viewer`: (*out)[i] is items[i]'s event, or
+ * NULL when it is gone. From rd->arena. */
+msg_store_result msg_read_appended(const msg_reader *rd, const msg_appended *items, size_t n, Kreide__Messaging__Event ***out);
 
 /* Reads one message with its state (reactions, poll, read status). */
 msg_store_result msg_read_message(kr_rpc_ctx *ctx, const char *message_id, Kreide__Messaging__Message **out);
@@ -431,10 +484,12 @@ msg_events *msg_events_new(const char *redis_url);
 bool msg_events_enabled(const msg_events *ev);
 void msg_events_free(msg_events *ev);
 
-/* Publishes committed events (one Redis message each) with the user ids of
- * their rooms' audiences, read through `pg`. Best effort: failures are
- * logged and counted, never returned. */
-void msg_events_publish(msg_events *ev, kr_pg *pg, const msg_appended *items, size_t n);
+/* Publishes the committed events of `box` (one Redis message each, in
+ * position order) to their rooms' audiences (msg_outbox_commit read them),
+ * each with events[i], box->items[i] as msg_read_appended read it. An
+ * event without an audience or a reading is not announced. Best effort:
+ * failures are logged and counted, never returned. */
+void msg_events_publish(msg_events *ev, const msg_outbox *box, Kreide__Messaging__Event *const *events);
 
 /* Publishes an ephemeral notice that is not in the log ("typing",
  * "report") to `user_ids`. `extra` is JSON object members without braces
@@ -442,8 +497,10 @@ void msg_events_publish(msg_events *ev, kr_pg *pg, const msg_appended *items, si
 void msg_events_notify(msg_events *ev, const char *kind, const char *school_id, const char *room_id, const char *user_id,
                        const char *extra, char *const *user_ids, size_t n);
 
-/* The JSON of one published event (exposed for tests). Caller frees. */
-char *msg_event_json(const msg_appended *e, char *const *members, size_t n);
+/* The JSON of one published event (exposed for tests): the appended event's
+ * facts, its audience, and `event` as ListEvents encodes it, read by no one
+ * in particular (every `mine` and `confirmed_by_me` false). Caller frees. */
+char *msg_event_json(const msg_appended *e, const Kreide__Messaging__Event *event, char *const *members, size_t n);
 
 /* =========================================================== identity.c */
 
@@ -550,6 +607,10 @@ int msg_check_uuid(kr_rpc_ctx *ctx, const char *id, const char *field);
  * school admin or head of the room's school passes as well (moderation). */
 int msg_room_for(kr_rpc_ctx *ctx, const char *room_id, const char *field, bool allow_school_moderator, msg_room_ref *out);
 
+/* msg_room_for, and the caller's earlier send with `txn_id` (its position
+ * 0 when none) read in the same statement: SendMessage and CreatePoll. */
+int msg_room_for_txn(kr_rpc_ctx *ctx, const char *room_id, const char *txn_id, msg_room_ref *out, msg_earlier_send *earlier);
+
 /* Loads a message in a room the caller may see (as msg_room_for); expired
  * messages do not exist. */
 int msg_message_for(kr_rpc_ctx *ctx, const char *message_id, const char *field, bool allow_school_moderator, msg_room_ref *room,
@@ -559,10 +620,18 @@ int msg_message_for(kr_rpc_ctx *ctx, const char *message_id, const char *field, 
  * its kind the first time; kicks the follower for a school just met. */
 int msg_school_known(kr_rpc_ctx *ctx, const char *school_id);
 
-/* Publishes what a handler appended (after its commit). */
-void msg_publish(kr_rpc_ctx *ctx, const msg_outbox *box);
+/* Commits a handler's transaction with msg_outbox_commit, reading the
+ * audiences when events are announced. */
+msg_store_result msg_commit(kr_rpc_ctx *ctx, msg_outbox *box);
 
-/* An event appended by the handler, read back for the reply. */
+/* After the commit: reads what the handler appended once, as the caller
+ * sees it, and announces it. With `reply`, the box's last event is
+ * answered from the same reading (-1 after kr_rpc_fail when it cannot be
+ * read); without, returns 0. Frees nothing: the caller frees the box. */
+int msg_publish(kr_rpc_ctx *ctx, const msg_outbox *box, Kreide__Messaging__Event **reply);
+
+/* An event of the log read back for a reply (a retried send answers the
+ * first one). */
 int msg_reply_event(kr_rpc_ctx *ctx, int64_t position, Kreide__Messaging__Event *out);
 
 #endif

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "kr_id.h"
 #include "kr_log.h"
@@ -121,25 +122,10 @@ static void copy(char *dst, size_t cap, const char *src)
 msg_store_result msg_store_append(kr_pg *pg, const char *school_id, const char *room_id, const msg_new_event *evs, size_t n,
                                   msg_appended *out)
 {
-    if (n == 0)
-        return MSG_STORE_OK;
-    char nbuf[24];
-    snprintf(nbuf, sizeof(nbuf), "%zu", n);
-    const char *p0[] = {nbuf};
-    /* The row lock taken here is held until the transaction ends: appends
-     * commit one after another, so a reader never sees a position while a
-     * lower one is still to come (docs/messaging.md, "Positions"). */
-    PGresult *r = msg_sql(pg, "take positions", "UPDATE messaging.log_head SET position = position + $1 RETURNING position", 1, p0);
-    if (r == NULL)
-        return msg_sql_failure(pg);
-    int64_t last = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-    PQclear(r);
-    int64_t first = last - (int64_t)n + 1;
     for (size_t i = 0; i < n; i++) {
         const msg_new_event *e = &evs[i];
         msg_appended *a = &out[i];
         memset(a, 0, sizeof(*a));
-        a->position = first + (int64_t)i;
         if (e->id != NULL) {
             copy(a->id, sizeof(a->id), e->id);
         } else {
@@ -147,27 +133,54 @@ msg_store_result msg_store_append(kr_pg *pg, const char *school_id, const char *
             kr_uuid7_new(&id);
             copy(a->id, sizeof(a->id), id.s);
         }
-        char pos[24];
-        snprintf(pos, sizeof(pos), "%" PRId64, a->position);
-        const char *params[] = {
-            pos, a->id, school_id, room_id, e->kind, e->sender, e->txn_id, e->message_id, e->data ? e->data : "{}"};
-        r = msg_sql(pg, "append event",
-                    "INSERT INTO messaging.events (position, id, school_id, room_id, kind, sender, txn_id, message_id, data) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb) RETURNING " TS("created_at"),
-                    9, params);
+        const char *params[] = {a->id, school_id, room_id, e->kind, e->sender, e->txn_id, e->message_id, e->data ? e->data : "{}"};
+        /* One statement: the position, the event, the room's head. The log
+         * head's row lock is held until the transaction ends: appends
+         * commit one after another, so a reader never sees a position while
+         * a lower one is still to come (docs/messaging.md, "Positions"). */
+        PGresult *r = msg_sql(pg, "append event",
+                              "WITH head AS (UPDATE messaging.log_head SET position = position + 1 RETURNING position), "
+                              "ev AS (INSERT INTO messaging.events (position, id, school_id, room_id, kind, sender, txn_id, "
+                              "message_id, data) SELECT position, $1, $2, $3, $4, $5, $6, $7, $8::jsonb FROM head "
+                              "RETURNING position, created_at), "
+                              "room AS (UPDATE messaging.rooms SET last_position = ev.position FROM ev WHERE id = $3) "
+                              "SELECT position, " TS("created_at") " FROM ev",
+                              8, params);
         if (r == NULL)
             return msg_sql_failure(pg);
-        copy(a->created_at, sizeof(a->created_at), PQgetvalue(r, 0, 0));
+        bool ok = PQntuples(r) == 1;
+        if (ok) {
+            a->position = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+            copy(a->created_at, sizeof(a->created_at), PQgetvalue(r, 0, 1));
+        }
         PQclear(r);
+        if (!ok)
+            return MSG_STORE_ERROR;
         copy(a->room_id, sizeof(a->room_id), room_id);
         copy(a->school_id, sizeof(a->school_id), school_id);
         copy(a->kind, sizeof(a->kind), e->kind);
         copy(a->sender, sizeof(a->sender), e->sender);
     }
-    char lastbuf[24];
-    snprintf(lastbuf, sizeof(lastbuf), "%" PRId64, last);
-    const char *p1[] = {room_id, lastbuf};
-    return exec(pg, "move room head", "UPDATE messaging.rooms SET last_position = $2 WHERE id = $1", 2, p1);
+    return MSG_STORE_OK;
+}
+
+static msg_audience *box_room(msg_outbox *box, const char *room_id)
+{
+    for (size_t i = 0; i < box->nrooms; i++) {
+        if (strcasecmp(box->rooms[i].room_id, room_id) == 0)
+            return &box->rooms[i];
+    }
+    return NULL;
+}
+
+static void audience_clear(msg_audience *au)
+{
+    for (size_t i = 0; i < au->n; i++)
+        free(au->ids[i]);
+    free(au->ids);
+    au->ids = NULL;
+    au->n = 0;
+    au->known = false;
 }
 
 msg_store_result msg_append_to(kr_pg *pg, msg_outbox *box, const char *school_id, const char *room_id, const msg_new_event *ev,
@@ -186,16 +199,147 @@ msg_store_result msg_append_to(kr_pg *pg, msg_outbox *box, const char *school_id
         box->cap = cap;
     }
     box->items[box->n++] = a;
+    msg_audience *au = box_room(box, a.room_id);
+    if (au == NULL) {
+        if (box->nrooms == box->rooms_cap) {
+            size_t cap = box->rooms_cap ? box->rooms_cap * 2 : 4;
+            msg_audience *rooms = realloc(box->rooms, cap * sizeof(*rooms));
+            if (rooms == NULL)
+                abort();
+            box->rooms = rooms;
+            box->rooms_cap = cap;
+        }
+        au = &box->rooms[box->nrooms++];
+        memset(au, 0, sizeof(*au));
+        copy(au->room_id, sizeof(au->room_id), a.room_id);
+        au->since = a.position;
+    }
+    /* Whatever was read before this append may no longer hold. */
+    audience_clear(au);
     if (out != NULL)
         *out = a;
     return MSG_STORE_OK;
 }
 
+static void audience_add(msg_audience *au, const char *user_id)
+{
+    char **ids = realloc(au->ids, (au->n + 1) * sizeof(*ids));
+    if (ids == NULL)
+        abort();
+    au->ids = ids;
+    if ((au->ids[au->n] = strdup(user_id)) == NULL)
+        abort();
+    au->n++;
+}
+
+void msg_outbox_take_audience(msg_outbox *box, const char *room_id, const PGresult *r, int col)
+{
+    msg_audience *au = box_room(box, room_id);
+    if (au == NULL)
+        return;
+    audience_clear(au);
+    for (int row = 0; row < PQntuples(r); row++)
+        audience_add(au, PQgetvalue(r, row, col));
+    au->known = true;
+}
+
+const msg_audience *msg_outbox_audience(const msg_outbox *box, const char *room_id)
+{
+    for (size_t i = 0; i < box->nrooms; i++) {
+        if (strcasecmp(box->rooms[i].room_id, room_id) == 0)
+            return box->rooms[i].known ? &box->rooms[i] : NULL;
+    }
+    return NULL;
+}
+
+/* Reads every audience of the box not yet known, in one statement. */
+static msg_store_result read_audiences(kr_pg *pg, msg_outbox *box)
+{
+    kr_arena arena;
+    kr_arena_init(&arena);
+    const char **rooms = kr_arena_alloc(&arena, sizeof(char *) * (box->nrooms ? box->nrooms : 1));
+    const char **since = kr_arena_alloc(&arena, sizeof(char *) * (box->nrooms ? box->nrooms : 1));
+    size_t n = 0;
+    for (size_t i = 0; i < box->nrooms; i++) {
+        if (box->rooms[i].known)
+            continue;
+        rooms[n] = box->rooms[i].room_id;
+        since[n++] = kr_arena_printf(&arena, "%" PRId64, box->rooms[i].since);
+    }
+    msg_store_result res = MSG_STORE_OK;
+    if (n > 0) {
+        const char *params[] = {msg_pg_array(&arena, rooms, n), msg_pg_array(&arena, since, n)};
+        PGresult *r = msg_sql(pg, "select audiences",
+                              "SELECT m.room_id::text, m.user_id::text FROM unnest($1::uuid[], $2::bigint[]) AS x (room_id, since) "
+                              "JOIN messaging.room_members m ON m.room_id = x.room_id "
+                              "AND (m.state = 'joined' OR m.left_position >= x.since) ORDER BY m.room_id, m.user_id",
+                              2, params);
+        if (r == NULL) {
+            res = msg_sql_failure(pg);
+        } else {
+            for (size_t i = 0; i < box->nrooms; i++) {
+                if (!box->rooms[i].known) {
+                    audience_clear(&box->rooms[i]);
+                    box->rooms[i].known = true;
+                }
+            }
+            for (int row = 0; row < PQntuples(r); row++) {
+                msg_audience *au = box_room(box, PQgetvalue(r, row, 0));
+                if (au != NULL)
+                    audience_add(au, PQgetvalue(r, row, 1));
+            }
+            PQclear(r);
+        }
+    }
+    kr_arena_free(&arena);
+    return res;
+}
+
+/* Whether the box's transaction committed after all: its last event is in
+ * the log (event ids are unique). */
+static bool committed_after_all(kr_pg *pg, const msg_outbox *box)
+{
+    const char *params[] = {box->items[box->n - 1].id};
+    PGresult *r = msg_sql(pg, "find appended event", "SELECT 1 FROM messaging.events WHERE id = $1", 1, params);
+    bool found = r != NULL && PQntuples(r) == 1;
+    if (r != NULL)
+        PQclear(r);
+    return found;
+}
+
+msg_store_result msg_outbox_commit(kr_pg *pg, msg_outbox *box, bool announce)
+{
+    msg_store_result res = announce && box->n > 0 ? read_audiences(pg, box) : MSG_STORE_OK;
+    if (res != MSG_STORE_OK) {
+        msg_tx_rollback(pg);
+        msg_outbox_free(box);
+        return res;
+    }
+    int rc = kr_pg_commit(pg);
+    if (rc == KR_PG_OK)
+        return MSG_STORE_OK;
+    res = rc == KR_PG_ESQL ? msg_sql_failure(pg) : MSG_STORE_ERROR;
+    if (res == MSG_STORE_ERROR)
+        kr_log(KR_LOG_ERROR, "commit failed", "error", kr_pg_strerror((kr_pg_error)rc), NULL);
+    kr_pg_rollback(pg);
+    /* A connection lost during COMMIT leaves the outcome open. Positions
+     * taken by a commit must each be announced, so look (on a new
+     * connection) whether it happened. */
+    if (rc == KR_PG_ECONNLOST && box->n > 0 && committed_after_all(pg, box)) {
+        kr_log(KR_LOG_WARN, "the commit went through before the connection was lost", NULL);
+        return MSG_STORE_OK;
+    }
+    msg_outbox_free(box); /* nothing of it happened */
+    return res;
+}
+
 void msg_outbox_free(msg_outbox *box)
 {
+    for (size_t i = 0; i < box->nrooms; i++)
+        audience_clear(&box->rooms[i]);
+    free(box->rooms);
     free(box->items);
-    box->items = NULL;
-    box->n = box->cap = 0;
+    memset(box, 0, sizeof(*box));
 }
 
 /* ------------------------------------------------------------ schools */
@@ -318,6 +462,30 @@ msg_store_result msg_store_room_ref(kr_pg *pg, const char *room_id, const char *
     msg_store_result res = MSG_STORE_NOT_FOUND;
     if (PQntuples(r) == 1) {
         room_ref_from(r, 0, 0, out);
+        res = MSG_STORE_OK;
+    }
+    PQclear(r);
+    return res;
+}
+
+msg_store_result msg_store_room_ref_txn(kr_pg *pg, const char *room_id, const char *user_id, const char *txn_id, msg_room_ref *out,
+                                        msg_earlier_send *earlier)
+{
+    const char *params[] = {room_id, user_id && user_id[0] ? user_id : NULL, txn_id};
+    PGresult *r = msg_sql(pg, "select room and txn",
+                          "SELECT " ROOM_REF_COLUMNS ", coalesce(t.position, 0), coalesce(t.room_id::text, '') "
+                          "FROM messaging.rooms r JOIN messaging.schools s ON s.school_id = r.school_id "
+                          "LEFT JOIN messaging.room_members m ON m.room_id = r.id AND m.user_id = $2 "
+                          "LEFT JOIN messaging.events t ON t.sender = $2 AND t.txn_id = $3 WHERE r.id = $1",
+                          3, params);
+    if (r == NULL)
+        return msg_sql_failure(pg);
+    msg_store_result res = MSG_STORE_NOT_FOUND;
+    if (PQntuples(r) == 1) {
+        room_ref_from(r, 0, 0, out);
+        memset(earlier, 0, sizeof(*earlier));
+        earlier->position = strtoll(PQgetvalue(r, 0, 11), NULL, 10);
+        copy(earlier->room_id, sizeof(earlier->room_id), PQgetvalue(r, 0, 12));
         res = MSG_STORE_OK;
     }
     PQclear(r);
@@ -546,21 +714,21 @@ static msg_store_result sync_group_tx(kr_pg *pg, kr_arena *arena, const char *sc
 }
 
 msg_store_result msg_store_sync_group(kr_pg *pg, const char *school_id, const char *group_id, const char *name,
-                                      const char *group_kind, const msg_roster_member *members, size_t n, msg_outbox *box)
+                                      const char *group_kind, const msg_roster_member *members, size_t n, msg_outbox *box,
+                                      bool announce)
 {
     kr_arena arena;
     kr_arena_init(&arena);
-    size_t before = box->n;
     msg_store_result res = msg_tx_begin(pg);
     if (res == MSG_STORE_OK) {
         res = sync_group_tx(pg, &arena, school_id, group_id, name, group_kind, members, n, box);
-        if (res == MSG_STORE_OK)
-            res = msg_tx_commit(pg);
-        else
+        if (res == MSG_STORE_OK) {
+            res = msg_outbox_commit(pg, box, announce);
+        } else {
             msg_tx_rollback(pg);
+            msg_outbox_free(box); /* nothing of it happened */
+        }
     }
-    if (res != MSG_STORE_OK)
-        box->n = before; /* nothing of it happened */
     kr_arena_free(&arena);
     return res;
 }

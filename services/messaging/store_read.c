@@ -17,18 +17,30 @@
 /* What a read may show of a room `r` of school `s`. */
 #define VISIBLE(col) col " >= messaging.visible_since(r.retention_days, s.retention_days)"
 
-#define MESSAGE_COLUMNS                                                                                                            \
+/* A message's columns. `viewer` is the parameter holding the reader's user
+ * id (NULL: no one), for whether they reacted. Attachments and reactions
+ * come as JSON arrays ([file_id, name, media_type, size_bytes] and [key,
+ * count, mine]), so that one statement reads a message whole. */
+#define MESSAGE_COLUMNS(viewer)                                                                                                    \
     "mm.id::text, mm.room_id::text, mm.sender::text, mm.position, " TS("mm.created_at") ", coalesce(mm.body, ''), " TS(            \
         "mm.edited_at") ", mm.deleted_at IS NOT NULL, " TS("mm.deleted_at") ", coalesce(mm.reply_to::text, ''), "                  \
                                                                             "mm.mentions::text, mm.is_poll, "                      \
-                                                                            "mm.removed_by_moderator, r.kind"
-#define MESSAGE_NCOLS 14
+                                                                            "mm.removed_by_moderator, r.kind, " MESSAGE_PARTS(     \
+                                                                                viewer)
+#define MESSAGE_PARTS(viewer)                                                                                                      \
+    "(SELECT coalesce(json_agg(json_build_array(a.file_id, a.name, a.media_type, a.size_bytes) ORDER BY a.ord), '[]') "            \
+    "FROM messaging.attachments a WHERE a.message_id = mm.id)::text, "                                                             \
+    "(SELECT coalesce(json_agg(json_build_array(x.key, x.n, x.mine) ORDER BY x.first, x.key), '[]') FROM (SELECT k.key, "          \
+    "count(*) AS n, coalesce(bool_or(k.user_id = " viewer "::uuid), false) AS mine, min(k.created_at) AS first "                   \
+    "FROM messaging.reactions k WHERE k.message_id = mm.id GROUP BY k.key) x)::text, "                                             \
+    "EXISTS (SELECT 1 FROM messaging.pins p WHERE p.room_id = mm.room_id AND p.message_id = mm.id)"
+#define MESSAGE_NCOLS 17
 
-#define EVENT_COLUMNS                                                                                                              \
+#define EVENT_COLUMNS(viewer)                                                                                                      \
     "e.position, e.id::text, e.room_id::text, e.school_id::text, e.kind, coalesce(e.sender::text, ''), " TS(                       \
         "e.created_at") ", coalesce(e.message_id::text, ''), e.data::text, "                                                       \
                         "mm.id IS NOT NULL AND e.kind IN ('message', 'message.edited', 'message.deleted', 'poll.voted', "          \
-                        "'poll.closed'), " MESSAGE_COLUMNS
+                        "'poll.closed'), " MESSAGE_COLUMNS(viewer)
 #define EVENT_NCOLS 10
 
 #define EVENT_FROM                                                                                                                 \
@@ -37,9 +49,9 @@
 #define EVENT_VISIBLE                                                                                                              \
     " AND " VISIBLE("e.created_at") " AND (e.message_id IS NULL OR (mm.id IS NOT NULL AND " VISIBLE("mm.created_at") "))"
 
-static char *col(kr_rpc_ctx *ctx, const PGresult *r, int row, int c)
+static char *col(const msg_reader *rd, const PGresult *r, int row, int c)
 {
-    return kr_arena_strdup(ctx->arena, PQgetvalue(r, row, c));
+    return kr_arena_strdup(rd->arena, PQgetvalue(r, row, c));
 }
 
 static bool colbool(const PGresult *r, int row, int c)
@@ -52,56 +64,102 @@ static int64_t colint(const PGresult *r, int row, int c)
     return strtoll(PQgetvalue(r, row, c), NULL, 10);
 }
 
-static void *alloc_list(kr_rpc_ctx *ctx, size_t n, size_t elem)
+static void *alloc_list(const msg_reader *rd, size_t n, size_t elem)
 {
-    return kr_arena_alloc(ctx->arena, elem * (n ? n : 1));
+    return kr_arena_alloc(rd->arena, elem * (n ? n : 1));
+}
+
+static msg_reader reader_of(kr_rpc_ctx *ctx)
+{
+    return (msg_reader){.pg = ctx->pg, .arena = ctx->arena, .viewer = ctx->caller->user_id, .caller = ctx->caller};
 }
 
 /* Splits a PostgreSQL uuid[] text form "{a,b}" into strings. */
-static char **uuid_list(kr_rpc_ctx *ctx, const char *text, size_t *n)
+static char **uuid_list(const msg_reader *rd, const char *text, size_t *n)
 {
     *n = 0;
     size_t cap = 1;
     for (const char *p = text; *p; p++)
         cap += *p == ',';
-    char **out = kr_arena_alloc(ctx->arena, sizeof(char *) * cap);
-    char *copy = kr_arena_strdup(ctx->arena, text);
+    char **out = kr_arena_alloc(rd->arena, sizeof(char *) * cap);
+    char *copy = kr_arena_strdup(rd->arena, text);
     char *save = NULL;
     for (char *t = strtok_r(copy, "{},", &save); t != NULL; t = strtok_r(NULL, "{},", &save))
         out[(*n)++] = t;
     return out;
 }
 
-static const char *me(const kr_rpc_ctx *ctx)
+/* A JSON array of [file_id, name, media_type, size_bytes] as attachments. */
+static void attachments_from(const msg_reader *rd, Kreide__Messaging__Message *m, const char *json)
 {
-    return ctx->caller->user_id;
+    json_t *a = json_loads(json, 0, NULL);
+    size_t n = json_is_array(a) ? json_array_size(a) : 0;
+    m->attachments = alloc_list(rd, n, sizeof(*m->attachments));
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_array_get(a, i);
+        Kreide__Messaging__Attachment *at = kr_arena_alloc(rd->arena, sizeof(*at));
+        kreide__messaging__attachment__init(at);
+        at->file_id = kr_arena_strdup(rd->arena, json_string_value(json_array_get(v, 0)) ?: "");
+        at->name = kr_arena_strdup(rd->arena, json_string_value(json_array_get(v, 1)) ?: "");
+        at->media_type = kr_arena_strdup(rd->arena, json_string_value(json_array_get(v, 2)) ?: "");
+        at->size_bytes = (uint64_t)json_integer_value(json_array_get(v, 3));
+        m->attachments[m->n_attachments++] = at;
+    }
+    json_decref(a);
 }
 
-static Kreide__Messaging__Message *message_from(kr_rpc_ctx *ctx, const PGresult *r, int row, int c)
+/* A JSON array of [key, count, mine] as reaction counts. */
+static void reactions_from(const msg_reader *rd, Kreide__Messaging__Message *m, const char *json)
 {
-    Kreide__Messaging__Message *m = kr_arena_alloc(ctx->arena, sizeof(*m));
+    json_t *a = json_loads(json, 0, NULL);
+    size_t n = json_is_array(a) ? json_array_size(a) : 0;
+    m->reactions = alloc_list(rd, n, sizeof(*m->reactions));
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_array_get(a, i);
+        Kreide__Messaging__ReactionCount *rc = kr_arena_alloc(rd->arena, sizeof(*rc));
+        kreide__messaging__reaction_count__init(rc);
+        rc->key = kr_arena_strdup(rd->arena, json_string_value(json_array_get(v, 0)) ?: "");
+        rc->count = (uint32_t)json_integer_value(json_array_get(v, 1));
+        rc->mine = json_is_true(json_array_get(v, 2));
+        m->reactions[m->n_reactions++] = rc;
+    }
+    json_decref(a);
+}
+
+static Kreide__Messaging__Message *message_from(const msg_reader *rd, const PGresult *r, int row, int c)
+{
+    Kreide__Messaging__Message *m = kr_arena_alloc(rd->arena, sizeof(*m));
     kreide__messaging__message__init(m);
-    m->id = col(ctx, r, row, c);
-    m->room_id = col(ctx, r, row, c + 1);
-    m->sender_id = col(ctx, r, row, c + 2);
+    m->id = col(rd, r, row, c);
+    m->room_id = col(rd, r, row, c + 1);
+    m->sender_id = col(rd, r, row, c + 2);
     m->position = colint(r, row, c + 3);
-    m->created_at = col(ctx, r, row, c + 4);
-    m->text = col(ctx, r, row, c + 5);
-    m->edited_at = col(ctx, r, row, c + 6);
+    m->created_at = col(rd, r, row, c + 4);
+    m->text = col(rd, r, row, c + 5);
+    m->edited_at = col(rd, r, row, c + 6);
     m->edited = m->edited_at[0] != '\0';
     m->deleted = colbool(r, row, c + 7);
-    m->deleted_at = col(ctx, r, row, c + 8);
-    m->reply_to = col(ctx, r, row, c + 9);
-    m->mentions = uuid_list(ctx, PQgetvalue(r, row, c + 10), &m->n_mentions);
+    m->deleted_at = col(rd, r, row, c + 8);
+    m->reply_to = col(rd, r, row, c + 9);
+    m->mentions = uuid_list(rd, PQgetvalue(r, row, c + 10), &m->n_mentions);
     if (colbool(r, row, c + 11)) {
-        m->poll = kr_arena_alloc(ctx->arena, sizeof(*m->poll));
+        m->poll = kr_arena_alloc(rd->arena, sizeof(*m->poll));
         kreide__messaging__poll__init(m->poll);
     }
     m->removed_by_moderator = colbool(r, row, c + 12);
     if (strcmp(PQgetvalue(r, row, c + 13), "announcement") == 0) {
-        m->read_status = kr_arena_alloc(ctx->arena, sizeof(*m->read_status));
+        m->read_status = kr_arena_alloc(rd->arena, sizeof(*m->read_status));
         kreide__messaging__read_status__init(m->read_status);
     }
+    if (m->deleted) {
+        /* A tombstone shows who and when, nothing else. */
+        m->poll = NULL;
+        m->read_status = NULL;
+        return m;
+    }
+    attachments_from(rd, m, PQgetvalue(r, row, c + 14));
+    reactions_from(rd, m, PQgetvalue(r, row, c + 15));
+    m->pinned = colbool(r, row, c + 16);
     return m;
 }
 
@@ -139,7 +197,7 @@ static Kreide__Messaging__EventKind kind_of(const char *s)
 }
 
 /* The small facts of an event's data object. */
-static void event_data(kr_rpc_ctx *ctx, Kreide__Messaging__Event *e, const char *data)
+static void event_data(const msg_reader *rd, Kreide__Messaging__Event *e, const char *data)
 {
     json_t *o = json_loads(data, 0, NULL);
     if (!json_is_object(o)) {
@@ -148,11 +206,11 @@ static void event_data(kr_rpc_ctx *ctx, Kreide__Messaging__Event *e, const char 
     }
     json_t *v;
     if (json_is_string(v = json_object_get(o, "key")))
-        e->reaction_key = kr_arena_strdup(ctx->arena, json_string_value(v));
+        e->reaction_key = kr_arena_strdup(rd->arena, json_string_value(v));
     if (json_is_integer(v = json_object_get(o, "up_to")))
         e->read_up_to = json_integer_value(v);
     if (json_is_string(v = json_object_get(o, "user_id")))
-        e->user_id = kr_arena_strdup(ctx->arena, json_string_value(v));
+        e->user_id = kr_arena_strdup(rd->arena, json_string_value(v));
     if (json_is_string(v = json_object_get(o, "role")))
         e->member_role = strcmp(json_string_value(v), "moderator") == 0 ? KREIDE__MESSAGING__MEMBER_ROLE__MODERATOR
                                                                         : KREIDE__MESSAGING__MEMBER_ROLE__MEMBER;
@@ -163,25 +221,25 @@ static void event_data(kr_rpc_ctx *ctx, Kreide__Messaging__Event *e, const char 
     if (json_is_integer(v = json_object_get(o, "retention_days")))
         e->retention_days = (uint32_t)json_integer_value(v);
     if (json_is_string(v = json_object_get(o, "name")))
-        e->name = kr_arena_strdup(ctx->arena, json_string_value(v));
+        e->name = kr_arena_strdup(rd->arena, json_string_value(v));
     json_decref(o);
 }
 
-static Kreide__Messaging__Event *event_from(kr_rpc_ctx *ctx, const PGresult *r, int row)
+static Kreide__Messaging__Event *event_from(const msg_reader *rd, const PGresult *r, int row)
 {
-    Kreide__Messaging__Event *e = kr_arena_alloc(ctx->arena, sizeof(*e));
+    Kreide__Messaging__Event *e = kr_arena_alloc(rd->arena, sizeof(*e));
     kreide__messaging__event__init(e);
     e->position = colint(r, row, 0);
-    e->id = col(ctx, r, row, 1);
-    e->room_id = col(ctx, r, row, 2);
-    e->school_id = col(ctx, r, row, 3);
+    e->id = col(rd, r, row, 1);
+    e->room_id = col(rd, r, row, 2);
+    e->school_id = col(rd, r, row, 3);
     e->kind = kind_of(PQgetvalue(r, row, 4));
-    e->sender_id = col(ctx, r, row, 5);
-    e->created_at = col(ctx, r, row, 6);
-    e->message_id = col(ctx, r, row, 7);
-    event_data(ctx, e, PQgetvalue(r, row, 8));
+    e->sender_id = col(rd, r, row, 5);
+    e->created_at = col(rd, r, row, 6);
+    e->message_id = col(rd, r, row, 7);
+    event_data(rd, e, PQgetvalue(r, row, 8));
     if (colbool(r, row, 9))
-        e->message = message_from(ctx, r, row, EVENT_NCOLS);
+        e->message = message_from(rd, r, row, EVENT_NCOLS);
     return e;
 }
 
@@ -197,88 +255,13 @@ static ssize_t find_message(Kreide__Messaging__Message **msgs, size_t n, const c
     return -1;
 }
 
-static msg_store_result decorate_attachments(kr_rpc_ctx *ctx, Kreide__Messaging__Message **msgs, size_t n, const char *ids)
-{
-    const char *params[] = {ids};
-    PGresult *r = msg_sql(ctx->pg, "select attachments",
-                          "SELECT message_id::text, file_id::text, name, media_type, size_bytes FROM messaging.attachments "
-                          "WHERE message_id = ANY($1::uuid[]) ORDER BY message_id, ord",
-                          1, params);
-    if (r == NULL)
-        return msg_sql_failure(ctx->pg);
-    for (int row = 0; row < PQntuples(r); row++) {
-        ssize_t k = find_message(msgs, n, PQgetvalue(r, row, 0));
-        if (k < 0)
-            continue;
-        Kreide__Messaging__Message *m = msgs[k];
-        Kreide__Messaging__Attachment *a = kr_arena_alloc(ctx->arena, sizeof(*a));
-        kreide__messaging__attachment__init(a);
-        a->file_id = col(ctx, r, row, 1);
-        a->name = col(ctx, r, row, 2);
-        a->media_type = col(ctx, r, row, 3);
-        a->size_bytes = (uint64_t)colint(r, row, 4);
-        Kreide__Messaging__Attachment **grown = kr_arena_alloc(ctx->arena, sizeof(*grown) * (m->n_attachments + 1));
-        if (m->n_attachments)
-            memcpy(grown, m->attachments, sizeof(*grown) * m->n_attachments);
-        grown[m->n_attachments++] = a;
-        m->attachments = grown;
-    }
-    PQclear(r);
-    return MSG_STORE_OK;
-}
-
-static msg_store_result decorate_reactions(kr_rpc_ctx *ctx, Kreide__Messaging__Message **msgs, size_t n, const char *ids)
-{
-    const char *params[] = {ids, me(ctx)};
-    PGresult *r = msg_sql(ctx->pg, "select reactions",
-                          "SELECT message_id::text, key, count(*), bool_or(user_id = $2) FROM messaging.reactions "
-                          "WHERE message_id = ANY($1::uuid[]) GROUP BY message_id, key ORDER BY message_id, min(created_at), key",
-                          2, params);
-    if (r == NULL)
-        return msg_sql_failure(ctx->pg);
-    for (int row = 0; row < PQntuples(r); row++) {
-        ssize_t k = find_message(msgs, n, PQgetvalue(r, row, 0));
-        if (k < 0)
-            continue;
-        Kreide__Messaging__Message *m = msgs[k];
-        Kreide__Messaging__ReactionCount *rc = kr_arena_alloc(ctx->arena, sizeof(*rc));
-        kreide__messaging__reaction_count__init(rc);
-        rc->key = col(ctx, r, row, 1);
-        rc->count = (uint32_t)colint(r, row, 2);
-        rc->mine = colbool(r, row, 3);
-        Kreide__Messaging__ReactionCount **grown = kr_arena_alloc(ctx->arena, sizeof(*grown) * (m->n_reactions + 1));
-        if (m->n_reactions)
-            memcpy(grown, m->reactions, sizeof(*grown) * m->n_reactions);
-        grown[m->n_reactions++] = rc;
-        m->reactions = grown;
-    }
-    PQclear(r);
-    return MSG_STORE_OK;
-}
-
-static msg_store_result decorate_pins(kr_rpc_ctx *ctx, Kreide__Messaging__Message **msgs, size_t n, const char *ids)
-{
-    const char *params[] = {ids};
-    PGresult *r = msg_sql(ctx->pg, "select pins", "SELECT message_id::text FROM messaging.pins WHERE message_id = ANY($1::uuid[])",
-                          1, params);
-    if (r == NULL)
-        return msg_sql_failure(ctx->pg);
-    for (int row = 0; row < PQntuples(r); row++) {
-        ssize_t k = find_message(msgs, n, PQgetvalue(r, row, 0));
-        if (k >= 0)
-            msgs[k]->pinned = true;
-    }
-    PQclear(r);
-    return MSG_STORE_OK;
-}
-
 /* Splits a text[] literal of option texts; the elements come quoted when
  * they hold special characters, so let PostgreSQL unnest instead. */
-static msg_store_result decorate_polls(kr_rpc_ctx *ctx, Kreide__Messaging__Message **msgs, size_t n, const char *ids)
+static msg_store_result decorate_polls(const msg_reader *rd, Kreide__Messaging__Message **msgs, size_t n, const char *ids)
 {
-    const char *params[] = {ids, me(ctx)};
+    const char *params[] = {ids, rd->viewer};
     PGresult *r = msg_sql(
-        ctx->pg, "select polls",
+        rd->pg, "select polls",
         "SELECT p.message_id::text, p.multiple_choice, p.anonymous, " TS(
             "p.closes_at") ", "
                            "p.closed_at IS NOT NULL OR (p.closes_at IS NOT NULL AND p.closes_at <= now()), "
@@ -297,7 +280,7 @@ static msg_store_result decorate_polls(kr_rpc_ctx *ctx, Kreide__Messaging__Messa
                            "WHERE p.message_id = ANY($1::uuid[]) ORDER BY p.message_id, o.idx",
         2, params);
     if (r == NULL)
-        return msg_sql_failure(ctx->pg);
+        return msg_sql_failure(rd->pg);
     for (int row = 0; row < PQntuples(r); row++) {
         ssize_t k = find_message(msgs, n, PQgetvalue(r, row, 0));
         if (k < 0 || msgs[k]->poll == NULL)
@@ -305,17 +288,17 @@ static msg_store_result decorate_polls(kr_rpc_ctx *ctx, Kreide__Messaging__Messa
         Kreide__Messaging__Poll *p = msgs[k]->poll;
         p->multiple_choice = colbool(r, row, 1);
         p->anonymous = colbool(r, row, 2);
-        p->closes_at = col(ctx, r, row, 3);
+        p->closes_at = col(rd, r, row, 3);
         p->closed = colbool(r, row, 4);
         p->voters = (uint32_t)colint(r, row, 5);
-        Kreide__Messaging__PollOption *o = kr_arena_alloc(ctx->arena, sizeof(*o));
+        Kreide__Messaging__PollOption *o = kr_arena_alloc(rd->arena, sizeof(*o));
         kreide__messaging__poll_option__init(o);
         o->index = (uint32_t)colint(r, row, 6);
-        o->text = col(ctx, r, row, 7);
+        o->text = col(rd, r, row, 7);
         o->votes = (uint32_t)colint(r, row, 8);
         o->mine = colbool(r, row, 9);
-        o->voter_ids = uuid_list(ctx, PQgetvalue(r, row, 10), &o->n_voter_ids);
-        Kreide__Messaging__PollOption **grown = kr_arena_alloc(ctx->arena, sizeof(*grown) * (p->n_options + 1));
+        o->voter_ids = uuid_list(rd, PQgetvalue(r, row, 10), &o->n_voter_ids);
+        Kreide__Messaging__PollOption **grown = kr_arena_alloc(rd->arena, sizeof(*grown) * (p->n_options + 1));
         if (p->n_options)
             memcpy(grown, p->options, sizeof(*grown) * p->n_options);
         grown[p->n_options++] = o;
@@ -325,11 +308,11 @@ static msg_store_result decorate_polls(kr_rpc_ctx *ctx, Kreide__Messaging__Messa
     return MSG_STORE_OK;
 }
 
-static msg_store_result decorate_read_status(kr_rpc_ctx *ctx, Kreide__Messaging__Message **msgs, size_t n, const char *ids)
+static msg_store_result decorate_read_status(const msg_reader *rd, Kreide__Messaging__Message **msgs, size_t n, const char *ids)
 {
-    const char *params[] = {ids, me(ctx)};
+    const char *params[] = {ids, rd->viewer};
     PGresult *r =
-        msg_sql(ctx->pg, "select read status",
+        msg_sql(rd->pg, "select read status",
                 "SELECT mm.id::text, "
                 "(SELECT count(*) FROM messaging.room_members x WHERE x.room_id = mm.room_id AND x.state = 'joined' "
                 "AND x.user_id <> mm.sender), "
@@ -341,7 +324,7 @@ static msg_store_result decorate_read_status(kr_rpc_ctx *ctx, Kreide__Messaging_
                 "FROM messaging.messages mm WHERE mm.id = ANY($1::uuid[])",
                 2, params);
     if (r == NULL)
-        return msg_sql_failure(ctx->pg);
+        return msg_sql_failure(rd->pg);
     for (int row = 0; row < PQntuples(r); row++) {
         ssize_t k = find_message(msgs, n, PQgetvalue(r, row, 0));
         if (k < 0 || msgs[k]->read_status == NULL)
@@ -356,47 +339,34 @@ static msg_store_result decorate_read_status(kr_rpc_ctx *ctx, Kreide__Messaging_
     return MSG_STORE_OK;
 }
 
-/* Adds attachments, reactions, pins, poll results and read status to the
- * messages (each query covers every message of the page at once). */
-static msg_store_result decorate(kr_rpc_ctx *ctx, Kreide__Messaging__Message **msgs, size_t n)
+/* Adds poll results and read status to the messages that have them (each
+ * query covers every message of the page at once); attachments, reactions
+ * and pins come with the message's own row. */
+static msg_store_result decorate(const msg_reader *rd, Kreide__Messaging__Message **msgs, size_t n)
 {
     if (n == 0)
         return MSG_STORE_OK;
-    const char **live = kr_arena_alloc(ctx->arena, sizeof(char *) * n);
-    const char **polls = kr_arena_alloc(ctx->arena, sizeof(char *) * n);
-    const char **news = kr_arena_alloc(ctx->arena, sizeof(char *) * n);
-    size_t nlive = 0, npolls = 0, nnews = 0;
+    const char **polls = kr_arena_alloc(rd->arena, sizeof(char *) * n);
+    const char **news = kr_arena_alloc(rd->arena, sizeof(char *) * n);
+    size_t npolls = 0, nnews = 0;
     for (size_t i = 0; i < n; i++) {
-        if (msgs[i]->deleted) {
-            /* A tombstone shows who and when, nothing else. */
-            msgs[i]->poll = NULL;
-            msgs[i]->read_status = NULL;
-            continue;
-        }
-        live[nlive++] = msgs[i]->id;
+        /* Tombstones have neither (message_from). */
         if (msgs[i]->poll != NULL)
             polls[npolls++] = msgs[i]->id;
         if (msgs[i]->read_status != NULL)
             news[nnews++] = msgs[i]->id;
     }
-    if (nlive == 0)
-        return MSG_STORE_OK;
-    const char *ids = msg_pg_array(ctx->arena, live, nlive);
-    msg_store_result res = decorate_attachments(ctx, msgs, n, ids);
-    if (res == MSG_STORE_OK)
-        res = decorate_reactions(ctx, msgs, n, ids);
-    if (res == MSG_STORE_OK)
-        res = decorate_pins(ctx, msgs, n, ids);
-    if (res == MSG_STORE_OK && npolls > 0)
-        res = decorate_polls(ctx, msgs, n, msg_pg_array(ctx->arena, polls, npolls));
+    msg_store_result res = MSG_STORE_OK;
+    if (npolls > 0)
+        res = decorate_polls(rd, msgs, n, msg_pg_array(rd->arena, polls, npolls));
     if (res == MSG_STORE_OK && nnews > 0)
-        res = decorate_read_status(ctx, msgs, n, msg_pg_array(ctx->arena, news, nnews));
+        res = decorate_read_status(rd, msgs, n, msg_pg_array(rd->arena, news, nnews));
     return res;
 }
 
-static msg_store_result decorate_events(kr_rpc_ctx *ctx, Kreide__Messaging__Event **events, size_t n)
+static msg_store_result decorate_events(const msg_reader *rd, Kreide__Messaging__Event **events, size_t n)
 {
-    Kreide__Messaging__Message **msgs = alloc_list(ctx, n, sizeof(*msgs));
+    Kreide__Messaging__Message **msgs = alloc_list(rd, n, sizeof(*msgs));
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         Kreide__Messaging__Message *m = events[i]->message;
@@ -410,72 +380,77 @@ static msg_store_result decorate_events(kr_rpc_ctx *ctx, Kreide__Messaging__Even
         else
             msgs[k++] = m;
     }
-    return decorate(ctx, msgs, k);
+    return decorate(rd, msgs, k);
 }
 
 /* ------------------------------------------------------------- events */
 
-static char *num(kr_rpc_ctx *ctx, int64_t v)
+static char *num(const msg_reader *rd, int64_t v)
 {
-    return kr_arena_printf(ctx->arena, "%" PRId64, v);
+    return kr_arena_printf(rd->arena, "%" PRId64, v);
 }
 
-static char *caller_schools(kr_rpc_ctx *ctx)
+static char *caller_schools(const msg_reader *rd)
 {
-    const Kreide__Caller *c = ctx->caller;
-    const char **ids = kr_arena_alloc(ctx->arena, sizeof(char *) * (c->n_schools ? c->n_schools : 1));
+    const Kreide__Caller *c = rd->caller;
+    const char **ids = kr_arena_alloc(rd->arena, sizeof(char *) * (c->n_schools ? c->n_schools : 1));
     size_t n = 0;
     for (size_t i = 0; i < c->n_schools; i++) {
         if (c->schools[i]->n_roles > 0 && kr_uuid_valid(c->schools[i]->school_id))
             ids[n++] = c->schools[i]->school_id;
     }
-    return msg_pg_array(ctx->arena, ids, n);
+    return msg_pg_array(rd->arena, ids, n);
 }
 
 msg_store_result msg_read_events(kr_rpc_ctx *ctx, const msg_event_query *q, Kreide__Messaging__Event ***out, size_t *n, bool *more,
                                  int64_t *head)
 {
-    const char *limit = kr_arena_printf(ctx->arena, "%u", q->limit + 1);
-    const char *after = q->after > 0 ? num(ctx, q->after) : NULL;
-    const char *before = q->before > 0 ? num(ctx, q->before) : NULL;
+    msg_reader reader = reader_of(ctx);
+    const msg_reader *rd = &reader;
+    const char *limit = kr_arena_printf(rd->arena, "%u", q->limit + 1);
+    const char *after = q->after > 0 ? num(rd, q->after) : NULL;
+    const char *before = q->before > 0 ? num(rd, q->before) : NULL;
     const char *only = q->messages_only ? "t" : "f";
     PGresult *r;
     PGresult *h;
     if (q->room_id != NULL) {
-        const char *params[] = {q->room_id, after, before, limit, only};
+        const char *params[] = {q->room_id, after, before, limit, only, rd->viewer};
         if (q->backward)
-            r = msg_sql(ctx->pg, "select room events backward",
-                        "SELECT " EVENT_COLUMNS EVENT_FROM "WHERE e.room_id = $1 AND ($2::bigint IS NULL OR e.position > $2) "
+            r = msg_sql(rd->pg, "select room events backward",
+                        "SELECT " EVENT_COLUMNS("$6") EVENT_FROM
+                        "WHERE e.room_id = $1 AND ($2::bigint IS NULL OR e.position > $2) "
                         "AND ($3::bigint IS NULL OR e.position < $3) AND (NOT $5::boolean OR e.kind = 'message')" EVENT_VISIBLE
                         " ORDER BY e.position DESC LIMIT $4",
-                        5, params);
+                        6, params);
         else
-            r = msg_sql(ctx->pg, "select room events",
-                        "SELECT " EVENT_COLUMNS EVENT_FROM "WHERE e.room_id = $1 AND ($2::bigint IS NULL OR e.position > $2) "
+            r = msg_sql(rd->pg, "select room events",
+                        "SELECT " EVENT_COLUMNS("$6") EVENT_FROM
+                        "WHERE e.room_id = $1 AND ($2::bigint IS NULL OR e.position > $2) "
                         "AND ($3::bigint IS NULL OR e.position < $3) AND (NOT $5::boolean OR e.kind = 'message')" EVENT_VISIBLE
                         " ORDER BY e.position LIMIT $4",
-                        5, params);
+                        6, params);
         if (r == NULL)
-            return msg_sql_failure(ctx->pg);
+            return msg_sql_failure(rd->pg);
         const char *hp[] = {q->room_id};
-        h = msg_sql(ctx->pg, "select room head", "SELECT last_position FROM messaging.rooms WHERE id = $1", 1, hp);
+        h = msg_sql(rd->pg, "select room head", "SELECT last_position FROM messaging.rooms WHERE id = $1", 1, hp);
     } else {
         /* The caller's stream: every room they are in, and the rooms they
          * left up to their leaving, at the schools their token names. */
-        const char *schools = caller_schools(ctx);
-        const char *params[] = {me(ctx), schools, after ? after : "0", limit, only};
-        r = msg_sql(ctx->pg, "select stream events",
-                    "SELECT " EVENT_COLUMNS " FROM messaging.room_members me JOIN messaging.events e ON e.room_id = me.room_id "
-                    "JOIN messaging.rooms r ON r.id = e.room_id JOIN messaging.schools s ON s.school_id = r.school_id "
-                    "LEFT JOIN messaging.messages mm ON mm.id = e.message_id "
-                    "WHERE me.user_id = $1 AND me.school_id = ANY($2::uuid[]) AND e.position > $3 "
-                    "AND (me.state = 'joined' OR e.position <= me.left_position) "
-                    "AND (NOT $5::boolean OR e.kind = 'message')" EVENT_VISIBLE " ORDER BY e.position LIMIT $4",
+        const char *schools = caller_schools(rd);
+        const char *params[] = {rd->viewer, schools, after ? after : "0", limit, only};
+        r = msg_sql(rd->pg, "select stream events",
+                    "SELECT " EVENT_COLUMNS(
+                        "$1") " FROM messaging.room_members me JOIN messaging.events e ON e.room_id = me.room_id "
+                              "JOIN messaging.rooms r ON r.id = e.room_id JOIN messaging.schools s ON s.school_id = r.school_id "
+                              "LEFT JOIN messaging.messages mm ON mm.id = e.message_id "
+                              "WHERE me.user_id = $1 AND me.school_id = ANY($2::uuid[]) AND e.position > $3 "
+                              "AND (me.state = 'joined' OR e.position <= me.left_position) "
+                              "AND (NOT $5::boolean OR e.kind = 'message')" EVENT_VISIBLE " ORDER BY e.position LIMIT $4",
                     5, params);
         if (r == NULL)
-            return msg_sql_failure(ctx->pg);
-        const char *hp[] = {me(ctx), schools};
-        h = msg_sql(ctx->pg, "select stream head",
+            return msg_sql_failure(rd->pg);
+        const char *hp[] = {rd->viewer, schools};
+        h = msg_sql(rd->pg, "select stream head",
                     "SELECT coalesce(max(CASE WHEN me.state = 'joined' THEN r.last_position ELSE me.left_position END), 0) "
                     "FROM messaging.room_members me JOIN messaging.rooms r ON r.id = me.room_id "
                     "WHERE me.user_id = $1 AND me.school_id = ANY($2::uuid[])",
@@ -483,79 +458,103 @@ msg_store_result msg_read_events(kr_rpc_ctx *ctx, const msg_event_query *q, Krei
     }
     if (h == NULL) {
         PQclear(r);
-        return msg_sql_failure(ctx->pg);
+        return msg_sql_failure(rd->pg);
     }
     *head = PQntuples(h) == 1 ? colint(h, 0, 0) : 0;
     PQclear(h);
     size_t rows = (size_t)PQntuples(r);
     *more = rows > q->limit;
     *n = *more ? q->limit : rows;
-    Kreide__Messaging__Event **events = alloc_list(ctx, *n, sizeof(*events));
+    Kreide__Messaging__Event **events = alloc_list(rd, *n, sizeof(*events));
     for (size_t i = 0; i < *n; i++) {
         /* Backward pages are read newest first and returned oldest first. */
         size_t at = q->backward ? *n - 1 - i : i;
-        events[at] = event_from(ctx, r, (int)i);
+        events[at] = event_from(rd, r, (int)i);
     }
     PQclear(r);
     *out = events;
-    return decorate_events(ctx, events, *n);
+    return decorate_events(rd, events, *n);
 }
 
-msg_store_result msg_read_event_at(kr_rpc_ctx *ctx, int64_t position, Kreide__Messaging__Event **out)
+msg_store_result msg_read_appended(const msg_reader *rd, const msg_appended *items, size_t n, Kreide__Messaging__Event ***out)
 {
-    const char *params[] = {num(ctx, position)};
-    PGresult *r = msg_sql(ctx->pg, "select event", "SELECT " EVENT_COLUMNS EVENT_FROM "WHERE e.position = $1", 1, params);
+    Kreide__Messaging__Event **events = alloc_list(rd, n, sizeof(*events));
+    memset(events, 0, sizeof(*events) * (n ? n : 1));
+    *out = events;
+    if (n == 0)
+        return MSG_STORE_OK;
+    const char **positions = kr_arena_alloc(rd->arena, sizeof(char *) * n);
+    for (size_t i = 0; i < n; i++)
+        positions[i] = num(rd, items[i].position);
+    const char *params[] = {msg_pg_array(rd->arena, positions, n), rd->viewer};
+    /* Just appended: no retention can have expired them yet. */
+    PGresult *r =
+        msg_sql(rd->pg, "select appended events",
+                "SELECT " EVENT_COLUMNS("$2") EVENT_FROM "WHERE e.position = ANY($1::bigint[]) ORDER BY e.position", 2, params);
     if (r == NULL)
-        return msg_sql_failure(ctx->pg);
-    if (PQntuples(r) != 1) {
-        PQclear(r);
-        return MSG_STORE_NOT_FOUND;
+        return msg_sql_failure(rd->pg);
+    Kreide__Messaging__Event **found = alloc_list(rd, (size_t)PQntuples(r), sizeof(*found));
+    size_t nfound = 0;
+    for (int row = 0; row < PQntuples(r); row++) {
+        Kreide__Messaging__Event *e = event_from(rd, r, row);
+        found[nfound++] = e;
+        for (size_t i = 0; i < n; i++) {
+            if (items[i].position == e->position)
+                events[i] = e;
+        }
     }
-    *out = event_from(ctx, r, 0);
     PQclear(r);
-    return decorate_events(ctx, out, 1);
+    return decorate_events(rd, found, nfound);
 }
 
 msg_store_result msg_read_message(kr_rpc_ctx *ctx, const char *message_id, Kreide__Messaging__Message **out)
 {
-    const char *params[] = {message_id};
-    PGresult *r = msg_sql(ctx->pg, "select message state",
-                          "SELECT " MESSAGE_COLUMNS " FROM messaging.messages mm JOIN messaging.rooms r ON r.id = mm.room_id "
+    msg_reader reader = reader_of(ctx);
+    const msg_reader *rd = &reader;
+    const char *params[] = {message_id, rd->viewer};
+    PGresult *r =
+        msg_sql(rd->pg, "select message state",
+                "SELECT " MESSAGE_COLUMNS(
+                    "$2") " FROM messaging.messages mm JOIN messaging.rooms r ON r.id = mm.room_id "
                           "JOIN messaging.schools s ON s.school_id = r.school_id WHERE mm.id = $1 AND " VISIBLE("mm.created_at"),
-                          1, params);
+                2, params);
     if (r == NULL)
-        return msg_sql_failure(ctx->pg);
+        return msg_sql_failure(rd->pg);
     if (PQntuples(r) != 1) {
         PQclear(r);
         return MSG_STORE_NOT_FOUND;
     }
-    *out = message_from(ctx, r, 0, 0);
+    *out = message_from(rd, r, 0, 0);
     PQclear(r);
-    return decorate(ctx, out, 1);
+    return decorate(rd, out, 1);
 }
 
 msg_store_result msg_read_search(kr_rpc_ctx *ctx, const msg_room_ref *room, const char *tsquery, int64_t before, unsigned limit,
                                  Kreide__Messaging__Message ***out, size_t *n, bool *more)
 {
-    const char *params[] = {room->id, tsquery, before > 0 ? num(ctx, before) : NULL, kr_arena_printf(ctx->arena, "%u", limit + 1)};
-    PGresult *r =
-        msg_sql(ctx->pg, "search room",
-                "SELECT " MESSAGE_COLUMNS " FROM messaging.messages mm JOIN messaging.rooms r ON r.id = mm.room_id "
-                "JOIN messaging.schools s ON s.school_id = r.school_id "
-                "WHERE mm.room_id = $1 AND mm.deleted_at IS NULL AND mm.search @@ to_tsquery('simple', $2) "
-                "AND ($3::bigint IS NULL OR mm.position < $3) AND " VISIBLE("mm.created_at") " ORDER BY mm.position DESC LIMIT $4",
-                4, params);
+    msg_reader reader = reader_of(ctx);
+    const msg_reader *rd = &reader;
+    const char *params[] = {room->id, tsquery, before > 0 ? num(rd, before) : NULL, kr_arena_printf(rd->arena, "%u", limit + 1),
+                            rd->viewer};
+    PGresult *r = msg_sql(
+        rd->pg, "search room",
+        "SELECT " MESSAGE_COLUMNS("$5") " FROM messaging.messages mm JOIN messaging.rooms r ON r.id = mm.room_id "
+                                        "JOIN messaging.schools s ON s.school_id = r.school_id "
+                                        "WHERE mm.room_id = $1 AND mm.deleted_at IS NULL AND mm.search @@ to_tsquery('simple', $2) "
+                                        "AND ($3::bigint IS NULL OR mm.position < $3) AND " VISIBLE(
+                                            "mm.created_at") " ORDER BY mm.position DESC LIMIT $4",
+        5, params);
     if (r == NULL)
-        return msg_sql_failure(ctx->pg);
+        return msg_sql_failure(rd->pg);
     size_t rows = (size_t)PQntuples(r);
     *more = rows > limit;
     *n = *more ? limit : rows;
-    Kreide__Messaging__Message **msgs = alloc_list(ctx, *n, sizeof(*msgs));
+    Kreide__Messaging__Message **msgs = alloc_list(rd, *n, sizeof(*msgs));
     for (size_t i = 0; i < *n; i++)
-        msgs[i] = message_from(ctx, r, (int)i, 0);
+        msgs[i] = message_from(rd, r, (int)i, 0);
     PQclear(r);
     *out = msgs;
-    return decorate(ctx, msgs, *n);
+    return decorate(rd, msgs, *n);
 }
 
 /* -------------------------------------------------------------- rooms */
@@ -598,21 +597,21 @@ static Kreide__Messaging__MemberRole member_role_enum(const char *s)
     return strcmp(s, "moderator") == 0 ? KREIDE__MESSAGING__MEMBER_ROLE__MODERATOR : KREIDE__MESSAGING__MEMBER_ROLE__MEMBER;
 }
 
-static void room_from(kr_rpc_ctx *ctx, const PGresult *r, int row, Kreide__Messaging__Room *out)
+static void room_from(const msg_reader *rd, const PGresult *r, int row, Kreide__Messaging__Room *out)
 {
     kreide__messaging__room__init(out);
-    out->id = col(ctx, r, row, 0);
-    out->school_id = col(ctx, r, row, 1);
+    out->id = col(rd, r, row, 0);
+    out->school_id = col(rd, r, row, 1);
     out->kind = room_kind_enum(PQgetvalue(r, row, 2));
-    out->name = col(ctx, r, row, 3);
-    out->topic = col(ctx, r, row, 4);
-    out->group_id = col(ctx, r, row, 5);
-    out->group_kind = col(ctx, r, row, 6);
+    out->name = col(rd, r, row, 3);
+    out->topic = col(rd, r, row, 4);
+    out->group_id = col(rd, r, row, 5);
+    out->group_kind = col(rd, r, row, 6);
     out->locked = colbool(r, row, 7);
     out->retention_days = (uint32_t)colint(r, row, 8);
     out->effective_retention_days = (uint32_t)colint(r, row, 9);
-    out->created_by = col(ctx, r, row, 10);
-    out->created_at = col(ctx, r, row, 11);
+    out->created_by = col(rd, r, row, 10);
+    out->created_at = col(rd, r, row, 11);
     out->last_position = colint(r, row, 12);
     out->member_count = (uint32_t)colint(r, row, 13);
     out->my_role = member_role_enum(PQgetvalue(r, row, 14));
@@ -624,53 +623,55 @@ static void room_from(kr_rpc_ctx *ctx, const PGresult *r, int row, Kreide__Messa
 
 msg_store_result msg_read_room(kr_rpc_ctx *ctx, const char *room_id, bool full, Kreide__Messaging__Room *out)
 {
-    const char *params[] = {me(ctx), room_id};
-    PGresult *r = msg_sql(ctx->pg, "select room view", "SELECT " ROOM_COLUMNS ROOM_FROM "AND r.id = $2", 2, params);
+    msg_reader reader = reader_of(ctx);
+    const msg_reader *rd = &reader;
+    const char *params[] = {rd->viewer, room_id};
+    PGresult *r = msg_sql(rd->pg, "select room view", "SELECT " ROOM_COLUMNS ROOM_FROM "AND r.id = $2", 2, params);
     if (r == NULL)
-        return msg_sql_failure(ctx->pg);
+        return msg_sql_failure(rd->pg);
     if (PQntuples(r) != 1) {
         PQclear(r);
         return MSG_STORE_NOT_FOUND;
     }
-    room_from(ctx, r, 0, out);
+    room_from(rd, r, 0, out);
     PQclear(r);
     if (!full)
         return MSG_STORE_OK;
-    const char *p2[] = {room_id, kr_arena_printf(ctx->arena, "%d", MSG_MAX_LISTED_MEMBERS)};
-    r = msg_sql(ctx->pg, "select room members",
+    const char *p2[] = {room_id, kr_arena_printf(rd->arena, "%d", MSG_MAX_LISTED_MEMBERS)};
+    r = msg_sql(rd->pg, "select room members",
                 "SELECT m.user_id::text, m.role, m.muted, coalesce(p.display_name, ''), m.last_read_position, m.source = 'group' "
                 "FROM messaging.room_members m LEFT JOIN messaging.people p ON p.user_id = m.user_id "
                 "WHERE m.room_id = $1 AND m.state = 'joined' "
                 "ORDER BY m.role = 'moderator' DESC, lower(coalesce(p.display_name, '')), m.user_id LIMIT $2",
                 2, p2);
     if (r == NULL)
-        return msg_sql_failure(ctx->pg);
+        return msg_sql_failure(rd->pg);
     out->n_members = (size_t)PQntuples(r);
-    out->members = alloc_list(ctx, out->n_members, sizeof(*out->members));
+    out->members = alloc_list(rd, out->n_members, sizeof(*out->members));
     for (size_t i = 0; i < out->n_members; i++) {
-        Kreide__Messaging__RoomMember *m = kr_arena_alloc(ctx->arena, sizeof(*m));
+        Kreide__Messaging__RoomMember *m = kr_arena_alloc(rd->arena, sizeof(*m));
         kreide__messaging__room_member__init(m);
-        m->user_id = col(ctx, r, (int)i, 0);
+        m->user_id = col(rd, r, (int)i, 0);
         m->role = member_role_enum(PQgetvalue(r, (int)i, 1));
         m->muted = colbool(r, (int)i, 2);
-        m->display_name = col(ctx, r, (int)i, 3);
+        m->display_name = col(rd, r, (int)i, 3);
         m->last_read_position = colint(r, (int)i, 4);
         m->from_group = colbool(r, (int)i, 5);
         out->members[i] = m;
     }
     PQclear(r);
     const char *p3[] = {room_id};
-    r = msg_sql(ctx->pg, "select pins",
+    r = msg_sql(rd->pg, "select pins",
                 "SELECT p.message_id::text FROM messaging.pins p JOIN messaging.messages mm ON mm.id = p.message_id "
                 "JOIN messaging.rooms r ON r.id = mm.room_id JOIN messaging.schools s ON s.school_id = r.school_id "
                 "WHERE p.room_id = $1 AND mm.deleted_at IS NULL AND " VISIBLE("mm.created_at") " ORDER BY p.pinned_at DESC",
                 1, p3);
     if (r == NULL)
-        return msg_sql_failure(ctx->pg);
+        return msg_sql_failure(rd->pg);
     out->n_pinned_message_ids = (size_t)PQntuples(r);
-    out->pinned_message_ids = alloc_list(ctx, out->n_pinned_message_ids, sizeof(char *));
+    out->pinned_message_ids = alloc_list(rd, out->n_pinned_message_ids, sizeof(char *));
     for (size_t i = 0; i < out->n_pinned_message_ids; i++)
-        out->pinned_message_ids[i] = col(ctx, r, (int)i, 0);
+        out->pinned_message_ids[i] = col(rd, r, (int)i, 0);
     PQclear(r);
     return MSG_STORE_OK;
 }
@@ -678,22 +679,24 @@ msg_store_result msg_read_room(kr_rpc_ctx *ctx, const char *room_id, bool full, 
 msg_store_result msg_read_rooms(kr_rpc_ctx *ctx, const char *schools, int64_t after_pos, const char *after_id, unsigned limit,
                                 Kreide__Messaging__Room ***out, size_t *n, bool *more)
 {
-    const char *params[] = {me(ctx), schools, after_id[0] ? num(ctx, after_pos) : NULL, after_id[0] ? after_id : NULL,
-                            kr_arena_printf(ctx->arena, "%u", limit + 1)};
-    PGresult *r = msg_sql(ctx->pg, "select rooms",
+    msg_reader reader = reader_of(ctx);
+    const msg_reader *rd = &reader;
+    const char *params[] = {rd->viewer, schools, after_id[0] ? num(rd, after_pos) : NULL, after_id[0] ? after_id : NULL,
+                            kr_arena_printf(rd->arena, "%u", limit + 1)};
+    PGresult *r = msg_sql(rd->pg, "select rooms",
                           "SELECT " ROOM_COLUMNS ROOM_FROM
                           "AND r.school_id = ANY($2::uuid[]) AND ($3::bigint IS NULL OR (r.last_position, r.id) < ($3, $4::uuid)) "
                           "ORDER BY r.last_position DESC, r.id DESC LIMIT $5",
                           5, params);
     if (r == NULL)
-        return msg_sql_failure(ctx->pg);
+        return msg_sql_failure(rd->pg);
     size_t rows = (size_t)PQntuples(r);
     *more = rows > limit;
     *n = *more ? limit : rows;
-    Kreide__Messaging__Room **rooms = alloc_list(ctx, *n, sizeof(*rooms));
+    Kreide__Messaging__Room **rooms = alloc_list(rd, *n, sizeof(*rooms));
     for (size_t i = 0; i < *n; i++) {
-        rooms[i] = kr_arena_alloc(ctx->arena, sizeof(*rooms[i]));
-        room_from(ctx, r, (int)i, rooms[i]);
+        rooms[i] = kr_arena_alloc(rd->arena, sizeof(*rooms[i]));
+        room_from(rd, r, (int)i, rooms[i]);
     }
     PQclear(r);
     *out = rooms;

@@ -127,9 +127,15 @@ msg_store_result msg_sync_group_now(kr_pg *pg, msg_identity *identity, msg_event
     if (res != MSG_STORE_OK)
         return res;
     msg_outbox box = {0};
-    res = msg_store_sync_group(pg, school_id, group.id, group.name, group.kind, want, k, &box);
-    if (res == MSG_STORE_OK)
-        msg_events_publish(events, pg, box.items, box.n);
+    bool announce = msg_events_enabled(events);
+    res = msg_store_sync_group(pg, school_id, group.id, group.name, group.kind, want, k, &box, announce);
+    if (res == MSG_STORE_OK && announce && box.n > 0) {
+        /* The service's own events, read by no one in particular. */
+        msg_reader rd = {.pg = pg, .arena = arena};
+        Kreide__Messaging__Event **read = NULL;
+        msg_store_result rr = msg_read_appended(&rd, box.items, box.n, &read);
+        msg_events_publish(events, &box, rr == MSG_STORE_OK ? read : NULL);
+    }
     msg_outbox_free(&box);
     return res;
 }

@@ -1,5 +1,5 @@
 /* Unit tests of text.c: the markdown subset, the small value checks, the
- * search query and timestamps; and of the published event's JSON form. */
+ * search query and timestamps. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -165,29 +165,12 @@ static void timestamps(void **state)
     assert_false(msg_time_parse("yesterday", &ms));
 }
 
-static void event_json(void **state)
-{
-    msg_appended e = {.position = 9007199254740993LL};
-    snprintf(e.id, sizeof(e.id), "%s", "01a2025c-7d3c-70d8-b43a-10d38fc6bb86");
-    snprintf(e.room_id, sizeof(e.room_id), "%s", "01a2025c-7d26-75cf-b234-5ac009febd1b");
-    snprintf(e.school_id, sizeof(e.school_id), "%s", "01a2025c-7cba-7c2f-b82b-5187887b1262");
-    snprintf(e.kind, sizeof(e.kind), "%s", "message");
-    snprintf(e.created_at, sizeof(e.created_at), "%s", "2026-11-22T08:25:45.532Z");
-    char *members[] = {"a", "b"};
-    char *json = msg_event_json(&e, members, 2);
-    assert_string_equal(json, "{\"created_at\":\"2026-11-22T08:25:45.532Z\",\"event_id\":\"01a2025c-7d3c-70d8-b43a-10d38fc6bb86\","
-                              "\"kind\":\"message\",\"members\":[\"a\",\"b\"],\"position\":\"9007199254740993\","
-                              "\"room_id\":\"01a2025c-7d26-75cf-b234-5ac009febd1b\",\"school_id\":"
-                              "\"01a2025c-7cba-7c2f-b82b-5187887b1262\",\"sender_id\":\"\"}");
-    free(json);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(accepts_the_subset), cmocka_unit_test(refuses_raw_html), cmocka_unit_test(refuses_images_and_bad_links),
         cmocka_unit_test(refuses_bad_text),   cmocka_unit_test(small_values),     cmocka_unit_test(search_queries),
-        cmocka_unit_test(timestamps),         cmocka_unit_test(event_json),
+        cmocka_unit_test(timestamps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

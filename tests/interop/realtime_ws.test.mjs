@@ -6,6 +6,7 @@
 // whose sockets see it happen.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { api, startSuite, until } from '../lib/kreide.mjs';
 import { client, makeSchool, txnId } from '../lib/messaging.mjs';
 import { connect } from '../lib/realtime.mjs';
@@ -191,4 +192,32 @@ test('roster changes in identity add and remove class-room members, live on thei
   await t1.waitFor((x) => texts(x, classRoom.id).includes('nach dem Wechsel'));
   await new Promise((r) => setTimeout(r, 200));
   assert.ok(!texts(p3, classRoom.id).includes('nach dem Wechsel'));
+});
+
+// Last in this file: it moves the loops' expected position far ahead.
+test('an announcement that never comes is given up after KREIDE_WS_GAP_MS: the sockets are told to re-read', async () => {
+  const p1 = await sock(0, 'p1');
+  const t1 = await sock(0, 't1');
+  const head = BigInt((await c.send(room.id, P('t1').token, 'vor der Lücke')).position);
+  await p1.waitFor((x) => texts(x, room.id).includes('vor der Lücke'));
+  await t1.waitFor((x) => texts(x, room.id).includes('vor der Lücke'));
+  // An event two positions on, as if the one between was announced and lost.
+  const ahead = (head + 2n).toString();
+  const announcement = {
+    created_at: new Date().toISOString(), event_id: '01a2a000-0000-7000-8000-00000000abcd', kind: 'message',
+    members: [P('p1').id], position: ahead, room_id: room.id, school_id: A.id, sender_id: P('t1').id,
+    event: { position: ahead, id: '01a2a000-0000-7000-8000-00000000abcd', room_id: room.id, kind: 'MESSAGE', message: { text: 'nach der Lücke' } },
+  };
+  execFileSync('redis-cli', ['-u', s.redisUrl, 'PUBLISH', 'kreide.messaging.events', JSON.stringify(announcement)]);
+  // Held while the loop waits for head+1, then handed on with a gap notice
+  // to every socket, carrying where each one was.
+  const started = Date.now();
+  const gap = await p1.waitFor((x) => x.frames.find((f) => f.type === 'gap'), { what: 'the gap notice' });
+  assert.ok(Date.now() - started >= 1500, 'the loop waited for the missing position');
+  assert.equal(gap.after, head.toString());
+  assert.equal((await t1.waitFor((x) => x.frames.find((f) => f.type === 'gap'), { what: 'the gap notice' })).after, head.toString());
+  await p1.waitFor((x) => x.events().find((e) => e.position === ahead), { what: 'the held event' });
+  // What the notice asks for: the stream after `after` over HTTP.
+  const re = await c.get(`/events?after=${gap.after}`, P('p1').token);
+  assert.equal(re.status, 200, re.text);
 });

@@ -80,11 +80,12 @@ export class Socket {
     this.ws.send(JSON.stringify(frame));
   }
 
-  // Sends a frame with a fresh ref and resolves with its reply.
+  // Sends a frame with a fresh ref and resolves with its reply (or pong).
   call(frame) {
     const ref = `r${++this.refs}`;
     this.send({ ...frame, ref });
-    return this.waitFor((s) => s.frames.find((f) => f.type === 'reply' && f.ref === ref), { what: `the reply to ${frame.type}` });
+    return this.waitFor((s) => s.frames.find((f) => (f.type === 'reply' || f.type === 'pong') && f.ref === ref),
+      { what: `the reply to ${frame.type}` });
   }
 
   close() {
