@@ -70,7 +70,9 @@ export function Room({ store, room, claims }) {
     }
   }, [last, pending.length]);
 
-  useEffect(() => { if (tl && tl.loaded) store.markRead(room.id); }, [last, tl && tl.loaded]);
+  useEffect(() => {
+    if (tl && tl.loaded && document.visibilityState === 'visible') store.markRead(room.id);
+  }, [last, tl && tl.loaded]);
 
   function older() {
     prevHeight.current = document.documentElement.scrollHeight;

@@ -180,8 +180,7 @@ export function createStore(me) {
       const r = await api(`/api/v1/rooms/${enc(roomId)}/events?${q}`);
       const head = pos(r.head);
       for (const e of r.events || []) if (e.message) putMessage(tl, e.message, head);
-      if (!older || !tl.loaded) tl.more = !!r.more;
-      else tl.more = !!r.more;
+      tl.more = !!r.more; // older messages exist, either way
       tl.head = Math.max(tl.head, head);
       tl.loaded = true;
     } catch (e) {
