@@ -152,7 +152,7 @@ const de = {
   admin_title: 'Verwaltung: {school}',
   admin_people: 'Personen',
   admin_groups: 'Gruppen',
-  admin_later: 'Später hier: Regeln für Chats und Aufbewahrungsfristen.',
+  admin_rules: 'Chat-Regeln',
   search_people: 'Personen suchen',
   search_hint: 'Anfang von Vorname, Nachname oder Benutzername',
   search: 'Suchen',
@@ -162,9 +162,6 @@ const de = {
   school_year: 'Schuljahr',
   show_members: 'Mitglieder von {group}',
 
-  // chat
-  chat_title: 'Chat',
-  chat_empty: 'Der Chat kommt bald. Hier siehst du dann deine Klassen- und Gruppenchats.',
 
   page_not_found: 'Diese Seite gibt es nicht.',
   signed_in_as: 'Angemeldet als {name}',
@@ -309,7 +306,7 @@ const en = {
   admin_title: 'Manage: {school}',
   admin_people: 'People',
   admin_groups: 'Groups',
-  admin_later: 'Later here: rules for chats and retention periods.',
+  admin_rules: 'Chat rules',
   search_people: 'Search people',
   search_hint: 'Start of the given name, family name or user name',
   search: 'Search',
@@ -319,8 +316,6 @@ const en = {
   school_year: 'School year',
   show_members: 'Members of {group}',
 
-  chat_title: 'Chat',
-  chat_empty: 'Chat is coming soon. Your class and group chats will be here.',
 
   page_not_found: 'This page does not exist.',
   signed_in_as: 'Signed in as {name}',
@@ -360,6 +355,12 @@ export function setLang(l) {
 export function t(key, vars) {
   const s = texts[lang.get()][key] ?? texts.de[key] ?? key;
   return vars ? s.replace(/\{(\w+)\}/g, (m, k) => (k in vars ? String(vars[k]) : m)) : s;
+}
+
+// Parts of the app that load later (the chat, the admin area's rules)
+// bring their own texts and add them here when they load.
+export function addTexts(more) {
+  for (const l of Object.keys(texts)) Object.assign(texts[l], more[l]);
 }
 
 export function has(key) {

@@ -7,7 +7,7 @@ import { t, lang, setLang } from './i18n.js';
 import { useSignal } from './signal.js';
 import { route, match } from './router.js';
 import { session, resume, activeAccount, accounts, CALLBACK_PATH, AuthError } from './auth.js';
-import { Link, Loading, Page } from './ui.jsx';
+import { Link, Loading, Page, Lazy } from './ui.jsx';
 import { Start, initials } from './pages/Start.jsx';
 import { Callback } from './pages/Callback.jsx';
 import { Launcher } from './pages/Launcher.jsx';
@@ -16,7 +16,10 @@ import { Enroll } from './pages/Enroll.jsx';
 import { Forgot } from './pages/Forgot.jsx';
 import { ClassCodes } from './pages/ClassCodes.jsx';
 import { Admin } from './pages/Admin.jsx';
-import { Chat, NotFound } from './pages/Chat.jsx';
+import { NotFound } from './pages/NotFound.jsx';
+
+// The chat is loaded when it is first opened: the launcher stays small.
+const loadChat = () => import('./chat/ChatApp.jsx');
 
 // Pages that never wait for the active account's tokens at start.
 const PUBLIC = ['/enroll', '/forgot', CALLBACK_PATH];
@@ -61,7 +64,7 @@ function Routes({ path, s }) {
   if (!s) return <Start returnTo={path} />;
   let m;
   if (p === '/') return <Launcher claims={s.claims} />;
-  if (p === '/chat') return <Chat />;
+  if (p === '/chat' || p.startsWith('/chat/')) return <Lazy load={loadChat} name="ChatApp" claims={s.claims} path={p} />;
   if ((m = match('/class/:school/:group', p))) return <ClassCodes claims={s.claims} schoolId={m.school} groupId={m.group} />;
   if ((m = match('/admin/:school', p))) return <Admin claims={s.claims} schoolId={m.school} />;
   return <NotFound />;

@@ -1,5 +1,5 @@
 // Small building blocks shared by the pages.
-import { useEffect, useRef } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { onLink } from './router.js';
 import { t, formatDate } from './i18n.js';
 
@@ -75,4 +75,21 @@ export function errorText(err) {
   if (err.status === 403) return t('forbidden');
   if (err.status === 404) return t('not_found');
   return t('err_generic', { message: err.message });
+}
+
+// A part of the app that is loaded when first shown, so that the first
+// page stays small: `load` returns the module (a dynamic import), `name`
+// the component it exports. Until then, or if loading fails, a note.
+export function Lazy({ load, name, ...props }) {
+  const [mod, setMod] = useState(null);
+  const [failed, setFailed] = useState(false);
+  useEffect(() => {
+    let live = true;
+    load().then((m) => live && setMod(m)).catch(() => live && setFailed(true));
+    return () => { live = false; };
+  }, [load]);
+  if (failed) return <Alert>{t('err_network')}</Alert>;
+  if (!mod) return <Loading />;
+  const C = mod[name];
+  return <C {...props} />;
 }

@@ -1,11 +1,14 @@
 // A school admin's area: the school's people and groups, enrollment and
-// reset codes. Later: chat policy and retention.
+// reset codes, and the chat rules with retention (AdminRules.jsx, loaded
+// when its tab opens).
 import { useEffect, useState } from 'preact/hooks';
 import { t } from '../i18n.js';
 import { api } from '../api.js';
 import { AuthError } from '../auth.js';
-import { Page, Link, Alert, Loading, CodeCard, Field, errorText } from '../ui.jsx';
+import { Page, Link, Alert, Loading, CodeCard, Field, Lazy, errorText } from '../ui.jsx';
 import { allMembers, personName } from './ClassCodes.jsx';
+
+const loadRules = () => import('./AdminRules.jsx');
 
 export function Admin({ claims, schoolId }) {
   const school = (claims.schools || []).find((s) => s.school_id === schoolId);
@@ -25,9 +28,11 @@ export function Admin({ claims, schoolId }) {
       <div class="tabs" role="group" aria-label={title}>
         <button type="button" aria-pressed={tab === 'people' ? 'true' : 'false'} onClick={() => setTab('people')}>{t('admin_people')}</button>
         <button type="button" aria-pressed={tab === 'groups' ? 'true' : 'false'} onClick={() => setTab('groups')}>{t('admin_groups')}</button>
+        <button type="button" aria-pressed={tab === 'rules' ? 'true' : 'false'} onClick={() => setTab('rules')}>{t('admin_rules')}</button>
       </div>
-      {tab === 'people' ? <People schoolId={schoolId} onIssued={setIssued} /> : <Groups schoolId={schoolId} />}
-      <p class="muted">{t('admin_later')}</p>
+      {tab === 'people' && <People schoolId={schoolId} onIssued={setIssued} />}
+      {tab === 'groups' && <Groups schoolId={schoolId} />}
+      {tab === 'rules' && <Lazy load={loadRules} name="AdminRules" schoolId={schoolId} />}
       <p><Link href="/">{t('back')}</Link></p>
     </Page>
   );

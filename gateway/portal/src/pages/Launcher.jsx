@@ -33,7 +33,6 @@ export function Launcher({ claims }) {
                 <Link href={app.href} class="app-tile">
                   <span class="app-icon"><Icon name={app.icon} /></span>
                   <span class="app-name">{t(app.key)}</span>
-                  {app.key === 'app_chat' && <span class="badge">{t('coming_soon')}</span>}
                 </Link>
               ) : (
                 <div class="app-tile app-tile-off">
