@@ -15,7 +15,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
-import { startSuite, api, required, root, until, subscribe } from '../lib/kreide.mjs';
+import { startSuite, api, required, root, until } from '../lib/kreide.mjs';
 import { launch, openPage, axeViolations, screenshot, viewports } from '../lib/browser.mjs';
 
 const portalDir = path.resolve(root, process.env.BUILD || 'build', 'portal');
@@ -32,9 +32,7 @@ const SENT = '.timeline .msg:not(.msg-pending)';
 let s;
 let browser;
 let op;
-let liveEvents = false;
 const ids = {};
-const NO_LIVE = 'the messaging service\'s announcements carry no event, so the WebSocket hub has nothing to push (docs/realtime.md)';
 
 function redisDb(n) {
   const u = new URL(required('KREIDE_TEST_REDIS_URL'));
@@ -98,31 +96,8 @@ before(async () => {
     const m = await post(`/api/v1/groups/${g}/members`, { user_id: uid, role });
     assert.equal(m.status, 201, m.text);
   }
-  liveEvents = await announcementsCarryEvents();
   browser = await launch();
 });
-
-// The hub pushes the event that messaging announces on Redis. Whether this
-// build's messaging puts it into the announcement is seen once, in a
-// school of its own: the steps that wait for live events need it.
-async function announcementsCarryEvents() {
-  const sub = subscribe(s.redisUrl, 'kreide.messaging.events');
-  try {
-    await sub.ready;
-    const school = await post('/api/v1/schools', { name: 'Probe', kind: 'SCHOOL', kennung: 'CHAT-PROBE' });
-    assert.equal(school.status, 201, school.text);
-    const u = await post('/api/v1/users', { username: 'probe.teacher', given_name: 'Probe', family_name: 'Teacher', contexts: [{ school_id: school.json.id, role: 'TEACHER' }] });
-    assert.equal(u.status, 201, u.text);
-    const token = s.token({ sub: u.json.id, schools: [`${school.json.id}:teacher`] });
-    const room = await post('/api/v1/rooms', { school_id: school.json.id, kind: 'GROUP', name: 'Probe' }, token);
-    assert.equal(room.status, 201, room.text);
-    let found;
-    await until(() => (found = sub.messages.map((m) => JSON.parse(m)).find((m) => m.room_id === room.json.id)), { what: 'the probe room announced', timeoutMs: 10000 });
-    return !!found.event;
-  } finally {
-    sub.close();
-  }
-}
 
 after(async () => {
   if (browser) await browser.close();
@@ -246,9 +221,8 @@ test('(1) a teacher signs in, opens the class room and posts an announcement', a
   assert.deepEqual(page.problems, []);
 });
 
-test('(2) a parent sees the announcement arrive without reloading, confirms reading, and the teacher sees "read by 1"', async (t) => {
+test('(2) a parent sees the announcement arrive without reloading, confirms reading, and the teacher sees "read by 1"', async () => {
   assert.ok(teacher, 'step (1) ran');
-  if (!liveEvents) { t.skip(NO_LIVE); return; }
   const parent = await openPage(browser, s.url, { viewport: viewports[0], locale: 'de-DE' });
   const { page } = parent;
   const frames = recordFrames(page);
@@ -489,8 +463,7 @@ test('(5) the school admin sets the chat rules and retention; a refused direct c
   }
 });
 
-test('a moderator mutes a member, locks the room and removes a message; a report reaches the moderators', async (t) => {
-  if (!liveEvents) { t.skip(NO_LIVE); return; }
+test('a moderator mutes a member, locks the room and removes a message; a report reaches the moderators', async () => {
   const mod = await openPage(browser, s.url, { viewport: viewports[1], locale: 'en-GB' });
   const member = await openPage(browser, s.url, { viewport: viewports[0], locale: 'en-GB' });
   try {
