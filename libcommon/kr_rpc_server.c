@@ -382,8 +382,8 @@ fail:
  * in nng_close when a connection closes while a reply is on its way (the
  * close race of nanomsg/nng#1543); the drain then gives up on the socket
  * instead of hanging the process. */
-#define REPLY_FLUSH_MS 100 /* see kr_rpc_server_drain */
 #define CLOSE_WAIT_MS 3000
+#define REPLY_FLUSH_MS 100 /* see kr_rpc_server_drain */
 
 typedef struct {
     nng_socket sock;
