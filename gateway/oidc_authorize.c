@@ -25,6 +25,10 @@
 #define COOKIE_CSRF "kreide_csrf"
 /* Longest session token taken from a cookie; identity's are 43 characters. */
 #define SSO_TOKEN_MAX 128
+/* Accounts one browser keeps signed in at once (siblings sharing a
+ * device): the SSO cookie holds their session tokens, newest first,
+ * separated by '.', which base64url never contains. */
+#define SSO_MAX_SESSIONS 4
 
 /* ------------------------------------------------------------ the flow */
 
@@ -51,7 +55,17 @@ struct st_flow_t {
     /* the pending authorization request, when there is one */
     bool has_authz;
     gw_oidc_authz authz;
-    const char *sso; /* the session cookie's value, or the new session's token */
+    const char *sso; /* the session chosen from the cookie, or the new session's token */
+    /* the cookie's sessions, newest first, and the choosing among them */
+    const char *sso_tokens[SSO_MAX_SESSIONS];
+    size_t nsso, sso_at;
+    bool sso_changed;    /* one was found ended: the cookie is written again */
+    int64_t sso_expires; /* the latest end of those seen */
+    bool ending_all;     /* logout: every session of the cookie ends */
+    const char *sso_want;
+    void (*sso_found)(flow *f, h2o_req_t *req, const Kreide__Identity__SessionInfo *s);
+    void (*sso_none)(flow *f, h2o_req_t *req);
+    void (*sso_unavailable)(flow *f, h2o_req_t *req);
     bool consent_given;
     /* login and enrollment */
     const char *username;
@@ -199,18 +213,32 @@ static const char *cookie(h2o_req_t *req, const char *name)
     return NULL;
 }
 
-/* The SSO cookie when it can be a session token. */
-static const char *sso_cookie(h2o_req_t *req)
+static bool token_chars(const char *v, size_t n)
 {
-    const char *v = cookie(req, GW_SSO_COOKIE);
-    if (v == NULL || v[0] == '\0' || strlen(v) > SSO_TOKEN_MAX)
-        return NULL;
-    for (const char *p = v; *p != '\0'; p++)
-        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
-            return NULL;
-    return v;
+    for (size_t i = 0; i < n; i++) {
+        char c = v[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+            return false;
+    }
+    return n > 0 && n <= SSO_TOKEN_MAX;
 }
 
+/* The SSO cookie's session tokens, newest first, into f->sso_tokens;
+ * pieces that cannot be tokens are left out. */
+static size_t sso_cookie_tokens(h2o_req_t *req, flow *f)
+{
+    f->nsso = 0;
+    f->sso_at = 0;
+    const char *v = cookie(req, GW_SSO_COOKIE);
+    while (v != NULL && *v != '\0' && f->nsso < SSO_MAX_SESSIONS) {
+        const char *dot = strchr(v, '.');
+        size_t n = dot != NULL ? (size_t)(dot - v) : strlen(v);
+        if (token_chars(v, n))
+            f->sso_tokens[f->nsso++] = h2o_strdup(&req->pool, v, n).base;
+        v = dot != NULL ? dot + 1 : NULL;
+    }
+    return f->nsso;
+}
 static bool secure_cookies(void)
 {
     return strncmp(gw.issuer, "https:", 6) == 0;
@@ -233,6 +261,44 @@ static void set_sso_cookie(h2o_req_t *req, const char *token, int64_t expires_at
 static void clear_sso_cookie(h2o_req_t *req)
 {
     set_cookie(req, gw_oidc_cookie_build(&req->pool, GW_SSO_COOKIE, "", "/", 0, "Lax", secure_cookies()));
+}
+
+/* Writes the cookie with f's sessions (clears it when none is left). */
+static void write_sso_cookie(flow *f, h2o_req_t *req)
+{
+    if (f->nsso == 0) {
+        clear_sso_cookie(req);
+        return;
+    }
+    size_t len = 0;
+    for (size_t i = 0; i < f->nsso; i++)
+        len += strlen(f->sso_tokens[i]) + 1;
+    char *v = h2o_mem_alloc_pool(&req->pool, len), *p = v;
+    for (size_t i = 0; i < f->nsso; i++) {
+        size_t n = strlen(f->sso_tokens[i]);
+        memcpy(p, f->sso_tokens[i], n);
+        p += n;
+        *p++ = i + 1 < f->nsso ? '.' : '\0';
+    }
+    set_sso_cookie(req, v, f->sso_expires);
+}
+
+/* Forgets session `i` of the cookie. */
+static void drop_session(flow *f, size_t i)
+{
+    if (i >= f->nsso)
+        return;
+    memmove(&f->sso_tokens[i], &f->sso_tokens[i + 1], (f->nsso - i - 1) * sizeof(f->sso_tokens[0]));
+    f->nsso--;
+    f->sso_changed = true;
+}
+
+static size_t session_index(const flow *f, const char *token)
+{
+    for (size_t i = 0; i < f->nsso; i++)
+        if (token != NULL && strcmp(f->sso_tokens[i], token) == 0)
+            return i;
+    return SIZE_MAX;
 }
 
 /* The CSRF token for a page's form: the browser's cookie when it has one
@@ -410,7 +476,13 @@ static void on_code(flow *f, h2o_req_t *req, kr_rpc_result *res)
     }
     if (res->status == KREIDE__STATUS__NOT_FOUND || res->status == KREIDE__STATUS__UNAUTHENTICATED) {
         /* The session ended between the pages. */
-        clear_sso_cookie(req);
+        size_t i = session_index(f, f->sso);
+        if (i != SIZE_MAX) {
+            drop_session(f, i);
+            write_sso_cookie(f, req);
+        } else {
+            clear_sso_cookie(req);
+        }
         need_login(f, req, GW_HTML_MSG_SIGN_IN_AGAIN);
         return;
     }
@@ -464,35 +536,100 @@ static void need_login(flow *f, h2o_req_t *req, gw_html_msg why)
     show_login(req, f, (login_view){.error = why});
 }
 
-/* ------------------------------------------------------------ authorize */
+/* --------------------------------------------- choosing a cookie's session */
 
-static void on_session(flow *f, h2o_req_t *req, kr_rpc_result *res)
+static void ask_session(flow *f, h2o_req_t *req);
+
+/* Whether a session is the one wanted: anyone's when `want` is NULL, else
+ * the person named by user name or id (a login_hint, an id_token_hint's
+ * sub). Never another person's. */
+static bool session_is(const Kreide__Identity__SessionInfo *s, const char *want)
+{
+    return want == NULL || (s->username != NULL && strcasecmp(s->username, want) == 0) ||
+           (s->user_id != NULL && strcasecmp(s->user_id, want) == 0);
+}
+
+static void on_session_asked(flow *f, h2o_req_t *req, kr_rpc_result *res)
 {
     if (res->status == KREIDE__STATUS__OK) {
         Kreide__Identity__SessionInfo *s = kreide__identity__session_info__unpack(NULL, res->body_len, res->body);
         if (s == NULL) {
-            redirect_error(req, &f->authz, "server_error", "the session could not be read");
+            f->sso_unavailable(f, req);
             return;
         }
-        int64_t age = kr_now_ms() / 1000 - s->auth_time;
+        if (s->expires_at > f->sso_expires)
+            f->sso_expires = s->expires_at;
+        if (session_is(s, f->sso_want)) {
+            f->sso = f->sso_tokens[f->sso_at];
+            if (f->sso_changed)
+                write_sso_cookie(f, req);
+            f->sso_found(f, req, s);
+            kreide__identity__session_info__free_unpacked(s, NULL);
+            return;
+        }
         kreide__identity__session_info__free_unpacked(s, NULL);
-        /* max_age=0 asks for a sign-in now, like prompt=login. */
-        int64_t max_age = f->authz.max_age;
-        if ((f->authz.prompt & GW_OIDC_PROMPT_LOGIN) || max_age == 0 || (max_age > 0 && age > max_age)) {
-            need_login(f, req, GW_HTML_MSG_NONE);
-            return;
-        }
-        issue_code(f, req);
+        f->sso_at++;
+    } else if (transport_failed(res) || res->status == KREIDE__STATUS__INTERNAL) {
+        f->sso_unavailable(f, req);
+        return;
+    } else {
+        drop_session(f, f->sso_at); /* unknown, expired or ended */
+    }
+    ask_session(f, req);
+}
+
+static void ask_session(flow *f, h2o_req_t *req)
+{
+    if (f->sso_at >= f->nsso) {
+        f->sso = NULL;
+        if (f->sso_changed)
+            write_sso_cookie(f, req);
+        f->sso_none(f, req);
         return;
     }
-    if (transport_failed(res) || res->status == KREIDE__STATUS__INTERNAL) {
-        redirect_error(req, &f->authz, "temporarily_unavailable", "sign-in is unavailable for a moment");
+    Kreide__Identity__GetSessionRequest in = KREIDE__IDENTITY__GET_SESSION_REQUEST__INIT;
+    in.session_token = (char *)f->sso_tokens[f->sso_at];
+    identity_call(f, req, IDENTITY "GetSession", &in.base, on_session_asked);
+}
+
+/* Finds, among the cookie's sessions (sso_cookie_tokens), the newest one of
+ * the person `want` (anyone's when NULL) and calls `found` with it as
+ * f->sso, or `none`; sessions found ended on the way are dropped from the
+ * cookie. `unavailable` when identity cannot say. */
+static void choose_session(flow *f, h2o_req_t *req, const char *want,
+                           void (*found)(flow *, h2o_req_t *, const Kreide__Identity__SessionInfo *),
+                           void (*none)(flow *, h2o_req_t *), void (*unavailable)(flow *, h2o_req_t *))
+{
+    f->sso_want = want;
+    f->sso_found = found;
+    f->sso_none = none;
+    f->sso_unavailable = unavailable;
+    f->sso_at = 0;
+    ask_session(f, req);
+}
+
+/* ------------------------------------------------------------ authorize */
+
+static void authorize_with(flow *f, h2o_req_t *req, const Kreide__Identity__SessionInfo *s)
+{
+    int64_t age = kr_now_ms() / 1000 - s->auth_time;
+    /* max_age=0 asks for a sign-in now, like prompt=login. */
+    int64_t max_age = f->authz.max_age;
+    if ((f->authz.prompt & GW_OIDC_PROMPT_LOGIN) || max_age == 0 || (max_age > 0 && age > max_age)) {
+        need_login(f, req, GW_HTML_MSG_NONE);
         return;
     }
-    /* Unknown, expired or ended: the cookie is stale. */
-    clear_sso_cookie(req);
-    f->sso = NULL;
+    issue_code(f, req);
+}
+
+static void authorize_without(flow *f, h2o_req_t *req)
+{
     need_login(f, req, GW_HTML_MSG_NONE);
+}
+
+static void authorize_unavailable(flow *f, h2o_req_t *req)
+{
+    redirect_error(req, &f->authz, "temporarily_unavailable", "sign-in is unavailable for a moment");
 }
 
 static void on_client(flow *f, h2o_req_t *req, kr_rpc_result *res)
@@ -545,14 +682,13 @@ static void on_client(flow *f, h2o_req_t *req, kr_rpc_result *res)
         redirect_error(req, a, "invalid_request", "the request is too large");
         return;
     }
-    f->sso = sso_cookie(req);
-    if (f->sso == NULL) {
+    /* The session of the person the client names (login_hint), or the
+     * newest one when it names nobody. */
+    if (sso_cookie_tokens(req, f) == 0) {
         need_login(f, req, GW_HTML_MSG_NONE);
         return;
     }
-    Kreide__Identity__GetSessionRequest in = KREIDE__IDENTITY__GET_SESSION_REQUEST__INIT;
-    in.session_token = (char *)f->sso;
-    identity_call(f, req, IDENTITY "GetSession", &in.base, on_session);
+    choose_session(f, req, a->login_hint, authorize_with, authorize_without, authorize_unavailable);
 }
 
 static bool exact_path(h2o_req_t *req, const char *path)
@@ -634,7 +770,19 @@ static void on_started(flow *f, h2o_req_t *req, kr_rpc_result *res)
             return;
         }
         f->sso = h2o_strdup(&req->pool, s->session_token, SIZE_MAX).base;
-        set_sso_cookie(req, f->sso, s->expires_at);
+        /* The new session first; the others stay (another account of
+         * this browser), the oldest going when there are too many. */
+        sso_cookie_tokens(req, f);
+        size_t at = session_index(f, f->sso);
+        if (at != SIZE_MAX)
+            drop_session(f, at);
+        if (f->nsso == SSO_MAX_SESSIONS)
+            f->nsso--;
+        memmove(&f->sso_tokens[1], &f->sso_tokens[0], f->nsso * sizeof(f->sso_tokens[0]));
+        f->sso_tokens[0] = f->sso;
+        f->nsso++;
+        f->sso_expires = s->expires_at;
+        write_sso_cookie(f, req);
         kr_log(KR_LOG_INFO, "signed in", "user_id", s->user_id, "session_id", s->session_id, NULL);
         kreide__identity__session_info__free_unpacked(s, NULL);
         after_session_started(f, req);
@@ -754,6 +902,17 @@ static int on_login(h2o_handler_t *self, h2o_req_t *req)
 
 /* -------------------------------------------------------------- consent */
 
+static void consent_with(flow *f, h2o_req_t *req, const Kreide__Identity__SessionInfo *s)
+{
+    (void)s;
+    issue_code(f, req);
+}
+
+static void consent_without(flow *f, h2o_req_t *req)
+{
+    need_login(f, req, GW_HTML_MSG_SIGN_IN_AGAIN);
+}
+
 static int on_consent(h2o_handler_t *self, h2o_req_t *req)
 {
     if (!exact_path(req, "/oidc/consent"))
@@ -782,14 +941,14 @@ static int on_consent(h2o_handler_t *self, h2o_req_t *req)
         free(f);
         return 0;
     }
-    f->sso = sso_cookie(req);
-    if (f->sso == NULL) {
+    if (sso_cookie_tokens(req, f) == 0) {
         need_login(f, req, GW_HTML_MSG_SIGN_IN_AGAIN);
         free(f);
         return 0;
     }
     f->consent_given = true;
-    issue_code(f, req);
+    /* The same session the authorization request chose. */
+    choose_session(f, req, f->authz.login_hint, consent_with, consent_without, authorize_unavailable);
     if (!f->waiting)
         free(f);
     return 0;
@@ -897,9 +1056,11 @@ static int on_enroll(h2o_handler_t *self, h2o_req_t *req)
 /* --------------------------------------------------------------- logout */
 
 /* Signed out: the way back the client asked for, or a page. */
+/* Answers a logout: the cookie keeps the sessions still in f (none when
+ * all ended), then the relying party's page or ours. */
 static void logout_done(flow *f, h2o_req_t *req)
 {
-    clear_sso_cookie(req);
+    write_sso_cookie(f, req);
     if (f->post_logout_uri != NULL) {
         gw_oidc_param p[] = {{"state", f->state}};
         send_redirect(req, gw_oidc_redirect_build(&req->pool, f->post_logout_uri, p, 1));
@@ -914,6 +1075,8 @@ static void logout_done(flow *f, h2o_req_t *req)
     gw_oidc_send_page(req, 200, f->lang, page);
 }
 
+static void end_next(flow *f, h2o_req_t *req);
+
 static void on_ended(flow *f, h2o_req_t *req, kr_rpc_result *res)
 {
     if (res->status != KREIDE__STATUS__OK) {
@@ -922,14 +1085,32 @@ static void on_ended(flow *f, h2o_req_t *req, kr_rpc_result *res)
         return;
     }
     kr_log(KR_LOG_INFO, "signed out", "client_id", f->client_id, NULL);
-    logout_done(f, req);
+    drop_session(f, session_index(f, f->sso));
+    f->sso = NULL;
+    end_next(f, req);
 }
 
-static void end_session(flow *f, h2o_req_t *req)
+/* Ends f->sso, or with f->ending_all every session of the cookie one
+ * after the other; then logout_done. */
+static void end_next(flow *f, h2o_req_t *req)
 {
+    if (f->ending_all && f->nsso > 0)
+        f->sso = f->sso_tokens[0];
+    if (f->sso == NULL) {
+        logout_done(f, req);
+        return;
+    }
     Kreide__Identity__GetSessionRequest in = KREIDE__IDENTITY__GET_SESSION_REQUEST__INIT;
     in.session_token = (char *)f->sso;
     identity_call(f, req, IDENTITY "EndSession", &in.base, on_ended);
+}
+
+/* Every session of this browser. */
+static void end_all(flow *f, h2o_req_t *req)
+{
+    f->ending_all = true;
+    f->sso = NULL;
+    end_next(f, req);
 }
 
 /* RP-Initiated Logout 1.0 section 2: ask the person, with the original
@@ -957,32 +1138,35 @@ static void confirm_logout(flow *f, h2o_req_t *req)
     gw_oidc_send_page(req, 200, f->lang, page);
 }
 
-static void on_logout_session(flow *f, h2o_req_t *req, kr_rpc_result *res)
+/* The hint's person is signed in here: that is their wish, and only their
+ * session ends; the browser's other accounts stay signed in. */
+static void logout_with(flow *f, h2o_req_t *req, const Kreide__Identity__SessionInfo *s)
 {
-    if (res->status == KREIDE__STATUS__OK) {
-        Kreide__Identity__SessionInfo *s = kreide__identity__session_info__unpack(NULL, res->body_len, res->body);
-        bool same = s != NULL && s->user_id != NULL && strcmp(s->user_id, f->hint_sub) == 0;
-        if (s != NULL)
-            kreide__identity__session_info__free_unpacked(s, NULL);
-        /* The hint names the person signed in here: that is their wish.
-         * Someone else's hint could be a forged request: ask. */
-        if (same)
-            end_session(f, req);
-        else
-            confirm_logout(f, req);
-        return;
-    }
-    if (transport_failed(res) || res->status == KREIDE__STATUS__INTERNAL) {
-        error_page(req, 503, f->lang, GW_HTML_MSG_UNAVAILABLE, "temporarily_unavailable");
-        return;
-    }
-    logout_done(f, req); /* nobody is signed in with this cookie any more */
+    (void)s;
+    end_next(f, req);
+}
+
+/* The hint names nobody signed in here: a forged hint must not end
+ * anyone else's session, so whoever is here is asked; confirmed on our own
+ * page, the person wants this browser signed out. */
+static void logout_without(flow *f, h2o_req_t *req)
+{
+    if (f->confirmed)
+        end_all(f, req);
+    else if (f->nsso > 0)
+        confirm_logout(f, req);
+    else
+        logout_done(f, req);
+}
+
+static void logout_unavailable(flow *f, h2o_req_t *req)
+{
+    error_page(req, 503, f->lang, GW_HTML_MSG_UNAVAILABLE, "temporarily_unavailable");
 }
 
 static void logout_session(flow *f, h2o_req_t *req)
 {
-    f->sso = sso_cookie(req);
-    if (f->sso == NULL) {
+    if (sso_cookie_tokens(req, f) == 0) {
         /* A cross-site POST arrives without the (Lax) session cookie:
          * whether someone is signed in shows only on our own page. */
         if (!f->confirmed && method_is(req, "POST")) {
@@ -992,17 +1176,15 @@ static void logout_session(flow *f, h2o_req_t *req)
         logout_done(f, req);
         return;
     }
+    if (f->hint_sub != NULL) {
+        choose_session(f, req, f->hint_sub, logout_with, logout_without, logout_unavailable);
+        return;
+    }
     if (f->confirmed) {
-        end_session(f, req);
+        end_all(f, req);
         return;
     }
-    if (f->hint_sub == NULL) {
-        confirm_logout(f, req);
-        return;
-    }
-    Kreide__Identity__GetSessionRequest in = KREIDE__IDENTITY__GET_SESSION_REQUEST__INIT;
-    in.session_token = (char *)f->sso;
-    identity_call(f, req, IDENTITY "GetSession", &in.base, on_logout_session);
+    confirm_logout(f, req);
 }
 
 static void on_logout_client(flow *f, h2o_req_t *req, kr_rpc_result *res)

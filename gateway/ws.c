@@ -1111,6 +1111,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         if (gw_oidc_cookie_find(v.base, v.len, GW_SSO_COOKIE, &cookie))
             break;
     }
+    /* A browser with several accounts signed in keeps their sessions newest
+     * first (oidc_authorize.c); the socket speaks for the newest. */
+    const char *dot = cookie.base != NULL ? memchr(cookie.base, '.', cookie.len) : NULL;
+    if (dot != NULL)
+        cookie.len = (size_t)(dot - cookie.base);
     if (cookie.base == NULL || cookie.len == 0 || cookie.len >= sizeof(s->session_token)) {
         start_free(s);
         refuse(req, 401, "auth.required", "this endpoint needs a bearer token or the sign-in cookie");

@@ -217,29 +217,45 @@ test('siblings on one device: add, switch, sign out of one; nothing of one shows
     await screenshot(page, 'accounts-de-375x667');
     await noSeriousViolations(page, 'accounts');
 
-    // Switch to Ida. The device's sign-on session is Ole's now, so the
-    // provider's answer for Ole is refused unused and Ida is asked for her
-    // password, with her name filled in.
+    // Switch to Ida. Both sessions live in the device's sign-on cookie, so
+    // the provider answers for Ida at once (login_hint), with no page and
+    // no password, and never with Ole's session.
     const headings = [];
+    const visited = [];
+    page.on('framenavigated', (f) => { if (f === page.mainFrame()) visited.push(new URL(f.url()).pathname); });
     page.on('load', async () => {
       try { headings.push(await page.locator('h1').first().textContent({ timeout: 2000 })); } catch { /* navigated on */ }
     });
     await page.getByRole('button', { name: 'Zu Ida Hansen wechseln' }).click();
-    await loginPage(page, 'ida.hansen', { prefilled: true });
     await launcherOf(page, 'Ida');
-    const main = await page.locator('main').textContent();
+    assert.ok(!visited.includes('/oidc/login'), `a sign-in page appeared while switching: ${visited}`);
+    let main = await page.locator('main').textContent();
     assert.ok(!main.includes('Chor-AG'), 'Ole\'s club shows for Ida');
     assert.ok(!headings.includes('Hallo, Ole!'), `Ole's launcher showed while switching to Ida: ${headings}`);
+    // And back to Ole the same way.
+    await page.getByRole('link', { name: /Konten/ }).click();
+    await page.getByRole('button', { name: 'Zu Ole Hansen wechseln' }).click();
+    await launcherOf(page, 'Ole');
+    assert.match(await page.locator('main').textContent(), /Chor-AG/);
+    assert.ok(!visited.includes('/oidc/login'), `a sign-in page appeared while switching: ${visited}`);
 
-    // Sign Ole out. His session is not on this device any more (Ida's is):
-    // he is forgotten here, and Ida stays signed in.
+    // Sign Ole out: his session ends at the provider (his ID token as the
+    // hint), the device forgets him, and Ida's session stays: switching to
+    // her still needs no password.
     await page.getByRole('link', { name: /Konten/ }).click();
     await page.getByRole('button', { name: 'Ole Hansen abmelden' }).click();
-    await page.getByRole('heading', { level: 1, name: 'Konten auf diesem Gerät' }).waitFor();
-    await page.waitForFunction(() => !document.querySelector('main').textContent.includes('Ole Hansen'));
+    await page.getByRole('heading', { level: 1, name: 'Willkommen bei Kreide' }).waitFor({ timeout: 15000 });
     stored = await deviceStorage(page);
     assert.deepEqual(JSON.parse(stored.local['kreide.accounts']).map((a) => a.username), ['ida.hansen']);
-    assert.match(await page.locator('main').textContent(), /angemeldet/);
+    await page.goto(`${s.url}/accounts`);
+    await page.getByRole('button', { name: 'Zu Ida Hansen wechseln' }).click();
+    await launcherOf(page, 'Ida');
+    assert.ok(!visited.includes('/oidc/login'), `a sign-in page appeared after Ole signed out: ${visited}`);
+    main = await page.locator('main').textContent();
+    assert.ok(!main.includes('Chor-AG'), 'Ole\'s club shows for Ida');
+    await page.getByRole('link', { name: /Konten/ }).click();
+    await page.getByRole('heading', { level: 1, name: 'Konten auf diesem Gerät' }).waitFor();
+    assert.ok(!(await page.locator('main').textContent()).includes('Ole Hansen'));
 
     // Sign Ida out: her session ends at the provider; back at the start.
     await page.getByRole('button', { name: 'Ida Hansen abmelden' }).click();

@@ -659,3 +659,58 @@ test('logout with an id_token_hint of the person signed in ends the session at o
   }
   assert.equal(gw('GetSession', { session_token: t.jar.get('kreide_sso') }).status, 'OK');
 });
+
+test('several accounts in one browser: login_hint picks the account, logout with a hint ends only that one', async () => {
+  // Lena signs in, then Tom on the same browser (prompt=login: "add account").
+  const b = await signedIn('lena.schmidt');
+  const add = await b.get(authorizeUrl(wikiParams({ prompt: 'login', login_hint: 'tom.lehrer' })));
+  assertLoginPage(add);
+  const next = await login(b, add, { username: 'tom.lehrer' });
+  if (next.status === 200) assert.equal((await consent(b, next, 'allow')).status, 303);
+  else assert.equal(next.status, 303, next.text);
+  const tokens = b.jar.get('kreide_sso').split('.');
+  assert.equal(tokens.length, 2, 'both sessions are kept, newest first');
+  assert.equal(gw('GetSession', { session_token: tokens[0] }).body.user_id, ids.tom);
+  assert.equal(gw('GetSession', { session_token: tokens[1] }).body.user_id, ids.lena);
+
+  // Silent sign-ins answer for the account named, by user name or id; without a hint, the newest.
+  const codeFor = async (extra) => {
+    const p = wikiParams({ prompt: 'none', ...extra });
+    return redeem(clients.wiki, callback(await b.get(authorizeUrl(p)), WIKI_CB, p.state).get('code'), WIKI_CB).body.claims.sub;
+  };
+  assert.equal(await codeFor({ login_hint: 'lena.schmidt' }), ids.lena);
+  assert.equal(await codeFor({ login_hint: ids.tom }), ids.tom);
+  assert.equal(await codeFor({}), ids.tom);
+  // Someone not signed in here is never answered with another person's session.
+  const p = wikiParams({ prompt: 'none', login_hint: 'niemand.hier' });
+  const q = callback(await b.get(authorizeUrl(p)), WIKI_CB, p.state);
+  assert.equal(q.get('error'), 'login_required');
+  assert.equal(q.get('code'), null);
+
+  // A session ended elsewhere is dropped from the cookie on the way.
+  assert.equal(gw('EndSession', { session_token: tokens[0] }).status, 'OK');
+  assert.equal(await codeFor({ login_hint: 'lena.schmidt' }), ids.lena);
+  assert.deepEqual(b.jar.get('kreide_sso').split('.'), [tokens[1]]);
+
+  // Logout with Lena's ID token ends hers only; Tom (signed in again) stays.
+  const again = await b.get(authorizeUrl(wikiParams({ prompt: 'login', login_hint: 'tom.lehrer' })));
+  const n2 = await login(b, again, { username: 'tom.lehrer' });
+  assert.equal(n2.status, 303, n2.text);
+  const [tom, lena] = b.jar.get('kreide_sso').split('.');
+  assert.equal(lena, tokens[1]);
+  const session = gw('GetSession', { session_token: lena }).body;
+  const now = Math.floor(Date.now() / 1000);
+  const hint = idToken({ iss: s.url, sub: ids.lena, aud: clients.wiki.client_id, iat: now, exp: now + 600, sid: session.session_id });
+  const out = await b.get(`/oidc/logout?${new URLSearchParams({ id_token_hint: hint })}`);
+  assertPage(out, 200);
+  assert.equal(gw('GetSession', { session_token: lena }).status, 'NOT_FOUND');
+  assert.equal(gw('GetSession', { session_token: tom }).status, 'OK');
+  assert.equal(b.jar.get('kreide_sso'), tom);
+  // Logout confirmed on our page without a hint: everybody on this browser.
+  const ask = await b.get('/oidc/logout');
+  assert.match(ask.text, /action="\/oidc\/logout"/);
+  const bye = await b.post('/oidc/logout', { csrf: field(ask.text, 'csrf') });
+  assertPage(bye, 200);
+  assert.equal(gw('GetSession', { session_token: tom }).status, 'NOT_FOUND');
+  assert.equal(b.jar.get('kreide_sso'), undefined);
+});
