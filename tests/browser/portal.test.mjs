@@ -6,11 +6,10 @@
 // critical accessibility violation. Screenshots: $KREIDE_TEST_OUT/browser/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
-import { startSuite, api, required, root } from '../lib/kreide.mjs';
+import { startSuite, api, root, redisDb } from '../lib/kreide.mjs';
 import { launch, openPage, axeViolations, screenshot, viewports } from '../lib/browser.mjs';
 
 const portalDir = path.resolve(root, process.env.BUILD || 'build', 'portal');
@@ -19,15 +18,6 @@ let browser;
 let op;
 let clientId;
 const ids = {};
-
-// This file's own Redis database: its failed enrollments (all from
-// 127.0.0.1) must not meet another file's throttle counters.
-function redisDb(n) {
-  const u = new URL(required('KREIDE_TEST_REDIS_URL'));
-  u.pathname = `/${n}`;
-  execFileSync('redis-cli', ['-u', u.toString(), 'FLUSHDB'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  return u.toString();
-}
 
 before(async () => {
   assert.ok(existsSync(path.join(portalDir, 'index.html')), `the portal is not built in ${portalDir}: run make`);

@@ -11,11 +11,10 @@
 // in $KREIDE_TEST_OUT/browser/ (chat-*.png).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
-import { startSuite, api, required, root, until } from '../lib/kreide.mjs';
+import { startSuite, api, root, until, redisDb } from '../lib/kreide.mjs';
 import { launch, openPage, axeViolations, screenshot, viewports } from '../lib/browser.mjs';
 
 const portalDir = path.resolve(root, process.env.BUILD || 'build', 'portal');
@@ -33,13 +32,6 @@ let s;
 let browser;
 let op;
 const ids = {};
-
-function redisDb(n) {
-  const u = new URL(required('KREIDE_TEST_REDIS_URL'));
-  u.pathname = `/${n}`;
-  execFileSync('redis-cli', ['-u', u.toString(), 'FLUSHDB'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  return u.toString();
-}
 
 const post = (p, body, token = op) => api(`${s.url}${p}`, { method: 'POST', token, body });
 

@@ -7,11 +7,10 @@
 // $KREIDE_TEST_OUT/browser/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
-import { startSuite, api, required, root } from '../lib/kreide.mjs';
+import { startSuite, api, root, redisDb } from '../lib/kreide.mjs';
 import { launch, openPage, axeViolations, screenshot, viewports } from '../lib/browser.mjs';
 
 const portalDir = path.resolve(root, process.env.BUILD || 'build', 'portal');
@@ -25,13 +24,6 @@ let s;
 let browser;
 let op;
 const ids = {};
-
-function redisDb(n) {
-  const u = new URL(required('KREIDE_TEST_REDIS_URL'));
-  u.pathname = `/${n}`;
-  execFileSync('redis-cli', ['-u', u.toString(), 'FLUSHDB'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  return u.toString();
-}
 
 const post = (p, body, token = op) => api(`${s.url}${p}`, { method: 'POST', token, body });
 

@@ -6,24 +6,13 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
-import { startSuite, api, required, bin, root } from '../lib/kreide.mjs';
+import { startSuite, api, bin, root, redisDb } from '../lib/kreide.mjs';
 
 let s;
 let op;
 const ids = {};
 const secrets = []; // every code and password this file used
 const tokens = {};
-
-// This file's own Redis database, so its throttle counters (the test client
-// is always 127.0.0.1) never meet another file's.
-// Emptied first, so counters of an earlier run against the same Redis do
-// not carry over.
-function redisDb(n) {
-  const u = new URL(required('KREIDE_TEST_REDIS_URL'));
-  u.pathname = `/${n}`;
-  execFileSync('redis-cli', ['-u', u.toString(), 'FLUSHDB'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  return u.toString();
-}
 
 const sql = (query) =>
   execFileSync('psql', [s.dbUrl, '-v', 'ON_ERROR_STOP=1', '-qAtc', query]).toString().trim();

@@ -11,7 +11,7 @@ import { createHash, createHmac, randomBytes, sign } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { startSuite, api, required } from '../lib/kreide.mjs';
+import { startSuite, api, redisDb } from '../lib/kreide.mjs';
 
 let s;
 let op;
@@ -21,14 +21,6 @@ const PASSWORD = 'drei kleine wolken am himmel';
 const WIKI_CB = 'https://wiki.example.org/cb';
 const APP_CB = 'http://127.0.0.1:4711/cb';
 
-// This file's own Redis database (sessions and throttle counters), emptied
-// first so that an earlier run leaves nothing behind.
-function redisDb(n) {
-  const u = new URL(required('KREIDE_TEST_REDIS_URL'));
-  u.pathname = `/${n}`;
-  execFileSync('redis-cli', ['-u', u.toString(), 'FLUSHDB'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  return u.toString();
-}
 const sql = (query) => execFileSync('psql', [s.dbUrl, '-v', 'ON_ERROR_STOP=1', '-qAtc', query]).toString().trim();
 const s256 = (verifier) => createHash('sha256').update(verifier).digest('base64url');
 

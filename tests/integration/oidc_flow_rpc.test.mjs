@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { startSuite, api, required, bin, subscribe, until } from '../lib/kreide.mjs';
+import { startSuite, api, bin, subscribe, until, redisDb } from '../lib/kreide.mjs';
 
 let s;
 let op;
@@ -19,14 +19,6 @@ const clients = {};
 const PASSWORD = 'ein langer satz zum anmelden';
 const ADDRESS = '198.51.100.71';
 
-// This file's own Redis database (its throttle counters and sessions),
-// emptied first so an earlier run leaves nothing behind.
-function redisDb(n) {
-  const u = new URL(required('KREIDE_TEST_REDIS_URL'));
-  u.pathname = `/${n}`;
-  execFileSync('redis-cli', ['-u', u.toString(), 'FLUSHDB'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  return u.toString();
-}
 const redis = (...args) =>
   execFileSync('redis-cli', ['-u', s.redisUrl, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }).toString().trim();
 const sql = (query) => execFileSync('psql', [s.dbUrl, '-v', 'ON_ERROR_STOP=1', '-qAtc', query]).toString().trim();

@@ -8,11 +8,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { createLocalJWKSet, jwtVerify, decodeProtectedHeader, decodeJwt } from 'jose';
-import { startSuite, api, required, until } from '../lib/kreide.mjs';
+import { startSuite, api, until, redisDb } from '../lib/kreide.mjs';
 
 let s;
 let op;
@@ -21,15 +20,6 @@ const ids = {};
 const clients = {};
 const PASSWORD = 'ein langer satz zum anmelden';
 const FORM = 'application/x-www-form-urlencoded';
-
-// This file's own Redis database (sessions, throttle counters, revocations),
-// emptied first so an earlier run leaves nothing behind.
-function redisDb(n) {
-  const u = new URL(required('KREIDE_TEST_REDIS_URL'));
-  u.pathname = `/${n}`;
-  execFileSync('redis-cli', ['-u', u.toString(), 'FLUSHDB'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  return u.toString();
-}
 
 const s256 = (v) => createHash('sha256').update(v).digest('base64url');
 const newVerifier = () => randomBytes(32).toString('base64url');

@@ -19,6 +19,16 @@ export function required(name) {
 }
 
 // A free TCP port on loopback, chosen by the kernel.
+// A Redis database of the runner's Redis for one test file alone (its
+// throttle counters, sessions and flags must not meet another file's),
+// emptied first so that an earlier run leaves nothing behind.
+export function redisDb(n) {
+  const u = new URL(required('KREIDE_TEST_REDIS_URL'));
+  u.pathname = `/${n}`;
+  execFileSync('redis-cli', ['-u', u.toString(), 'FLUSHDB'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return u.toString();
+}
+
 export async function freePort() {
   return new Promise((resolve, reject) => {
     const s = net.createServer();

@@ -5,23 +5,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { startSuite, api, required, until } from '../lib/kreide.mjs';
+import { startSuite, api, until, redisDb } from '../lib/kreide.mjs';
 
 let s;
 let op;
 const ids = {};
 const t = {};
-
-// This file's own Redis database: its throttle counters for 127.0.0.1 must
-// not meet another file's.
-// Emptied first, so counters of an earlier run against the same Redis do
-// not carry over.
-function redisDb(n) {
-  const u = new URL(required('KREIDE_TEST_REDIS_URL'));
-  u.pathname = `/${n}`;
-  execFileSync('redis-cli', ['-u', u.toString(), 'FLUSHDB'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  return u.toString();
-}
 
 // Small limits so the test sees every stage within seconds.
 const THROTTLE = {
