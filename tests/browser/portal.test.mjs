@@ -6,13 +6,9 @@
 // critical accessibility violation. Screenshots: $KREIDE_TEST_OUT/browser/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync, existsSync } from 'node:fs';
-import path from 'node:path';
-import os from 'node:os';
-import { startSuite, api, root, redisDb } from '../lib/kreide.mjs';
-import { launch, openPage, axeViolations, screenshot, viewports } from '../lib/browser.mjs';
+import { api } from '../lib/kreide.mjs';
+import { launch, openPage, axeViolations, screenshot, viewports, startPortalSuite } from '../lib/browser.mjs';
 
-const portalDir = path.resolve(root, process.env.BUILD || 'build', 'portal');
 let s;
 let browser;
 let op;
@@ -20,23 +16,7 @@ let clientId;
 const ids = {};
 
 before(async () => {
-  assert.ok(existsSync(path.join(portalDir, 'index.html')), `the portal is not built in ${portalDir}: run make`);
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'kreide-portal-'));
-  const configFile = path.join(dir, 'portal-config.json');
-  s = await startSuite({
-    name: 'portal',
-    env: { KREIDE_STATIC_DIR: portalDir, KREIDE_PORTAL_CONFIG: configFile, KREIDE_REDIS_URL: redisDb(11) },
-  });
-  op = s.token({ roles: ['operator'] });
-  // The portal's client, registered as make run's seed does it.
-  const c = await post('/api/v1/oidc/clients', {
-    name: 'Kreide', type: 'PUBLIC', first_party: true,
-    redirect_uris: [`${s.url}/auth/callback`], post_logout_redirect_uris: [`${s.url}/`],
-    grant_types: ['authorization_code'], scopes: ['openid', 'profile', 'school'],
-  });
-  assert.equal(c.status, 201, c.text);
-  clientId = c.json.client_id;
-  writeFileSync(configFile, JSON.stringify({ client_id: clientId }));
+  ({ s, op, clientId } = await startPortalSuite({ name: 'portal', redis: 11 }));
 
   const school = await post('/api/v1/schools', { name: 'Grundschule am Hafen', kind: 'SCHOOL', kennung: 'PORTAL-1' });
   assert.equal(school.status, 201, school.text);

@@ -11,13 +11,9 @@
 // in $KREIDE_TEST_OUT/browser/ (chat-*.png).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync, existsSync } from 'node:fs';
-import path from 'node:path';
-import os from 'node:os';
-import { startSuite, api, root, until, redisDb } from '../lib/kreide.mjs';
-import { launch, openPage, axeViolations, screenshot, viewports } from '../lib/browser.mjs';
+import { api, until } from '../lib/kreide.mjs';
+import { launch, openPage, axeViolations, screenshot, viewports, startPortalSuite } from '../lib/browser.mjs';
 
-const portalDir = path.resolve(root, process.env.BUILD || 'build', 'portal');
 const PASSWORDS = {
   'tom.lehrer': 'der hafen ist heute still',
   'paula.peters': 'paula liest gern am abend',
@@ -50,25 +46,11 @@ async function person(username, given, family, role, { password = true } = {}) {
 }
 
 before(async () => {
-  assert.ok(existsSync(path.join(portalDir, 'index.html')), `the portal is not built in ${portalDir}: run make`);
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'kreide-chat-'));
-  const configFile = path.join(dir, 'portal-config.json');
-  s = await startSuite({
-    name: 'portalchat',
-    env: {
-      KREIDE_STATIC_DIR: portalDir, KREIDE_PORTAL_CONFIG: configFile, KREIDE_REDIS_URL: redisDb(13),
-      // Roster rooms follow the groups made below within seconds.
-      KREIDE_MESSAGING_RECONCILE_S: '2',
-    },
-  });
-  op = s.token({ roles: ['operator'] });
-  const c = await post('/api/v1/oidc/clients', {
-    name: 'Kreide', type: 'PUBLIC', first_party: true,
-    redirect_uris: [`${s.url}/auth/callback`], post_logout_redirect_uris: [`${s.url}/`],
-    grant_types: ['authorization_code'], scopes: ['openid', 'profile', 'school'],
-  });
-  assert.equal(c.status, 201, c.text);
-  writeFileSync(configFile, JSON.stringify({ client_id: c.json.client_id }));
+  ({ s, op } = await startPortalSuite({
+    name: 'portalchat', redis: 13,
+    // Roster rooms follow the groups made below within seconds.
+    env: { KREIDE_MESSAGING_RECONCILE_S: '2' },
+  }));
 
   const school = await post('/api/v1/schools', { name: 'Grundschule am Hafen', kind: 'SCHOOL', kennung: 'CHAT-1' });
   assert.equal(school.status, 201, school.text);

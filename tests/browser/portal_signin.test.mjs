@@ -7,13 +7,9 @@
 // $KREIDE_TEST_OUT/browser/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
-import os from 'node:os';
-import { startSuite, api, root, redisDb } from '../lib/kreide.mjs';
-import { launch, openPage, axeViolations, screenshot, viewports } from '../lib/browser.mjs';
+import { api } from '../lib/kreide.mjs';
+import { launch, openPage, axeViolations, screenshot, viewports, startPortalSuite } from '../lib/browser.mjs';
 
-const portalDir = path.resolve(root, process.env.BUILD || 'build', 'portal');
 const PASSWORDS = {
   'tom.lehrer': 'der hafen ist heute still',
   'ida.hansen': 'mein pferd heisst blitz',
@@ -42,20 +38,7 @@ async function person(username, given, family, role) {
 }
 
 before(async () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'kreide-signin-'));
-  const configFile = path.join(dir, 'portal-config.json');
-  s = await startSuite({
-    name: 'portalsignin',
-    env: { KREIDE_STATIC_DIR: portalDir, KREIDE_PORTAL_CONFIG: configFile, KREIDE_REDIS_URL: redisDb(12) },
-  });
-  op = s.token({ roles: ['operator'] });
-  const c = await post('/api/v1/oidc/clients', {
-    name: 'Kreide', type: 'PUBLIC', first_party: true,
-    redirect_uris: [`${s.url}/auth/callback`], post_logout_redirect_uris: [`${s.url}/`],
-    grant_types: ['authorization_code'], scopes: ['openid', 'profile', 'school'],
-  });
-  assert.equal(c.status, 201, c.text);
-  writeFileSync(configFile, JSON.stringify({ client_id: c.json.client_id }));
+  ({ s, op } = await startPortalSuite({ name: 'portalsignin', redis: 12 }));
 
   const school = await post('/api/v1/schools', { name: 'Grundschule am Hafen', kind: 'SCHOOL', kennung: 'HAFEN-1' });
   assert.equal(school.status, 201, school.text);

@@ -1,10 +1,12 @@
 // The browser suite's tools: Debian's Chromium driven by playwright-core,
 // axe-core run inside pages, screenshots kept as artifacts.
 import { chromium } from 'playwright-core';
-import { readFileSync, mkdirSync } from 'node:fs';
+import assert from 'node:assert/strict';
+import { readFileSync, mkdirSync, mkdtempSync, writeFileSync, existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import os from 'node:os';
+import { startSuite, api, root, redisDb } from './kreide.mjs';
 
 const require = createRequire(import.meta.url);
 const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
@@ -65,4 +67,30 @@ export async function screenshot(page, name) {
   const file = path.join(shotDir, `${name}.png`);
   await page.screenshot({ path: file, fullPage: true });
   return file;
+}
+
+// The built portal behind a real gateway (startSuite with `name` and
+// `env`, on Redis database `redis`), with the portal's public client
+// registered as make run's seed does it and named in /portal-config.json.
+// Resolves with {s, op, clientId}: the suite, an operator token, the id.
+export async function startPortalSuite({ name, redis, env = {} }) {
+  const portalDir = path.resolve(root, process.env.BUILD || 'build', 'portal');
+  assert.ok(existsSync(path.join(portalDir, 'index.html')), `the portal is not built in ${portalDir}: run make`);
+  const configFile = path.join(mkdtempSync(path.join(os.tmpdir(), `kreide-${name}-`)), 'portal-config.json');
+  const s = await startSuite({
+    name,
+    env: { KREIDE_STATIC_DIR: portalDir, KREIDE_PORTAL_CONFIG: configFile, KREIDE_REDIS_URL: redisDb(redis), ...env },
+  });
+  const op = s.token({ roles: ['operator'] });
+  const c = await api(`${s.url}/api/v1/oidc/clients`, {
+    method: 'POST', token: op,
+    body: {
+      name: 'Kreide', type: 'PUBLIC', first_party: true,
+      redirect_uris: [`${s.url}/auth/callback`], post_logout_redirect_uris: [`${s.url}/`],
+      grant_types: ['authorization_code'], scopes: ['openid', 'profile', 'school'],
+    },
+  });
+  assert.equal(c.status, 201, c.text);
+  writeFileSync(configFile, JSON.stringify({ client_id: c.json.client_id }));
+  return { s, op, clientId: c.json.client_id };
 }
