@@ -49,33 +49,33 @@ struct st_flow_t {
     h2o_req_t *req; /* NULL while nobody waits, or once the request was disposed */
     flow_guard *guard;
     gw_thread *thread;
-    bool waiting; /* an identity call is in flight */
     flow_step next;
-    gw_lang lang;
     /* the pending authorization request, when there is one */
-    bool has_authz;
     gw_oidc_authz authz;
     const char *sso; /* the session chosen from the cookie, or the new session's token */
     /* the cookie's sessions, newest first, and the choosing among them */
     const char *sso_tokens[SSO_MAX_SESSIONS];
     size_t nsso, sso_at;
-    bool sso_changed;    /* one was found ended: the cookie is written again */
     int64_t sso_expires; /* the latest end of those seen */
-    bool ending_all;     /* logout: every session of the cookie ends */
     const char *sso_want;
     void (*sso_found)(flow *f, h2o_req_t *req, const Kreide__Identity__SessionInfo *s);
     void (*sso_none)(flow *f, h2o_req_t *req);
     void (*sso_unavailable)(flow *f, h2o_req_t *req);
-    bool consent_given;
     /* login and enrollment */
     const char *username;
     const char *password;
-    bool asked_totp; /* the form had the TOTP field */
-    bool enrolling;  /* the form was the enrollment page */
     /* logout */
     gw_oidc_form params;
-    bool confirmed;
     const char *client_id, *client_name, *post_logout_uri, *state, *hint, *hint_sub;
+    gw_lang lang;
+    bool waiting; /* an identity call is in flight */
+    bool has_authz;
+    bool sso_changed; /* one was found ended: the cookie is written again */
+    bool ending_all;  /* logout: every session of the cookie ends */
+    bool consent_given;
+    bool asked_totp; /* the form had the TOTP field */
+    bool enrolling;  /* the form was the enrollment page */
+    bool confirmed;  /* logout: posted from our own confirmation page */
 };
 
 static void on_request_disposed(void *arg)
