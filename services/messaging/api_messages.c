@@ -233,9 +233,16 @@ typedef struct {
     const char *options; /* text[] literal */
     bool multiple_choice, anonymous;
     const char *closes_at; /* NULL: open-ended */
+    bool expected;         /* announced to the batch (msg_batch_expect), not yet sent */
     /* Out */
     int64_t position; /* of the earlier event a retry answers */
 } send_args;
+
+static msg_batch *batch_of(kr_rpc_ctx *ctx)
+{
+    const msg_app *app = ctx->app;
+    return app != NULL ? app->batch : NULL;
+}
 
 /* What an earlier send with the same txn_id means: 1 answer it
  * (a->position set), 0 there is none, -1 refused (another room's). */
@@ -329,8 +336,8 @@ static int send_statement(kr_rpc_ctx *ctx, msg_outbox *box, send_args *a, msg_se
                           .multiple_choice = a->multiple_choice,
                           .anonymous = a->anonymous,
                           .closes_at = a->closes_at};
-    const msg_app *app = ctx->app;
-    msg_store_result r = msg_batch_send(app != NULL ? app->batch : NULL, ctx->pg, row);
+    msg_store_result r = msg_batch_send(batch_of(ctx), ctx->pg, row, a->expected);
+    a->expected = false;
     if (r == MSG_STORE_CONFLICT)
         return 1; /* the same txn_id committed meanwhile by a concurrent retry */
     if (r != MSG_STORE_OK)
@@ -391,7 +398,8 @@ static int send_and_reply(kr_rpc_ctx *ctx, send_args *a, Kreide__Messaging__Even
     return msg_reply_event(ctx, a->position, out);
 }
 
-static int send_message(kr_rpc_ctx *ctx, const Kreide__Messaging__SendMessageRequest *in, Kreide__Messaging__Event *out)
+static int send_checked(kr_rpc_ctx *ctx, const Kreide__Messaging__SendMessageRequest *in, send_args *a,
+                        Kreide__Messaging__Event *out)
 {
     msg_room_ref room;
     msg_earlier_send earlier;
@@ -399,14 +407,16 @@ static int send_message(kr_rpc_ctx *ctx, const Kreide__Messaging__SendMessageReq
         return -1;
     if (!msg_txn_id_valid(in->txn_id))
         return msg_fail_invalid(ctx, "messaging.invalid_txn_id", "txn_id", "txn_id must be 1 to 64 of A-Z a-z 0-9 . _ ~ -");
-    send_args a = {.room = &room, .txn_id = in->txn_id, .text = in->text};
+    a->room = &room;
+    a->txn_id = in->txn_id;
+    a->text = in->text;
     /* A retry of a send that went through answers the first result, even
      * when the room changed since (locked, the sender muted). */
-    int found = earlier_answer(ctx, &a, &earlier);
+    int found = earlier_answer(ctx, a, &earlier);
     if (found < 0)
         return -1;
     if (found == 1)
-        return msg_reply_event(ctx, a.position, out);
+        return msg_reply_event(ctx, a->position, out);
     if (!msg_may_post(room.kind, room.locked, &room.me))
         return refuse_post(ctx, &room);
     if (check_text(ctx, in->text, MSG_TEXT_MAX_CHARS, "text") != 0)
@@ -414,13 +424,24 @@ static int send_message(kr_rpc_ctx *ctx, const Kreide__Messaging__SendMessageReq
     if (in->reply_to[0] != '\0') {
         if (msg_check_uuid(ctx, in->reply_to, "reply_to") != 0)
             return -1;
-        a.reply_to = lower_id(ctx, in->reply_to);
+        a->reply_to = lower_id(ctx, in->reply_to);
     }
-    if (check_mentions(ctx, &room, in->mentions, in->n_mentions, &a.mentions) != 0 ||
-        check_attachments(ctx, in->attachments, in->n_attachments, &a.attachments) != 0)
+    if (check_mentions(ctx, &room, in->mentions, in->n_mentions, &a->mentions) != 0 ||
+        check_attachments(ctx, in->attachments, in->n_attachments, &a->attachments) != 0)
         return -1;
-    a.n_attachments = in->n_attachments;
-    return send_and_reply(ctx, &a, out);
+    a->n_attachments = in->n_attachments;
+    return send_and_reply(ctx, a, out);
+}
+
+static int send_message(kr_rpc_ctx *ctx, const Kreide__Messaging__SendMessageRequest *in, Kreide__Messaging__Event *out)
+{
+    /* From here on the batch expects this send (msg_batch_expect). */
+    send_args a = {.expected = true};
+    msg_batch_expect(batch_of(ctx));
+    int rc = send_checked(ctx, in, &a, out);
+    if (a.expected)
+        msg_batch_unexpect(batch_of(ctx));
+    return rc;
 }
 
 /* ------------------------------------------------------- edit and delete */

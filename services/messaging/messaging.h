@@ -574,17 +574,26 @@ msg_batch *msg_batch_new(void);
 /* Frees the batch; no thread may be sending through it. NULL is ignored. */
 void msg_batch_free(msg_batch *b);
 
+/* Tells the batch that a send is on its way (its checks are running): a
+ * batch about to start waits a moment (half a millisecond at most) for
+ * the sends expected, so that they go in one statement. Every call is
+ * matched by msg_batch_send with `expected` or by msg_batch_unexpect.
+ * NULL is ignored. */
+void msg_batch_expect(msg_batch *b);
+void msg_batch_unexpect(msg_batch *b);
+
 /* Appends `row` (its out fields filled as by msg_store_send) together with
  * the sends of other threads waiting at the same moment, at most 64 in one
  * statement, run on `pg` of whichever thread finds the head free (this
- * one's for a send on its own). The same (sender, txn_id) twice in one
+ * one's for a send on its own); `expected` when this send was announced
+ * with msg_batch_expect. The same (sender, txn_id) twice in one
  * batch is appended once: the other copy answers CONFLICT, as when a
  * concurrent retry won. When the server refuses a batch of several (a
  * txn_id taken meanwhile, any other refusal), each of its sends is tried
  * again on its own on its thread's connection, so that one send's fault
  * fails no other. With `b` NULL the row goes on its own on `pg`.
  * Returns the row's result; free it with msg_send_row_clear. */
-msg_store_result msg_batch_send(msg_batch *b, kr_pg *pg, msg_send_row *row);
+msg_store_result msg_batch_send(msg_batch *b, kr_pg *pg, msg_send_row *row, bool expected);
 
 /* ============================================================= events.c */
 

@@ -150,14 +150,15 @@ msg_store_result msg_store_append(kr_pg *pg, const char *school_id, const char *
          * head's row lock is held until the transaction ends: appends
          * commit one after another, so a reader never sees a position while
          * a lower one is still to come (docs/messaging.md, "Positions"). */
-        PGresult *r = msg_sql_hot(pg, "append event",
-                                  "WITH head AS (UPDATE messaging.log_head SET position = position + 1 RETURNING position), "
-                                  "ev AS (INSERT INTO messaging.events (position, id, school_id, room_id, kind, sender, txn_id, "
-                                  "message_id, data) SELECT position, $1, $2, $3, $4, $5, $6, $7, $8::jsonb FROM head "
-                                  "RETURNING position, created_at), "
-                                  "room AS (UPDATE messaging.rooms SET last_position = ev.position FROM ev WHERE id = $3) "
-                                  "SELECT position, " TS("created_at") " FROM ev",
-                                  8, params);
+        PGresult *r =
+            msg_sql_hot(pg, "append event",
+                        "WITH head AS (UPDATE messaging.log_head SET position = position + 1 WHERE only_row RETURNING position), "
+                        "ev AS (INSERT INTO messaging.events (position, id, school_id, room_id, kind, sender, txn_id, "
+                        "message_id, data) SELECT position, $1, $2, $3, $4, $5, $6, $7, $8::jsonb FROM head "
+                        "RETURNING position, created_at), "
+                        "room AS (UPDATE messaging.rooms SET last_position = ev.position FROM ev WHERE id = $3) "
+                        "SELECT position, " TS("created_at") " FROM ev",
+                        8, params);
         if (r == NULL)
             return msg_sql_failure(pg);
         bool ok = PQntuples(r) == 1;
@@ -178,7 +179,7 @@ msg_store_result msg_store_append(kr_pg *pg, const char *school_id, const char *
 
 msg_store_result msg_store_hold_head(kr_pg *pg)
 {
-    return exec(pg, "hold log head", "SELECT 1 FROM messaging.log_head FOR NO KEY UPDATE", 0, NULL);
+    return exec(pg, "hold log head", "SELECT 1 FROM messaging.log_head WHERE only_row FOR NO KEY UPDATE", 0, NULL);
 }
 
 static msg_audience *box_room(msg_outbox *box, const char *room_id)
@@ -510,7 +511,8 @@ static msg_store_result find_sent(kr_pg *pg, msg_send_row *const *rows, size_t n
     "WITH x AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::text[], "         \
     "$8::text[], $9::boolean[]) WITH ORDINALITY AS x (id, txn_id, school_id, room_id, sender, body, reply_to, mentions, is_poll, " \
     "ord)), "                                                                                                                      \
-    "head AS (UPDATE messaging.log_head SET position = position + $10::bigint RETURNING position - $10::bigint AS base), "         \
+    "head AS (UPDATE messaging.log_head SET position = position + $10::bigint WHERE only_row RETURNING position - $10::bigint AS " \
+    "base), "                                                                                                                      \
     "ev AS (INSERT INTO messaging.events (position, id, school_id, room_id, kind, sender, txn_id, message_id, data) "              \
     "SELECT head.base + x.ord, x.id, x.school_id, x.room_id, 'message', x.sender, x.txn_id, x.id, '{}' FROM head, x), "            \
     "msg AS (INSERT INTO messaging.messages (id, position, school_id, room_id, sender, body, reply_to, mentions, is_poll, "        \
