@@ -583,20 +583,24 @@ msg_store_result msg_store_send(kr_pg *pg, msg_send_row *const *rows, size_t n, 
                       : msg_sql_hot(pg, "send messages with parts", SEND_HEAD SEND_PARTS SEND_TAIL, 25, params);
     msg_store_result res = MSG_STORE_ERROR;
     if (r != NULL) {
-        if (PQntuples(r) == (int)a.nrooms) {
-            int64_t base = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-            for (size_t i = 0; i < n; i++) {
-                msg_send_row *row = rows[i];
-                row->position = base + (int64_t)i + 1;
-                copy(row->created_at, sizeof(row->created_at), PQgetvalue(r, 0, 1));
-                for (int k = 0; k < PQntuples(r); k++) {
-                    if (strcasecmp(PQgetvalue(r, k, 2), row->room_id) == 0)
-                        set_audience(row, r, k, 3);
-                }
-                row->result = MSG_STORE_OK;
+        /* One row per room (there is at least one): the rows' positions
+         * follow the one before the batch's first. */
+        bool answered = PQntuples(r) > 0;
+        int64_t base = answered ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
+        for (size_t i = 0; i < n && answered; i++) {
+            msg_send_row *row = rows[i];
+            row->position = base + (int64_t)i + 1;
+            copy(row->created_at, sizeof(row->created_at), PQgetvalue(r, 0, 1));
+            for (int k = 0; k < PQntuples(r); k++) {
+                if (strcasecmp(PQgetvalue(r, k, 2), row->room_id) == 0)
+                    set_audience(row, r, k, 3);
             }
-            res = MSG_STORE_OK;
+            row->result = MSG_STORE_OK;
         }
+        if (answered)
+            res = MSG_STORE_OK;
+        else
+            kr_log(KR_LOG_ERROR, "the sends' statement answered no room", NULL);
         PQclear(r);
     } else {
         res = msg_sql_failure(pg);
