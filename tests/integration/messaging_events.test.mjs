@@ -390,9 +390,9 @@ test('a send answers its event as ListEvents shows it, and announces the same', 
   assert.deepEqual(poll.got[0].event, poll.result.json);
 });
 
-// Messaging's worker connections, by what they last ran.
-const busy = (since, like) => Number(psql(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() `
-  + `AND query_start > '${since}' AND query LIKE '${like}'`));
+// Connections that ran a statement like `like` since `since` and finished it.
+const ran = (since, like) => Number(psql(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() `
+  + `AND state = 'idle' AND query_start > '${since}' AND query LIKE '${like}'`));
 const waitingSend = () => Number(psql(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() `
   + `AND wait_event_type = 'Lock' AND query LIKE 'WITH x AS%messaging.log_head%'`));
 
@@ -420,7 +420,7 @@ test('sends waiting for the log head are appended together: twins answer once, a
     await until(() => waitingSend() === 1, { what: 'the first send to wait for the log head' });
     since = psql('SELECT clock_timestamp()');
     queued = [send('p1', T[1], 'Zwilling'), send('p1', T[1], 'Zwilling'), send('p2', T[2], 'daneben')];
-    await until(() => busy(since, 'SELECT r.id::text, r.school_id::text, r.kind%') === 3, { what: 'three sends to queue' });
+    await until(() => ran(since, 'SELECT r.id::text, r.school_id::text, r.kind%') === 3, { what: 'three sends to queue' });
     assert.equal(await db.run('ROLLBACK'), '');
   } finally {
     db.close();
@@ -447,7 +447,7 @@ test('sends waiting for the log head are appended together: twins answer once, a
     await until(() => waitingSend() === 1, { what: 'the first send to wait for the log head' });
     since = psql('SELECT clock_timestamp()');
     queued = [send('t1', U[0], 'Wiederholung'), send('p1', U[1], 'eins'), send('p2', U[2], 'zwei')];
-    await until(() => busy(since, 'SELECT r.id::text, r.school_id::text, r.kind%') === 3, { what: 'three sends to queue' });
+    await until(() => ran(since, 'SELECT r.id::text, r.school_id::text, r.kind%') === 3, { what: 'three sends to queue' });
     assert.equal(await db.run('ROLLBACK'), '');
   } finally {
     db.close();
