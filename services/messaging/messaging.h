@@ -568,7 +568,7 @@ msg_store_result msg_read_rooms(kr_rpc_ctx *ctx, const char *schools, int64_t af
  * holds it for one statement; sends that arrive on other threads meanwhile
  * wait here instead, and the next of them appends all that are waiting in
  * one statement (msg_store_send), for all of them. A send that finds
- * nothing running goes at once. */
+ * nothing running and no other send on its way goes at once. */
 msg_batch *msg_batch_new(void);
 
 /* Frees the batch; no thread may be sending through it. NULL is ignored. */
