@@ -505,8 +505,12 @@ static msg_store_result find_sent(kr_pg *pg, msg_send_row *const *rows, size_t n
 }
 
 /* The statement of msg_store_send, in two forms: sends without
- * attachments and polls, and all sends. Every join is with the one row of
- * `head` or by key, so PostgreSQL starts few nodes for it. */
+ * attachments and polls, and all sends. The position before the batch is
+ * read from `head` as a scalar ((SELECT base FROM head)), never joined:
+ * PostgreSQL then plans the statement the same whatever it estimates the
+ * log head's rows to be (a table it has not analysed yet counts as many),
+ * and its cached generic plan serves every execution instead of a plan
+ * made anew each time. */
 #define SEND_HEAD                                                                                                                  \
     "WITH x AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::text[], "         \
     "$8::text[], $9::boolean[]) WITH ORDINALITY AS x (id, txn_id, school_id, room_id, sender, body, reply_to, mentions, is_poll, " \
@@ -514,12 +518,12 @@ static msg_store_result find_sent(kr_pg *pg, msg_send_row *const *rows, size_t n
     "head AS (UPDATE messaging.log_head SET position = position + $10::bigint WHERE only_row RETURNING position - $10::bigint AS " \
     "base), "                                                                                                                      \
     "ev AS (INSERT INTO messaging.events (position, id, school_id, room_id, kind, sender, txn_id, message_id, data) "              \
-    "SELECT head.base + x.ord, x.id, x.school_id, x.room_id, 'message', x.sender, x.txn_id, x.id, '{}' FROM head, x), "            \
+    "SELECT (SELECT base FROM head) + x.ord, x.id, x.school_id, x.room_id, 'message', x.sender, x.txn_id, x.id, '{}' FROM x), "    \
     "msg AS (INSERT INTO messaging.messages (id, position, school_id, room_id, sender, body, reply_to, mentions, is_poll, "        \
-    "created_at) SELECT x.id, head.base + x.ord, x.school_id, x.room_id, x.sender, x.body, nullif(x.reply_to, '')::uuid, "         \
-    "x.mentions::uuid[], x.is_poll, now() FROM head, x), "                                                                         \
-    "room AS (UPDATE messaging.rooms r SET last_position = head.base + ($13::bigint[])[array_position($11::uuid[], r.id)] "        \
-    "FROM head WHERE r.id = ANY ($11::uuid[]))"
+    "created_at) SELECT x.id, (SELECT base FROM head) + x.ord, x.school_id, x.room_id, x.sender, x.body, "                         \
+    "nullif(x.reply_to, '')::uuid, x.mentions::uuid[], x.is_poll, now() FROM x), "                                                 \
+    "room AS (UPDATE messaging.rooms r SET last_position = (SELECT base FROM head) + "                                             \
+    "($13::bigint[])[array_position($11::uuid[], r.id)] WHERE r.id = ANY ($11::uuid[]))"
 #define SEND_PARTS                                                                                                                 \
     ", att AS (INSERT INTO messaging.attachments (message_id, school_id, ord, file_id, name, media_type, size_bytes) "             \
     "SELECT * FROM unnest($14::uuid[], $15::uuid[], $16::smallint[], $17::uuid[], $18::text[], $19::text[], $20::bigint[])), "     \
@@ -529,10 +533,12 @@ static msg_store_result find_sent(kr_pg *pg, msg_send_row *const *rows, size_t n
     "multiple_choice, anonymous, closes_at))"
 /* One row per room: the position before the batch's first, the time of
  * its events (the transaction's, as their default), the room and its
- * audience from its first position on, read once the log head is held. */
+ * audience from its first position on. room_audience's arguments hold the
+ * position, so it runs once the log head is held. */
 #define SEND_TAIL                                                                                                                  \
-    " SELECT head.base, " TS("now()") ", u.room_id::text, messaging.room_audience(u.room_id, head.base + u.first) "                \
-                                      "FROM head, unnest($11::uuid[], $12::bigint[]) AS u (room_id, first)"
+    " SELECT (SELECT base FROM head), " TS(                                                                                        \
+        "now()") ", u.room_id::text, messaging.room_audience(u.room_id, (SELECT base FROM "                                        \
+                 "head) + u.first) FROM unnest($11::uuid[], $12::bigint[]) AS u (room_id, first)"
 
 msg_store_result msg_store_send(kr_pg *pg, msg_send_row *const *rows, size_t n, bool *refused)
 {
