@@ -140,8 +140,15 @@ static int refuse_post(kr_rpc_ctx *ctx, const msg_room_ref *room)
     return msg_fail_forbidden(ctx, "the caller may not post here");
 }
 
+/* The mentions of a send, as stored: lower case, without repeats. */
+typedef struct {
+    const char **ids;
+    size_t n;
+    const char *array; /* uuid[] literal */
+} mention_list;
+
 /* Checks mentions: UUIDs of the room's joined members, without repeats. */
-static int check_mentions(kr_rpc_ctx *ctx, const msg_room_ref *room, char *const *ids, size_t n, const char **array)
+static int check_mentions(kr_rpc_ctx *ctx, const msg_room_ref *room, char *const *ids, size_t n, mention_list *out)
 {
     if (n > MSG_MAX_MENTIONS)
         return kr_rpc_fail(ctx, KREIDE__STATUS__INVALID_ARGUMENT, "messaging.too_many", "mentions", "at most %d mentions",
@@ -159,10 +166,12 @@ static int check_mentions(kr_rpc_ctx *ctx, const msg_room_ref *room, char *const
         if (!dup)
             list[k++] = id;
     }
-    *array = msg_pg_array(ctx->arena, list, k);
+    out->ids = list;
+    out->n = k;
+    out->array = msg_pg_array(ctx->arena, list, k);
     if (k == 0)
         return 0;
-    const char *params[] = {room->id, *array};
+    const char *params[] = {room->id, out->array};
     PGresult *r = msg_sql(ctx->pg, "check mentions",
                           "SELECT count(*) FROM messaging.room_members WHERE room_id = $1 AND state = 'joined' "
                           "AND user_id = ANY($2::uuid[])",
@@ -176,7 +185,10 @@ static int check_mentions(kr_rpc_ctx *ctx, const msg_room_ref *room, char *const
     return 0;
 }
 
-static int check_attachments(kr_rpc_ctx *ctx, Kreide__Messaging__Attachment *const *a, size_t n)
+/* Checks attachments; *out gets them with their file ids in lower case,
+ * as they read back. */
+static int check_attachments(kr_rpc_ctx *ctx, Kreide__Messaging__Attachment *const *a, size_t n,
+                             Kreide__Messaging__Attachment ***out)
 {
     if (n > MSG_MAX_ATTACHMENTS)
         return kr_rpc_fail(ctx, KREIDE__STATUS__INVALID_ARGUMENT, "messaging.too_many", "attachments", "at most %d attachments",
@@ -196,6 +208,13 @@ static int check_attachments(kr_rpc_ctx *ctx, Kreide__Messaging__Attachment *con
             return msg_fail_invalid(ctx, "messaging.invalid_attachment",
                                     kr_arena_printf(ctx->arena, "attachments[%zu].size_bytes", i), "size_bytes is too large");
     }
+    Kreide__Messaging__Attachment **list = kr_arena_alloc(ctx->arena, sizeof(*list) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) {
+        list[i] = kr_arena_alloc(ctx->arena, sizeof(*list[i]));
+        *list[i] = *a[i];
+        list[i]->file_id = lower_id(ctx, a[i]->file_id);
+    }
+    *out = list;
     return 0;
 }
 
@@ -206,17 +225,24 @@ typedef struct {
     const char *txn_id;
     const char *text;
     const char *reply_to; /* NULL: none */
-    const char *mentions; /* uuid[] literal */
-    Kreide__Messaging__Attachment *const *attachments;
+    mention_list mentions;
+    Kreide__Messaging__Attachment **attachments; /* file ids in lower case */
     size_t n_attachments;
     /* Polls */
     bool poll;
     const char *options; /* text[] literal */
     bool multiple_choice, anonymous;
     const char *closes_at; /* NULL: open-ended */
+    bool expected;         /* announced to the batch (msg_batch_expect), not yet sent */
     /* Out */
     int64_t position; /* of the earlier event a retry answers */
 } send_args;
+
+static msg_batch *batch_of(kr_rpc_ctx *ctx)
+{
+    const msg_app *app = ctx->app;
+    return app != NULL ? app->batch : NULL;
+}
 
 /* What an earlier send with the same txn_id means: 1 answer it
  * (a->position set), 0 there is none, -1 refused (another room's). */
@@ -248,26 +274,6 @@ static int earlier_send(kr_rpc_ctx *ctx, send_args *a)
     return earlier_answer(ctx, a, &e);
 }
 
-/* The attachments as four array literals for unnest(). */
-static void attachment_arrays(kr_rpc_ctx *ctx, const send_args *a, const char *out[4])
-{
-    size_t n = a->n_attachments;
-    const char **ids = kr_arena_alloc(ctx->arena, sizeof(char *) * (n ? n : 1));
-    const char **names = kr_arena_alloc(ctx->arena, sizeof(char *) * (n ? n : 1));
-    const char **types = kr_arena_alloc(ctx->arena, sizeof(char *) * (n ? n : 1));
-    const char **sizes = kr_arena_alloc(ctx->arena, sizeof(char *) * (n ? n : 1));
-    for (size_t i = 0; i < n; i++) {
-        ids[i] = a->attachments[i]->file_id;
-        names[i] = a->attachments[i]->name;
-        types[i] = a->attachments[i]->media_type;
-        sizes[i] = kr_arena_printf(ctx->arena, "%" PRIu64, a->attachments[i]->size_bytes);
-    }
-    out[0] = msg_pg_array(ctx->arena, ids, n);
-    out[1] = msg_pg_array(ctx->arena, names, n);
-    out[2] = msg_pg_array(ctx->arena, types, n);
-    out[3] = msg_pg_array(ctx->arena, sizes, n);
-}
-
 /* Whether `reply_to` names a message of the room that is still readable. */
 static int check_reply_to(kr_rpc_ctx *ctx, const send_args *a)
 {
@@ -287,84 +293,81 @@ static int check_reply_to(kr_rpc_ctx *ctx, const send_args *a)
     return 0;
 }
 
-/* A send is one statement, run on its own (its own transaction): it takes
- * the log head, appends the event, moves the room's head, inserts the
- * message with its attachments and poll, and reads the audience with a
- * fresh snapshot (messaging.room_audience, migration 002). The log head is
- * so held for the statement's execution and its commit only, never across a
- * round trip to this service (docs/messaging.md, "Positions"). Returns 0
- * with the event appended to `box` and its audience, -1 after
- * kr_rpc_fail, or 1 when a concurrent retry with the same txn_id won. */
-static int send_statement(kr_rpc_ctx *ctx, msg_outbox *box, send_args *a)
+/* People of a comma-separated audience other than `user_id`. */
+static uint32_t audience_but(const char *ids, const char *user_id)
+{
+    uint32_t n = 0;
+    size_t len = strlen(user_id);
+    for (const char *p = ids; p != NULL && *p != '\0';) {
+        const char *comma = strchr(p, ',');
+        size_t k = comma ? (size_t)(comma - p) : strlen(p);
+        if (k != len || strncasecmp(p, user_id, len) != 0)
+            n++;
+        p = comma ? comma + 1 : NULL;
+    }
+    return n;
+}
+
+/* Appends a send: with the sends of other threads waiting at the same
+ * moment, in one statement on its own (msg_batch_send, msg_store_send),
+ * so the log head is held for that statement's execution and commit only,
+ * never across a round trip to this service (docs/messaging.md,
+ * "Positions"). Returns 0 with the event in `box` with its audience and
+ * `row` filled, -1 after kr_rpc_fail, or 1 when a concurrent retry with
+ * the same txn_id won. */
+static int send_statement(kr_rpc_ctx *ctx, msg_outbox *box, send_args *a, msg_send_row *row)
 {
     if (a->reply_to != NULL && check_reply_to(ctx, a) != 0)
         return -1;
     kr_uuid_str id;
     kr_uuid7_new(&id);
-    const char *att[4];
-    attachment_arrays(ctx, a, att);
-    const char *params[] = {id.s,
-                            a->txn_id,
-                            a->room->school_id,
-                            a->room->id,
-                            me(ctx),
-                            a->text,
-                            a->reply_to,
-                            a->mentions,
-                            a->poll ? "t" : "f",
-                            att[0],
-                            att[1],
-                            att[2],
-                            att[3],
-                            a->poll ? a->options : NULL,
-                            a->multiple_choice ? "t" : "f",
-                            a->anonymous ? "t" : "f",
-                            a->closes_at};
-    PGresult *r = msg_sql_hot(
-        ctx->pg, "send message",
-        "WITH head AS (UPDATE messaging.log_head SET position = position + 1 RETURNING position), "
-        "ev AS (INSERT INTO messaging.events (position, id, school_id, room_id, kind, sender, txn_id, message_id, data) "
-        "SELECT position, $1, $3, $4, 'message', $5, $2, $1, '{}' FROM head RETURNING position, created_at), "
-        "room AS (UPDATE messaging.rooms SET last_position = ev.position FROM ev WHERE id = $4), "
-        "msg AS (INSERT INTO messaging.messages (id, position, school_id, room_id, sender, body, reply_to, mentions, is_poll, "
-        "created_at) SELECT $1, ev.position, $3, $4, $5, $6, $7, $8::uuid[], $9, ev.created_at FROM ev), "
-        "att AS (INSERT INTO messaging.attachments (message_id, school_id, ord, file_id, name, media_type, size_bytes) "
-        "SELECT $1, $3, x.ord - 1, x.file_id, x.name, x.media_type, x.size_bytes "
-        "FROM unnest($10::uuid[], $11::text[], $12::text[], $13::bigint[]) WITH ORDINALITY "
-        "AS x (file_id, name, media_type, size_bytes, ord)), "
-        "poll AS (INSERT INTO messaging.polls (message_id, options, multiple_choice, anonymous, closes_at) "
-        "SELECT $1, $14::text[], $15, $16, $17::timestamptz WHERE $9::boolean) "
-        "SELECT ev.position, " TS("ev.created_at") ", messaging.room_audience($4, ev.position) FROM ev",
-        17, params);
-    msg_appended ev = {0};
-    snprintf(ev.id, sizeof(ev.id), "%s", id.s);
-    snprintf(ev.room_id, sizeof(ev.room_id), "%s", a->room->id);
-    snprintf(ev.school_id, sizeof(ev.school_id), "%s", a->room->school_id);
+    *row = (msg_send_row){.id = kr_arena_strdup(ctx->arena, id.s),
+                          .txn_id = a->txn_id,
+                          .school_id = a->room->school_id,
+                          .room_id = a->room->id,
+                          .sender = me(ctx),
+                          .text = a->text,
+                          .reply_to = a->reply_to,
+                          .mentions = a->mentions.array,
+                          .attachments = a->attachments,
+                          .n_attachments = a->n_attachments,
+                          .poll = a->poll,
+                          .options = a->options,
+                          .multiple_choice = a->multiple_choice,
+                          .anonymous = a->anonymous,
+                          .closes_at = a->closes_at};
+    msg_store_result r = msg_batch_send(batch_of(ctx), ctx->pg, row, a->expected);
+    a->expected = false;
+    if (r == MSG_STORE_CONFLICT)
+        return 1; /* the same txn_id committed meanwhile by a concurrent retry */
+    if (r != MSG_STORE_OK)
+        return msg_fail_store(ctx, r, "message");
+    msg_appended ev = {.position = row->position};
+    snprintf(ev.id, sizeof(ev.id), "%s", row->id);
+    snprintf(ev.room_id, sizeof(ev.room_id), "%s", row->room_id);
+    snprintf(ev.school_id, sizeof(ev.school_id), "%s", row->school_id);
     snprintf(ev.kind, sizeof(ev.kind), "message");
-    snprintf(ev.sender, sizeof(ev.sender), "%s", me(ctx));
-    if (r == NULL) {
-        msg_store_result res = msg_sql_failure(ctx->pg);
-        if (res == MSG_STORE_CONFLICT)
-            return 1; /* the same txn_id committed meanwhile by a concurrent retry */
-        /* A lost connection leaves open whether it committed; a committed
-         * position must be announced, so look (on a new connection). */
-        if (res != MSG_STORE_ERROR || kr_pg_sqlstate(ctx->pg)[0] != '\0' || msg_store_find_appended(ctx->pg, &ev) != MSG_STORE_OK)
-            return msg_fail_store(ctx, res, "message");
-        kr_log(KR_LOG_WARN, "the send went through before the connection was lost", NULL);
-        msg_outbox_add(box, &ev);
-        if (msg_outbox_read_audiences(ctx->pg, box) != MSG_STORE_OK)
-            kr_log(KR_LOG_ERROR, "the audience of a send could not be read", NULL);
-        return 0;
-    }
-    bool ok = PQntuples(r) == 1;
-    if (ok) {
-        ev.position = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-        snprintf(ev.created_at, sizeof(ev.created_at), "%s", PQgetvalue(r, 0, 1));
-        msg_outbox_add(box, &ev);
-        msg_outbox_set_audience(box, ev.room_id, PQgetisnull(r, 0, 2) ? NULL : PQgetvalue(r, 0, 2));
-    }
-    PQclear(r);
-    return ok ? 0 : msg_fail_store(ctx, MSG_STORE_ERROR, "message");
+    snprintf(ev.sender, sizeof(ev.sender), "%s", row->sender);
+    snprintf(ev.created_at, sizeof(ev.created_at), "%s", row->created_at);
+    msg_outbox_add(box, &ev);
+    msg_outbox_set_audience(box, ev.room_id, row->audience);
+    return 0;
+}
+
+/* Answers and announces an appended send. A message's event is made from
+ * what the send wrote (msg_sent_event, the same as ListEvents reads right
+ * after the commit); a poll's is read back. */
+static int send_publish(kr_rpc_ctx *ctx, const msg_outbox *box, const send_args *a, const msg_send_row *row,
+                        Kreide__Messaging__Event **out)
+{
+    if (a->poll)
+        return msg_publish(ctx, box, out);
+    const msg_app *app = ctx->app;
+    *out = msg_sent_event(ctx->arena, &box->items[0], row, (char *const *)a->mentions.ids, a->mentions.n,
+                          a->room->kind == MSG_KIND_ANNOUNCEMENT, audience_but(row->audience, row->sender));
+    if (app != NULL && msg_events_enabled(app->events))
+        msg_events_publish(app->events, box, out);
+    return 0;
 }
 
 /* Sends (a message or a poll) and answers its event. */
@@ -372,9 +375,11 @@ static int send_and_reply(kr_rpc_ctx *ctx, send_args *a, Kreide__Messaging__Even
 {
     Kreide__Messaging__Event *ev = NULL;
     msg_outbox box = {0};
-    int rc = send_statement(ctx, &box, a);
+    msg_send_row row = {0};
+    int rc = send_statement(ctx, &box, a, &row);
     if (rc == 0)
-        rc = msg_publish(ctx, &box, &ev);
+        rc = send_publish(ctx, &box, a, &row, &ev);
+    msg_send_row_clear(&row);
     msg_outbox_free(&box);
     if (rc < 0)
         return -1;
@@ -393,7 +398,8 @@ static int send_and_reply(kr_rpc_ctx *ctx, send_args *a, Kreide__Messaging__Even
     return msg_reply_event(ctx, a->position, out);
 }
 
-static int send_message(kr_rpc_ctx *ctx, const Kreide__Messaging__SendMessageRequest *in, Kreide__Messaging__Event *out)
+static int send_checked(kr_rpc_ctx *ctx, const Kreide__Messaging__SendMessageRequest *in, send_args *a,
+                        Kreide__Messaging__Event *out)
 {
     msg_room_ref room;
     msg_earlier_send earlier;
@@ -401,14 +407,16 @@ static int send_message(kr_rpc_ctx *ctx, const Kreide__Messaging__SendMessageReq
         return -1;
     if (!msg_txn_id_valid(in->txn_id))
         return msg_fail_invalid(ctx, "messaging.invalid_txn_id", "txn_id", "txn_id must be 1 to 64 of A-Z a-z 0-9 . _ ~ -");
-    send_args a = {.room = &room, .txn_id = in->txn_id, .text = in->text};
+    a->room = &room;
+    a->txn_id = in->txn_id;
+    a->text = in->text;
     /* A retry of a send that went through answers the first result, even
      * when the room changed since (locked, the sender muted). */
-    int found = earlier_answer(ctx, &a, &earlier);
+    int found = earlier_answer(ctx, a, &earlier);
     if (found < 0)
         return -1;
     if (found == 1)
-        return msg_reply_event(ctx, a.position, out);
+        return msg_reply_event(ctx, a->position, out);
     if (!msg_may_post(room.kind, room.locked, &room.me))
         return refuse_post(ctx, &room);
     if (check_text(ctx, in->text, MSG_TEXT_MAX_CHARS, "text") != 0)
@@ -416,14 +424,24 @@ static int send_message(kr_rpc_ctx *ctx, const Kreide__Messaging__SendMessageReq
     if (in->reply_to[0] != '\0') {
         if (msg_check_uuid(ctx, in->reply_to, "reply_to") != 0)
             return -1;
-        a.reply_to = lower_id(ctx, in->reply_to);
+        a->reply_to = lower_id(ctx, in->reply_to);
     }
-    if (check_mentions(ctx, &room, in->mentions, in->n_mentions, &a.mentions) != 0 ||
-        check_attachments(ctx, in->attachments, in->n_attachments) != 0)
+    if (check_mentions(ctx, &room, in->mentions, in->n_mentions, &a->mentions) != 0 ||
+        check_attachments(ctx, in->attachments, in->n_attachments, &a->attachments) != 0)
         return -1;
-    a.attachments = in->attachments;
-    a.n_attachments = in->n_attachments;
-    return send_and_reply(ctx, &a, out);
+    a->n_attachments = in->n_attachments;
+    return send_and_reply(ctx, a, out);
+}
+
+static int send_message(kr_rpc_ctx *ctx, const Kreide__Messaging__SendMessageRequest *in, Kreide__Messaging__Event *out)
+{
+    /* From here on the batch expects this send (msg_batch_expect). */
+    send_args a = {.expected = true};
+    msg_batch_expect(batch_of(ctx));
+    int rc = send_checked(ctx, in, &a, out);
+    if (a.expected)
+        msg_batch_unexpect(batch_of(ctx));
+    return rc;
 }
 
 /* ------------------------------------------------------- edit and delete */
@@ -471,9 +489,11 @@ static int edit_message(kr_rpc_ctx *ctx, const Kreide__Messaging__EditMessageReq
     if (!msg_may_post(room.kind, room.locked, &room.me))
         return refuse_post(ctx, &room);
     change_args a = {.room = &room, .msg = &msg, .text = in->text};
+    mention_list mentions;
     if (check_text(ctx, in->text, MSG_TEXT_MAX_CHARS, "text") != 0 ||
-        check_mentions(ctx, &room, in->mentions, in->n_mentions, &a.mentions) != 0)
+        check_mentions(ctx, &room, in->mentions, in->n_mentions, &mentions) != 0)
         return -1;
+    a.mentions = mentions.array;
     return run_tx_reply(ctx, "message", edit_body, &a, out);
 }
 
@@ -967,7 +987,7 @@ static int create_poll(kr_rpc_ctx *ctx, const Kreide__Messaging__CreatePollReque
     a.options = msg_pg_array(ctx->arena, (const char *const *)in->options, in->n_options);
     a.multiple_choice = in->multiple_choice;
     a.anonymous = in->anonymous;
-    a.mentions = "{}";
+    a.mentions.array = "{}";
     return send_and_reply(ctx, &a, out);
 }
 

@@ -114,7 +114,7 @@ static int serve(const settings *s)
         kr_keyring_free(keys);
         return 1;
     }
-    msg_app app = {.events = msg_events_new(s->redis_url), .identity = identity};
+    msg_app app = {.events = msg_events_new(s->redis_url), .identity = identity, .batch = msg_batch_new()};
     if (msg_events_enabled(app.events))
         kr_log(KR_LOG_INFO, "events announced", "channel", MSG_EVENTS_CHANNEL, NULL);
     else
@@ -147,6 +147,7 @@ static int serve(const settings *s)
     if (kr_rpc_server_start(&opts, &srv, err, sizeof(err)) != 0) {
         kr_log(KR_LOG_ERROR, "cannot start", "error", err, NULL);
         msg_sync_stop(app.sync);
+        msg_batch_free(app.batch);
         msg_events_free(app.events);
         msg_identity_free(identity);
         free(methods);
@@ -161,6 +162,7 @@ static int serve(const settings *s)
     alarm(DRAIN_LIMIT_S);
     kr_rpc_server_drain(srv);
     msg_sync_stop(app.sync);
+    msg_batch_free(app.batch);
     msg_events_free(app.events);
     msg_identity_free(identity);
     free(methods);

@@ -19,6 +19,8 @@
  *                     matrix, room permissions (pure)
  *   text.c            the markdown subset and the other input checks (pure)
  *   store.c           transactions, the log's append, rooms and members
+ *   batch.c           the sends' group commit: concurrent sends appended
+ *                     in one statement
  *   store_read.c      reading events and messages back, with their state
  *   events.c          publishing appended events on Redis
  *   identity.c        the calls to the identity service
@@ -228,11 +230,14 @@ typedef struct st_msg_events_t msg_events;
 typedef struct st_msg_identity_t msg_identity;
 typedef struct st_msg_sync_t msg_sync;
 
+typedef struct st_msg_batch_t msg_batch;
+
 /* What every handler reaches through ctx->app. */
 typedef struct {
     msg_events *events;     /* never NULL; may be disabled */
     msg_identity *identity; /* never NULL */
     msg_sync *sync;         /* NULL in tools and tests */
+    msg_batch *batch;       /* the sends' group commit; NULL: each send on its own */
 } msg_app;
 
 /* ============================================================== store.c */
@@ -341,18 +346,58 @@ void msg_outbox_add(msg_outbox *box, const msg_appended *a);
  * comma-separated user ids (NULL or "": nobody). */
 void msg_outbox_set_audience(msg_outbox *box, const char *room_id, const char *ids);
 
-/* Reads the audiences of the box not yet known, as they are now (after a
- * commit whose outcome a lost connection left open). */
-msg_store_result msg_outbox_read_audiences(kr_pg *pg, msg_outbox *box);
-
-/* Looks up the event `a->id` in the log and fills its position and time:
- * NOT_FOUND when it was never committed. */
-msg_store_result msg_store_find_appended(kr_pg *pg, msg_appended *a);
-
 /* The audience of an appended event's room (NULL when not read). */
 const msg_audience *msg_outbox_audience(const msg_outbox *box, const char *room_id);
 
 void msg_outbox_free(msg_outbox *box);
+
+/* One message (or poll) to append with msg_store_send or msg_batch_send.
+ * The strings are borrowed and checked already; ids in lower case. */
+typedef struct st_msg_send_row_t {
+    const char *id; /* the event's and the message's, a new UUIDv7 */
+    const char *txn_id;
+    const char *school_id;
+    const char *room_id;
+    const char *sender;
+    const char *text;
+    const char *reply_to; /* NULL: none */
+    const char *mentions; /* uuid[] literal */
+    Kreide__Messaging__Attachment *const *attachments;
+    size_t n_attachments;
+    bool poll;
+    const char *options; /* text[] literal, polls only */
+    bool multiple_choice, anonymous;
+    const char *closes_at; /* NULL: open-ended */
+    /* Filled when it was appended (result OK): */
+    msg_store_result result;
+    int64_t position;
+    char created_at[40];
+    char *audience; /* the room's audience at the position, comma-separated user ids; malloc'd, NULL: nobody */
+    /* msg_batch's own */
+    struct st_msg_send_row_t *_next;
+    int _state;
+    bool _alone;
+} msg_send_row;
+
+/* Appends `n` sends (1 or more, any rooms) in one statement on its own,
+ * outside any transaction: takes n positions from the log head at once (in
+ * the order of `rows`), inserts the events, moves each room's head to its
+ * last position, inserts the messages with their attachments and polls,
+ * and reads each room's audience with a fresh snapshot
+ * (messaging.room_audience) while the statement holds the log head. The
+ * head is so held for the statement's execution and commit only.
+ *
+ * On OK every row is filled. When the connection was lost, so that it is
+ * open whether the statement committed, the log is searched for the rows'
+ * ids (on a new connection): found, they are filled and OK (their
+ * audiences read as they are then). Otherwise nothing was appended and
+ * the result says why (CONFLICT: a txn_id taken); *refused is set when the
+ * server refused the statement, so that every row might go through on its
+ * own. Free each row's audience with msg_send_row_clear. */
+msg_store_result msg_store_send(kr_pg *pg, msg_send_row *const *rows, size_t n, bool *refused);
+
+/* Frees what msg_store_send filled into `row`. */
+void msg_send_row_clear(msg_send_row *row);
 
 /* What messaging knows of a school. */
 typedef struct {
@@ -491,6 +536,15 @@ msg_store_result msg_read_events(kr_rpc_ctx *ctx, const msg_event_query *q, Krei
  * NULL when it is gone. From rd->arena. */
 msg_store_result msg_read_appended(const msg_reader *rd, const msg_appended *items, size_t n, Kreide__Messaging__Event ***out);
 
+/* The event of a message `row` appended as `e` (msg_store_send), as
+ * ListEvents shows it right after the commit: its text, reply target,
+ * mentions (`mentions`, lower case, as stored) and attachments, no
+ * reactions, neither pinned nor edited; in an announcement channel
+ * (`announcement`) its read status: `audience` people but the sender,
+ * none of whom has read or confirmed it yet. Not for polls. From `arena`. */
+Kreide__Messaging__Event *msg_sent_event(kr_arena *arena, const msg_appended *e, const msg_send_row *row, char *const *mentions,
+                                         size_t n_mentions, bool announcement, uint32_t audience);
+
 /* Reads one message with its state (reactions, poll, read status). */
 msg_store_result msg_read_message(kr_rpc_ctx *ctx, const char *message_id, Kreide__Messaging__Message **out);
 
@@ -507,6 +561,39 @@ msg_store_result msg_read_room(kr_rpc_ctx *ctx, const char *room_id, bool full, 
  * 0/"" = from the start). */
 msg_store_result msg_read_rooms(kr_rpc_ctx *ctx, const char *schools, int64_t after_pos, const char *after_id, unsigned limit,
                                 Kreide__Messaging__Room ***out, size_t *n, bool *more);
+
+/* ============================================================== batch.c */
+
+/* Group commit of sends. Every append waits for the log head, and a send
+ * holds it for one statement; sends that arrive on other threads meanwhile
+ * wait here instead, and the next of them appends all that are waiting in
+ * one statement (msg_store_send), for all of them. A send that finds
+ * nothing running and no other send on its way goes at once. */
+msg_batch *msg_batch_new(void);
+
+/* Frees the batch; no thread may be sending through it. NULL is ignored. */
+void msg_batch_free(msg_batch *b);
+
+/* Tells the batch that a send is on its way (its checks are running): a
+ * batch about to start waits a moment (half a millisecond at most) for
+ * the sends expected, so that they go in one statement. Every call is
+ * matched by msg_batch_send with `expected` or by msg_batch_unexpect.
+ * NULL is ignored. */
+void msg_batch_expect(msg_batch *b);
+void msg_batch_unexpect(msg_batch *b);
+
+/* Appends `row` (its out fields filled as by msg_store_send) together with
+ * the sends of other threads waiting at the same moment, at most 64 in one
+ * statement, run on `pg` of whichever thread finds the head free (this
+ * one's for a send on its own); `expected` when this send was announced
+ * with msg_batch_expect. The same (sender, txn_id) twice in one
+ * batch is appended once: the other copy answers CONFLICT, as when a
+ * concurrent retry won. When the server refuses a batch of several (a
+ * txn_id taken meanwhile, any other refusal), each of its sends is tried
+ * again on its own on its thread's connection, so that one send's fault
+ * fails no other. With `b` NULL the row goes on its own on `pg`.
+ * Returns the row's result; free it with msg_send_row_clear. */
+msg_store_result msg_batch_send(msg_batch *b, kr_pg *pg, msg_send_row *row, bool expected);
 
 /* ============================================================= events.c */
 

@@ -150,14 +150,15 @@ msg_store_result msg_store_append(kr_pg *pg, const char *school_id, const char *
          * head's row lock is held until the transaction ends: appends
          * commit one after another, so a reader never sees a position while
          * a lower one is still to come (docs/messaging.md, "Positions"). */
-        PGresult *r = msg_sql_hot(pg, "append event",
-                                  "WITH head AS (UPDATE messaging.log_head SET position = position + 1 RETURNING position), "
-                                  "ev AS (INSERT INTO messaging.events (position, id, school_id, room_id, kind, sender, txn_id, "
-                                  "message_id, data) SELECT position, $1, $2, $3, $4, $5, $6, $7, $8::jsonb FROM head "
-                                  "RETURNING position, created_at), "
-                                  "room AS (UPDATE messaging.rooms SET last_position = ev.position FROM ev WHERE id = $3) "
-                                  "SELECT position, " TS("created_at") " FROM ev",
-                                  8, params);
+        PGresult *r =
+            msg_sql_hot(pg, "append event",
+                        "WITH head AS (UPDATE messaging.log_head SET position = position + 1 WHERE only_row RETURNING position), "
+                        "ev AS (INSERT INTO messaging.events (position, id, school_id, room_id, kind, sender, txn_id, "
+                        "message_id, data) SELECT position, $1, $2, $3, $4, $5, $6, $7, $8::jsonb FROM head "
+                        "RETURNING position, created_at), "
+                        "room AS (UPDATE messaging.rooms SET last_position = ev.position FROM ev WHERE id = $3) "
+                        "SELECT position, " TS("created_at") " FROM ev",
+                        8, params);
         if (r == NULL)
             return msg_sql_failure(pg);
         bool ok = PQntuples(r) == 1;
@@ -178,7 +179,7 @@ msg_store_result msg_store_append(kr_pg *pg, const char *school_id, const char *
 
 msg_store_result msg_store_hold_head(kr_pg *pg)
 {
-    return exec(pg, "hold log head", "SELECT 1 FROM messaging.log_head FOR NO KEY UPDATE", 0, NULL);
+    return exec(pg, "hold log head", "SELECT 1 FROM messaging.log_head WHERE only_row FOR NO KEY UPDATE", 0, NULL);
 }
 
 static msg_audience *box_room(msg_outbox *box, const char *room_id)
@@ -335,28 +336,6 @@ static msg_store_result read_audiences(kr_pg *pg, msg_outbox *box)
     return res;
 }
 
-msg_store_result msg_store_find_appended(kr_pg *pg, msg_appended *a)
-{
-    const char *params[] = {a->id};
-    PGresult *r =
-        msg_sql(pg, "find appended event", "SELECT position, " TS("created_at") " FROM messaging.events WHERE id = $1", 1, params);
-    if (r == NULL)
-        return msg_sql_failure(pg);
-    msg_store_result res = MSG_STORE_NOT_FOUND;
-    if (PQntuples(r) == 1) {
-        a->position = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-        copy(a->created_at, sizeof(a->created_at), PQgetvalue(r, 0, 1));
-        res = MSG_STORE_OK;
-    }
-    PQclear(r);
-    return res;
-}
-
-msg_store_result msg_outbox_read_audiences(kr_pg *pg, msg_outbox *box)
-{
-    return read_audiences(pg, box);
-}
-
 /* Whether the box's transaction committed after all: its last event is in
  * the log (event ids are unique). */
 static bool committed_after_all(kr_pg *pg, const msg_outbox *box)
@@ -402,6 +381,259 @@ void msg_outbox_free(msg_outbox *box)
     free(box->rooms);
     free(box->items);
     memset(box, 0, sizeof(*box));
+}
+
+/* ---------------------------------------------------------------- sends */
+
+/* A send's rows as array parameters, one element per row ($1..$9); the
+ * distinct rooms with the (1-based) number of their first and last row
+ * ($11..$13); attachments and polls with their message's id
+ * ($14..$25). */
+typedef struct {
+    kr_arena *arena;
+    const char **ids, **txns, **schools, **rooms, **senders, **texts, **replies, **mentions, **polls;
+    const char **room_ids, **room_first, **room_last;
+    size_t nrooms;
+    const char **att_msg, **att_school, **att_ord, **att_file, **att_name, **att_type, **att_size;
+    size_t natt;
+    const char **poll_msg, **poll_options, **poll_multiple, **poll_anonymous, **poll_closes;
+    size_t npoll;
+} send_arrays;
+
+static const char **strings(kr_arena *arena, size_t n)
+{
+    return kr_arena_alloc(arena, sizeof(char *) * (n ? n : 1));
+}
+
+static void send_arrays_fill(send_arrays *a, msg_send_row *const *rows, size_t n)
+{
+    kr_arena *arena = a->arena;
+    size_t natt = 0;
+    for (size_t i = 0; i < n; i++)
+        natt += rows[i]->n_attachments;
+    a->ids = strings(arena, n), a->txns = strings(arena, n), a->schools = strings(arena, n), a->rooms = strings(arena, n);
+    a->senders = strings(arena, n), a->texts = strings(arena, n), a->replies = strings(arena, n);
+    a->mentions = strings(arena, n), a->polls = strings(arena, n);
+    a->room_ids = strings(arena, n), a->room_first = strings(arena, n), a->room_last = strings(arena, n);
+    a->att_msg = strings(arena, natt), a->att_school = strings(arena, natt), a->att_ord = strings(arena, natt);
+    a->att_file = strings(arena, natt), a->att_name = strings(arena, natt), a->att_type = strings(arena, natt);
+    a->att_size = strings(arena, natt);
+    a->poll_msg = strings(arena, n), a->poll_options = strings(arena, n), a->poll_multiple = strings(arena, n);
+    a->poll_anonymous = strings(arena, n), a->poll_closes = strings(arena, n);
+    a->nrooms = a->natt = a->npoll = 0;
+    for (size_t i = 0; i < n; i++) {
+        const msg_send_row *r = rows[i];
+        const char *ord = kr_arena_printf(arena, "%zu", i + 1);
+        a->ids[i] = r->id;
+        a->txns[i] = r->txn_id;
+        a->schools[i] = r->school_id;
+        a->rooms[i] = r->room_id;
+        a->senders[i] = r->sender;
+        a->texts[i] = r->text;
+        a->replies[i] = r->reply_to ? r->reply_to : "";
+        a->mentions[i] = r->mentions ? r->mentions : "{}";
+        a->polls[i] = r->poll ? "t" : "f";
+        size_t k = 0;
+        while (k < a->nrooms && strcasecmp(a->room_ids[k], r->room_id) != 0)
+            k++;
+        if (k == a->nrooms) {
+            a->room_ids[a->nrooms] = r->room_id;
+            a->room_first[a->nrooms++] = ord;
+        }
+        a->room_last[k] = ord;
+        for (size_t j = 0; j < r->n_attachments; j++) {
+            const Kreide__Messaging__Attachment *at = r->attachments[j];
+            a->att_msg[a->natt] = r->id;
+            a->att_school[a->natt] = r->school_id;
+            a->att_ord[a->natt] = kr_arena_printf(arena, "%zu", j);
+            a->att_file[a->natt] = at->file_id;
+            a->att_name[a->natt] = at->name;
+            a->att_type[a->natt] = at->media_type;
+            a->att_size[a->natt] = kr_arena_printf(arena, "%" PRIu64, at->size_bytes);
+            a->natt++;
+        }
+        if (r->poll) {
+            a->poll_msg[a->npoll] = r->id;
+            a->poll_options[a->npoll] = r->options;
+            a->poll_multiple[a->npoll] = r->multiple_choice ? "t" : "f";
+            a->poll_anonymous[a->npoll] = r->anonymous ? "t" : "f";
+            a->poll_closes[a->npoll] = r->closes_at ? r->closes_at : "";
+            a->npoll++;
+        }
+    }
+}
+
+void msg_send_row_clear(msg_send_row *row)
+{
+    free(row->audience);
+    row->audience = NULL;
+}
+
+static void set_audience(msg_send_row *row, const PGresult *r, int k, int col)
+{
+    free(row->audience);
+    row->audience = NULL;
+    if (!PQgetisnull(r, k, col) && (row->audience = strdup(PQgetvalue(r, k, col))) == NULL)
+        abort();
+}
+
+/* After a lost connection: whether the sends were appended after all (one
+ * statement: all or none), with their audiences as they are now. */
+static msg_store_result find_sent(kr_pg *pg, msg_send_row *const *rows, size_t n, const char *ids)
+{
+    const char *params[] = {ids};
+    PGresult *r =
+        msg_sql(pg, "find sent",
+                "SELECT e.id::text, e.position, " TS("e.created_at") ", messaging.room_audience(e.room_id, e.position) "
+                                                                     "FROM messaging.events e WHERE e.id = ANY($1::uuid[])",
+                1, params);
+    if (r == NULL)
+        return MSG_STORE_ERROR;
+    size_t found = 0;
+    for (int k = 0; k < PQntuples(r); k++) {
+        for (size_t i = 0; i < n; i++) {
+            if (strcasecmp(rows[i]->id, PQgetvalue(r, k, 0)) == 0) {
+                rows[i]->position = strtoll(PQgetvalue(r, k, 1), NULL, 10);
+                copy(rows[i]->created_at, sizeof(rows[i]->created_at), PQgetvalue(r, k, 2));
+                set_audience(rows[i], r, k, 3);
+                found++;
+            }
+        }
+    }
+    PQclear(r);
+    return found == n ? MSG_STORE_OK : found == 0 ? MSG_STORE_NOT_FOUND : MSG_STORE_ERROR;
+}
+
+/* The statement of msg_store_send, in two forms: sends without
+ * attachments and polls, and all sends. The position before the batch is
+ * read from `head` as a scalar ((SELECT base FROM head)), never joined:
+ * PostgreSQL then plans the statement the same whatever it estimates the
+ * log head's rows to be (a table it has not analysed yet counts as many),
+ * and its cached generic plan serves every execution instead of a plan
+ * made anew each time. */
+#define SEND_HEAD                                                                                                                  \
+    "WITH x AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::text[], "         \
+    "$8::text[], $9::boolean[]) WITH ORDINALITY AS x (id, txn_id, school_id, room_id, sender, body, reply_to, mentions, is_poll, " \
+    "ord)), "                                                                                                                      \
+    "head AS (UPDATE messaging.log_head SET position = position + $10::bigint WHERE only_row RETURNING position - $10::bigint AS " \
+    "base), "                                                                                                                      \
+    "ev AS (INSERT INTO messaging.events (position, id, school_id, room_id, kind, sender, txn_id, message_id, data) "              \
+    "SELECT (SELECT base FROM head) + x.ord, x.id, x.school_id, x.room_id, 'message', x.sender, x.txn_id, x.id, '{}' FROM x), "    \
+    "msg AS (INSERT INTO messaging.messages (id, position, school_id, room_id, sender, body, reply_to, mentions, is_poll, "        \
+    "created_at) SELECT x.id, (SELECT base FROM head) + x.ord, x.school_id, x.room_id, x.sender, x.body, "                         \
+    "nullif(x.reply_to, '')::uuid, x.mentions::uuid[], x.is_poll, now() FROM x), "                                                 \
+    "room AS (UPDATE messaging.rooms r SET last_position = (SELECT base FROM head) + "                                             \
+    "($13::bigint[])[array_position($11::uuid[], r.id)] WHERE r.id = ANY ($11::uuid[]))"
+#define SEND_PARTS                                                                                                                 \
+    ", att AS (INSERT INTO messaging.attachments (message_id, school_id, ord, file_id, name, media_type, size_bytes) "             \
+    "SELECT * FROM unnest($14::uuid[], $15::uuid[], $16::smallint[], $17::uuid[], $18::text[], $19::text[], $20::bigint[])), "     \
+    "poll AS (INSERT INTO messaging.polls (message_id, options, multiple_choice, anonymous, closes_at) "                           \
+    "SELECT p.message_id, p.options::text[], p.multiple_choice, p.anonymous, nullif(p.closes_at, '')::timestamptz "                \
+    "FROM unnest($21::uuid[], $22::text[], $23::boolean[], $24::boolean[], $25::text[]) AS p (message_id, options, "               \
+    "multiple_choice, anonymous, closes_at))"
+/* One row per room: the position before the batch's first, the time of
+ * its events (the transaction's, as their default), the room and its
+ * audience from its first position on. room_audience's arguments hold the
+ * position, so it runs once the log head is held. */
+#define SEND_TAIL                                                                                                                  \
+    " SELECT (SELECT base FROM head), " TS(                                                                                        \
+        "now()") ", u.room_id::text, messaging.room_audience(u.room_id, (SELECT base FROM "                                        \
+                 "head) + u.first) FROM unnest($11::uuid[], $12::bigint[]) AS u (room_id, first)"
+
+msg_store_result msg_store_send(kr_pg *pg, msg_send_row *const *rows, size_t n, bool *refused)
+{
+    *refused = false;
+    for (size_t i = 0; i < n; i++)
+        rows[i]->result = MSG_STORE_ERROR;
+    if (n == 0)
+        return MSG_STORE_OK;
+    kr_arena arena;
+    kr_arena_init(&arena);
+    send_arrays a = {.arena = &arena};
+    send_arrays_fill(&a, rows, n);
+    const char *ids = msg_pg_array(&arena, a.ids, n);
+    const char *params[] = {ids,
+                            msg_pg_array(&arena, a.txns, n),
+                            msg_pg_array(&arena, a.schools, n),
+                            msg_pg_array(&arena, a.rooms, n),
+                            msg_pg_array(&arena, a.senders, n),
+                            msg_pg_array(&arena, a.texts, n),
+                            msg_pg_array(&arena, a.replies, n),
+                            msg_pg_array(&arena, a.mentions, n),
+                            msg_pg_array(&arena, a.polls, n),
+                            kr_arena_printf(&arena, "%zu", n),
+                            msg_pg_array(&arena, a.room_ids, a.nrooms),
+                            msg_pg_array(&arena, a.room_first, a.nrooms),
+                            msg_pg_array(&arena, a.room_last, a.nrooms),
+                            msg_pg_array(&arena, a.att_msg, a.natt),
+                            msg_pg_array(&arena, a.att_school, a.natt),
+                            msg_pg_array(&arena, a.att_ord, a.natt),
+                            msg_pg_array(&arena, a.att_file, a.natt),
+                            msg_pg_array(&arena, a.att_name, a.natt),
+                            msg_pg_array(&arena, a.att_type, a.natt),
+                            msg_pg_array(&arena, a.att_size, a.natt),
+                            msg_pg_array(&arena, a.poll_msg, a.npoll),
+                            msg_pg_array(&arena, a.poll_options, a.npoll),
+                            msg_pg_array(&arena, a.poll_multiple, a.npoll),
+                            msg_pg_array(&arena, a.poll_anonymous, a.npoll),
+                            msg_pg_array(&arena, a.poll_closes, a.npoll)};
+    uint64_t generation = kr_pg_generation(pg);
+    /* One statement: n positions from the log head at once, given to the
+     * rows in order; the events, the messages (with attachments and polls
+     * when any has them), each room's head moved to its last position, and
+     * each room's audience, read (messaging.room_audience: a fresh
+     * snapshot) once the log head is held: every membership change
+     * committed before is in it, every later one appends after these. */
+    PGresult *r = a.natt == 0 && a.npoll == 0
+                      ? msg_sql_hot(pg, "send messages", SEND_HEAD SEND_TAIL, 13, params)
+                      : msg_sql_hot(pg, "send messages with parts", SEND_HEAD SEND_PARTS SEND_TAIL, 25, params);
+    msg_store_result res = MSG_STORE_ERROR;
+    if (r != NULL) {
+        /* One row per room (there is at least one): the rows' positions
+         * follow the one before the batch's first. */
+        bool answered = PQntuples(r) > 0;
+        int64_t base = answered ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
+        for (size_t i = 0; i < n && answered; i++) {
+            msg_send_row *row = rows[i];
+            row->position = base + (int64_t)i + 1;
+            copy(row->created_at, sizeof(row->created_at), PQgetvalue(r, 0, 1));
+            for (int k = 0; k < PQntuples(r); k++) {
+                if (strcasecmp(PQgetvalue(r, k, 2), row->room_id) == 0)
+                    set_audience(row, r, k, 3);
+            }
+            row->result = MSG_STORE_OK;
+        }
+        if (answered)
+            res = MSG_STORE_OK;
+        else
+            kr_log(KR_LOG_ERROR, "the sends' statement answered no room", NULL);
+        PQclear(r);
+    } else {
+        res = msg_sql_failure(pg);
+        bool by_server = kr_pg_last_error(pg) == KR_PG_ESQL;
+        if (!by_server || kr_pg_generation(pg) != generation) {
+            /* The connection was lost on the way (kr_pg then runs the
+             * statement once more on a new one, which a commit of the
+             * first makes fail on the events' ids): whether it committed
+             * is open, and a committed position must be announced. */
+            msg_store_result found = find_sent(pg, rows, n, ids);
+            if (found == MSG_STORE_OK) {
+                kr_log(KR_LOG_WARN, "the sends went through before the connection was lost", NULL);
+                for (size_t i = 0; i < n; i++)
+                    rows[i]->result = MSG_STORE_OK;
+                res = MSG_STORE_OK;
+                by_server = false;
+            } else if (found != MSG_STORE_NOT_FOUND || !by_server) {
+                res = MSG_STORE_ERROR;
+                by_server = false;
+            }
+        }
+        *refused = by_server;
+        for (size_t i = 0; i < n && res != MSG_STORE_OK; i++)
+            rows[i]->result = res;
+    }
+    kr_arena_free(&arena);
+    return res;
 }
 
 /* ------------------------------------------------------------ schools */

@@ -516,6 +516,57 @@ msg_store_result msg_read_appended(const msg_reader *rd, const msg_appended *ite
     return decorate_events(rd, found, nfound);
 }
 
+Kreide__Messaging__Event *msg_sent_event(kr_arena *arena, const msg_appended *e, const msg_send_row *row, char *const *mentions,
+                                         size_t n_mentions, bool announcement, uint32_t audience)
+{
+    /* What event_from and message_from make of the rows this send wrote:
+     * the same fields, the same empty strings. */
+    Kreide__Messaging__Event *ev = kr_arena_alloc(arena, sizeof(*ev));
+    kreide__messaging__event__init(ev);
+    ev->position = e->position;
+    ev->id = kr_arena_strdup(arena, e->id);
+    ev->room_id = kr_arena_strdup(arena, e->room_id);
+    ev->school_id = kr_arena_strdup(arena, e->school_id);
+    ev->kind = KREIDE__MESSAGING__EVENT_KIND__MESSAGE;
+    ev->sender_id = kr_arena_strdup(arena, e->sender);
+    ev->created_at = kr_arena_strdup(arena, e->created_at);
+    ev->message_id = ev->id;
+    Kreide__Messaging__Message *m = kr_arena_alloc(arena, sizeof(*m));
+    kreide__messaging__message__init(m);
+    m->id = ev->id;
+    m->room_id = ev->room_id;
+    m->sender_id = ev->sender_id;
+    m->position = e->position;
+    m->created_at = ev->created_at;
+    m->text = kr_arena_strdup(arena, row->text);
+    m->edited_at = kr_arena_strdup(arena, "");
+    m->deleted_at = kr_arena_strdup(arena, "");
+    m->reply_to = kr_arena_strdup(arena, row->reply_to ? row->reply_to : "");
+    m->mentions = kr_arena_alloc(arena, sizeof(char *) * (n_mentions ? n_mentions : 1));
+    for (size_t i = 0; i < n_mentions; i++)
+        m->mentions[i] = kr_arena_strdup(arena, mentions[i]);
+    m->n_mentions = n_mentions;
+    if (announcement) {
+        m->read_status = kr_arena_alloc(arena, sizeof(*m->read_status));
+        kreide__messaging__read_status__init(m->read_status);
+        m->read_status->audience = audience;
+    }
+    m->attachments = kr_arena_alloc(arena, sizeof(*m->attachments) * (row->n_attachments ? row->n_attachments : 1));
+    for (size_t i = 0; i < row->n_attachments; i++) {
+        const Kreide__Messaging__Attachment *in = row->attachments[i];
+        Kreide__Messaging__Attachment *at = kr_arena_alloc(arena, sizeof(*at));
+        kreide__messaging__attachment__init(at);
+        at->file_id = kr_arena_strdup(arena, in->file_id);
+        at->name = kr_arena_strdup(arena, in->name);
+        at->media_type = kr_arena_strdup(arena, in->media_type);
+        at->size_bytes = in->size_bytes;
+        m->attachments[m->n_attachments++] = at;
+    }
+    m->reactions = kr_arena_alloc(arena, sizeof(*m->reactions));
+    ev->message = m;
+    return ev;
+}
+
 msg_store_result msg_read_message(kr_rpc_ctx *ctx, const char *message_id, Kreide__Messaging__Message **out)
 {
     msg_reader reader = msg_reader_of(ctx);

@@ -341,3 +341,160 @@ test('a room changed while a send holds the log head: both go through, no deadlo
     }
   }
 });
+
+// Sends of every shape: the reply is the event exactly as ListEvents shows
+// it to the sender, and the announcement carries the same (a new message
+// has nothing that differs between readers).
+test('a send answers its event as ListEvents shows it, and announces the same', async () => {
+  const r = await c.room(P('t1').token, { school_id: A.id, kind: 'GROUP', name: 'Formen', member_ids: [P('p1').id, P('p2').id] });
+  const q = await c.send(r.id, P('t1').token, 'Worauf antwortest du?');
+  const upper = (id) => id.toUpperCase();
+  const shapes = [
+    ['t1', 'Klammern {a,b} und "Zitat", Backslash \\ und \\" am Ende\nZeile 2\tTab', {}],
+    ['p1', 'NULL', {}],
+    ['p2', '  Leerzeichen vorn und hinten  ', {}],
+    ['t1', 'مرحبا 👋 Grüße, ğ ş ı', { mentions: [upper(P('p1').id), P('p2').id, P('p1').id] }],
+    ['p1', 'Antwort mit Anhängen', {
+      reply_to: upper(q.id),
+      attachments: [
+        { file_id: '01A2025C-0000-7000-8000-0000000000F1', name: 'Bild {1}.png', media_type: 'image/png', size_bytes: '1234' },
+        { file_id: '01a2025c-0000-7000-8000-0000000000f2', name: 'Notiz "b".txt', media_type: 'text/plain', size_bytes: '0' },
+      ],
+    }],
+  ];
+  for (const [who, text, extra] of shapes) {
+    const { result: m, got } = await step(['t1', 'p1', 'p2'], () => c.send(r.id, P(who).token, text, extra));
+    assert.equal(m.message.text, text);
+    assert.deepEqual(m, await listed(r.id, P(who).token, m.position), `the reply to "${text}" as ListEvents shows it`);
+    assert.deepEqual(got[0].event, m, `the announcement of "${text}" holds the reply`);
+  }
+  // Ids come back in lower case, mentions once each.
+  const all = (await c.events(r.id, P('p1').token, '?messages_only=true&limit=2')).events;
+  assert.deepEqual(all[0].message.mentions, [P('p1').id, P('p2').id]);
+  assert.equal(all[1].message.reply_to, q.id);
+  assert.equal(all[1].message.attachments[0].file_id, '01a2025c-0000-7000-8000-0000000000f1');
+
+  // An announcement channel: read status for its audience.
+  const ch = await c.room(P('t2').token, { school_id: A.id, kind: 'ANNOUNCEMENT', name: 'Aushang', member_ids: [P('p1').id, P('p2').id, P('m1').id] });
+  const { result: news, got } = await step(['t2', 'p1', 'p2', 'm1'], () => c.send(ch.id, P('t2').token, 'Sportfest am Montag'));
+  assert.deepEqual(news.message.read_status, { audience: 3, read: 0, confirmed: 0, confirmed_by_me: false });
+  assert.deepEqual(news, await listed(ch.id, P('t2').token, news.position));
+  assert.deepEqual(got[0].event, news);
+
+  // A poll.
+  const poll = await step(['t1', 'p1', 'p2'], () => c.post(`/rooms/${r.id}/polls`, P('p2').token, {
+    txn_id: txnId(), question: 'Welcher Tag?', options: ['Mo', 'Di'], closes_at: new Date(Date.now() + 86400000).toISOString(),
+  }));
+  assert.equal(poll.result.status, 201, poll.result.text);
+  assert.deepEqual(poll.result.json, await listed(r.id, P('p2').token, poll.result.json.position));
+  assert.deepEqual(poll.got[0].event, poll.result.json);
+});
+
+// Connections that ran a statement like `like` since `since` and finished it.
+const ran = (since, like) => Number(psql(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() `
+  + `AND state = 'idle' AND query_start > '${since}' AND query LIKE '${like}'`));
+const waitingSend = () => Number(psql(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() `
+  + `AND wait_event_type = 'Lock' AND query LIKE 'WITH x AS%messaging.log_head%'`));
+
+// Transactions that appended the events after `from`, by how many events each.
+function perTransaction(from) {
+  return psql(`SELECT count(*) FROM messaging.events WHERE position > ${from} GROUP BY xmin::text ORDER BY 1`)
+    .split('\n').filter(Boolean).map(Number);
+}
+
+test('sends waiting for the log head are appended together: twins answer once, a taken txn_id fails no other', async () => {
+  const r = await c.room(P('t1').token, { school_id: A.id, kind: 'GROUP', name: 'Warteschlange', member_ids: [P('p1').id, P('p2').id] });
+  const send = (who, txn, text) => c.post(`/rooms/${r.id}/messages`, P(who).token, { txn_id: txn, text });
+  const T = [txnId(), txnId(), txnId()];
+
+  // Twins in one batch: the first send waits for the log head, which a
+  // session holds; three more queue behind it, two of them the same send.
+  let db = session();
+  let from = head();
+  let since;
+  let first;
+  let queued;
+  try {
+    assert.equal(await db.run('BEGIN; UPDATE messaging.log_head SET position = position'), '');
+    first = send('t1', T[0], 'zuerst');
+    await until(() => waitingSend() === 1, { what: 'the first send to wait for the log head' });
+    since = psql('SELECT clock_timestamp()');
+    queued = [send('p1', T[1], 'Zwilling'), send('p1', T[1], 'Zwilling'), send('p2', T[2], 'daneben')];
+    await until(() => ran(since, 'SELECT r.id::text, r.school_id::text, r.kind%') === 3, { what: 'three sends to queue' });
+    assert.equal(await db.run('ROLLBACK'), '');
+  } finally {
+    db.close();
+  }
+  let res = await Promise.all([first, ...queued]);
+  for (const x of res) assert.equal(x.status, 201, x.text);
+  assert.equal(res[1].json.id, res[2].json.id, 'the twins answer one event');
+  assert.deepEqual(res[1].json, res[2].json);
+  let to = head();
+  assert.equal(to - from, 3n, 'three events: the twin appended once');
+  assert.deepEqual(perTransaction(from), [1, 2], 'the queued sends went in one statement');
+  await announced(from, to);
+
+  // A taken txn_id in a batch: the first send's retry queues behind it
+  // (the first is not committed when the retry looks), then the batch's
+  // statement meets the committed txn_id; each of its sends goes again on
+  // its own, the retry answers the first send's event.
+  db = session();
+  from = head();
+  const U = [txnId(), txnId(), txnId()];
+  try {
+    assert.equal(await db.run('BEGIN; UPDATE messaging.log_head SET position = position'), '');
+    first = send('t1', U[0], 'Original');
+    await until(() => waitingSend() === 1, { what: 'the first send to wait for the log head' });
+    since = psql('SELECT clock_timestamp()');
+    queued = [send('t1', U[0], 'Wiederholung'), send('p1', U[1], 'eins'), send('p2', U[2], 'zwei')];
+    await until(() => ran(since, 'SELECT r.id::text, r.school_id::text, r.kind%') === 3, { what: 'three sends to queue' });
+    assert.equal(await db.run('ROLLBACK'), '');
+  } finally {
+    db.close();
+  }
+  res = await Promise.all([first, ...queued]);
+  for (const x of res) assert.equal(x.status, 201, x.text);
+  assert.deepEqual(res[1].json, res[0].json, 'the retry answers the first send');
+  assert.equal(res[0].json.message.text, 'Original');
+  to = head();
+  assert.equal(to - from, 3n);
+  const got = await announced(from, to);
+  assert.deepEqual(got.map((a) => a.event_id).sort(), [res[0].json.id, res[2].json.id, res[3].json.id].sort());
+  const texts = (await c.events(r.id, P('t1').token, '?messages_only=true&limit=10')).events.map((e) => e.message.text);
+  assert.deepEqual(texts.filter((t) => ['Original', 'Wiederholung', 'eins', 'zwei'].includes(t)).sort(), ['Original', 'eins', 'zwei']);
+});
+
+test('many concurrent sends with racing retries: one message each, contiguous positions, each announced once', async () => {
+  const senders = ['t1', 'p1', 'p2', 'm1', 't2'];
+  const r = await c.room(P('t1').token, { school_id: A.id, kind: 'GROUP', name: 'Ansturm', member_ids: senders.slice(1).map((a) => P(a).id) });
+  const from = head();
+  const sends = [];
+  for (const who of senders) {
+    for (let i = 0; i < 12; i++) {
+      const body = { txn_id: txnId(), text: `${who} ${i}` };
+      // Each send goes out three times at once, as a client retrying on a
+      // bad connection might.
+      const tries = [1, 2, 3].map(() => c.post(`/rooms/${r.id}/messages`, P(who).token, body));
+      sends.push({ who, body, tries: Promise.all(tries) });
+    }
+  }
+  const replies = new Map();
+  for (const x of sends) {
+    const res = await x.tries;
+    for (const y of res) assert.equal(y.status, 201, y.text);
+    assert.ok(res.every((y) => y.json.id === res[0].json.id), `${x.body.text}: every try answers one event`);
+    assert.equal(res[0].json.message.text, x.body.text);
+    replies.set(res[0].json.id, res[0].json);
+  }
+  assert.equal(replies.size, sends.length);
+  const to = head();
+  assert.equal(to - from, BigInt(sends.length), 'one event per send, positions contiguous');
+  const got = await announced(from, to);
+  assert.deepEqual(got.map((a) => a.event_id).sort(), [...replies.keys()].sort(), 'each send announced once');
+  for (const a of got) {
+    assert.deepEqual(a.event, replies.get(a.event_id));
+    assert.deepEqual([...a.members].sort(), ids(...senders));
+  }
+  const listedAll = (await c.events(r.id, P('t1').token, `?after=${from}&limit=500`)).events;
+  assert.deepEqual(listedAll.map((e) => BigInt(e.position)), Array.from({ length: sends.length }, (_, i) => from + 1n + BigInt(i)));
+});
