@@ -398,16 +398,16 @@ static int send_and_reply(kr_rpc_ctx *ctx, send_args *a, Kreide__Messaging__Even
     return msg_reply_event(ctx, a->position, out);
 }
 
-static int send_checked(kr_rpc_ctx *ctx, const Kreide__Messaging__SendMessageRequest *in, send_args *a,
+/* SendMessage once the batch expects it: `room` gets the room, `a` (whose
+ * room it is) the send. */
+static int send_checked(kr_rpc_ctx *ctx, const Kreide__Messaging__SendMessageRequest *in, msg_room_ref *room, send_args *a,
                         Kreide__Messaging__Event *out)
 {
-    msg_room_ref room;
     msg_earlier_send earlier;
-    if (msg_room_for_txn(ctx, in->room_id, in->txn_id, &room, &earlier) != 0)
+    if (msg_room_for_txn(ctx, in->room_id, in->txn_id, room, &earlier) != 0)
         return -1;
     if (!msg_txn_id_valid(in->txn_id))
         return msg_fail_invalid(ctx, "messaging.invalid_txn_id", "txn_id", "txn_id must be 1 to 64 of A-Z a-z 0-9 . _ ~ -");
-    a->room = &room;
     a->txn_id = in->txn_id;
     a->text = in->text;
     /* A retry of a send that went through answers the first result, even
@@ -417,8 +417,8 @@ static int send_checked(kr_rpc_ctx *ctx, const Kreide__Messaging__SendMessageReq
         return -1;
     if (found == 1)
         return msg_reply_event(ctx, a->position, out);
-    if (!msg_may_post(room.kind, room.locked, &room.me))
-        return refuse_post(ctx, &room);
+    if (!msg_may_post(room->kind, room->locked, &room->me))
+        return refuse_post(ctx, room);
     if (check_text(ctx, in->text, MSG_TEXT_MAX_CHARS, "text") != 0)
         return -1;
     if (in->reply_to[0] != '\0') {
@@ -426,7 +426,7 @@ static int send_checked(kr_rpc_ctx *ctx, const Kreide__Messaging__SendMessageReq
             return -1;
         a->reply_to = lower_id(ctx, in->reply_to);
     }
-    if (check_mentions(ctx, &room, in->mentions, in->n_mentions, &a->mentions) != 0 ||
+    if (check_mentions(ctx, room, in->mentions, in->n_mentions, &a->mentions) != 0 ||
         check_attachments(ctx, in->attachments, in->n_attachments, &a->attachments) != 0)
         return -1;
     a->n_attachments = in->n_attachments;
@@ -436,9 +436,10 @@ static int send_checked(kr_rpc_ctx *ctx, const Kreide__Messaging__SendMessageReq
 static int send_message(kr_rpc_ctx *ctx, const Kreide__Messaging__SendMessageRequest *in, Kreide__Messaging__Event *out)
 {
     /* From here on the batch expects this send (msg_batch_expect). */
-    send_args a = {.expected = true};
+    msg_room_ref room;
+    send_args a = {.room = &room, .expected = true};
     msg_batch_expect(batch_of(ctx));
-    int rc = send_checked(ctx, in, &a, out);
+    int rc = send_checked(ctx, in, &room, &a, out);
     if (a.expected)
         msg_batch_unexpect(batch_of(ctx));
     return rc;
@@ -489,7 +490,7 @@ static int edit_message(kr_rpc_ctx *ctx, const Kreide__Messaging__EditMessageReq
     if (!msg_may_post(room.kind, room.locked, &room.me))
         return refuse_post(ctx, &room);
     change_args a = {.room = &room, .msg = &msg, .text = in->text};
-    mention_list mentions;
+    mention_list mentions = {0};
     if (check_text(ctx, in->text, MSG_TEXT_MAX_CHARS, "text") != 0 ||
         check_mentions(ctx, &room, in->mentions, in->n_mentions, &mentions) != 0)
         return -1;
