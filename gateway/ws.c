@@ -1189,7 +1189,9 @@ static void dispatch(gw_ws_hub *h, ws_frame *f, const char *members, size_t n, c
     }
 }
 
-static char *members_of(json_t *arr, size_t *n)
+/* The string members of `arr` as NUL-terminated ids one after another;
+ * `n` gets how many, `bytes` (may be NULL) their total length. */
+static char *members_of(json_t *arr, size_t *n, size_t *bytes)
 {
     *n = 0;
     size_t total = 0, i;
@@ -1210,6 +1212,8 @@ static char *members_of(json_t *arr, size_t *n)
             (*n)++;
         }
     }
+    if (bytes != NULL)
+        *bytes = (size_t)(p - out);
     return out;
 }
 
@@ -1278,10 +1282,8 @@ static ws_frame *event_frame(json_t *event, int64_t position, json_t *members)
     if (s == NULL)
         abort();
     size_t len = strlen(s), n;
-    char *m = members_of(members, &n);
-    size_t mlen = 0;
-    for (size_t i = 0; i < n; i++)
-        mlen += strlen(m + mlen) + 1;
+    size_t mlen;
+    char *m = members_of(members, &n, &mlen);
     ws_frame *f = malloc(sizeof(*f) + len + 1 + sizeof(n) + mlen);
     if (f == NULL)
         abort();
@@ -1347,7 +1349,7 @@ static void on_announcement(kr_redis_async *r, const kr_redis_message *msg, void
         json_object_set_new(frame, "type", json_string(kind));
         ws_frame *f = frame_of_json(frame, 0);
         size_t n;
-        char *m = members_of(members, &n);
+        char *m = members_of(members, &n, NULL);
         dispatch(h, f, m, n, strcmp(kind, "typing") == 0 ? json_string_value(json_object_get(o, "user_id")) : NULL);
         free(m);
         frame_unref(f);

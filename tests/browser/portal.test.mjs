@@ -7,7 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { api } from '../lib/kreide.mjs';
-import { launch, openPage, axeViolations, screenshot, viewports, startPortalSuite } from '../lib/browser.mjs';
+import { launch, openPage, screenshot, viewports, startPortalSuite, noSeriousViolations } from '../lib/browser.mjs';
 
 let s;
 let browser;
@@ -37,11 +37,6 @@ after(async () => {
 
 function post(p, body, token = op) {
   return api(`${s.url}${p}`, { method: 'POST', token, body });
-}
-
-async function noSeriousViolations(page, where) {
-  const v = await axeViolations(page);
-  assert.deepEqual(v, [], `${where}: axe-core found ${JSON.stringify(v, null, 1)}`);
 }
 
 const heading = (page) => page.locator('h1').first().textContent();

@@ -12,7 +12,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { api, until } from '../lib/kreide.mjs';
-import { launch, openPage, axeViolations, screenshot, viewports, startPortalSuite } from '../lib/browser.mjs';
+import { launch, openPage, screenshot, viewports, startPortalSuite, noSeriousViolations } from '../lib/browser.mjs';
 
 const PASSWORDS = {
   'tom.lehrer': 'der hafen ist heute still',
@@ -77,11 +77,6 @@ after(async () => {
   if (browser) await browser.close();
   if (s) await s.stop();
 });
-
-async function noSeriousViolations(page, where) {
-  const v = await axeViolations(page);
-  assert.deepEqual(v, [], `${where}: axe-core found ${JSON.stringify(v, null, 1)}`);
-}
 
 // The page as it is now, at both sizes, then back to the size it had.
 async function shots(page, name) {

@@ -8,7 +8,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { api } from '../lib/kreide.mjs';
-import { launch, openPage, axeViolations, screenshot, viewports, startPortalSuite } from '../lib/browser.mjs';
+import { launch, openPage, screenshot, viewports, startPortalSuite, noSeriousViolations } from '../lib/browser.mjs';
 
 const PASSWORDS = {
   'tom.lehrer': 'der hafen ist heute still',
@@ -64,11 +64,6 @@ after(async () => {
   if (browser) await browser.close();
   if (s) await s.stop();
 });
-
-async function noSeriousViolations(page, where) {
-  const v = await axeViolations(page);
-  assert.deepEqual(v, [], `${where}: axe-core found ${JSON.stringify(v, null, 1)}`);
-}
 
 // On the provider's sign-in page: the user name (checked when it was
 // filled in for us), the password, the button.

@@ -94,3 +94,9 @@ export async function startPortalSuite({ name, redis, env = {} }) {
   writeFileSync(configFile, JSON.stringify({ client_id: c.json.client_id }));
   return { s, op, clientId: c.json.client_id };
 }
+
+// Fails the test when axe-core finds a serious or critical violation.
+export async function noSeriousViolations(page, where) {
+  const v = await axeViolations(page);
+  assert.deepEqual(v, [], `${where}: axe-core found ${JSON.stringify(v, null, 1)}`);
+}
