@@ -121,7 +121,7 @@ static int setup_thread(gw_thread *t, int index, char *err, size_t errlen)
     h2o_context_init(&t->super, h2o_evloop_create(), &config);
     t->index = index;
     t->queue = t->super.queue;
-    t->rpc = kr_rpc_h2o_new(t->queue);
+    t->rpc = kr_rpc_h2o_new(t->super.loop, t->queue);
     t->jwt_cache = kr_jwt_cache_new(4096);
     if (gw_revocations_start(t, err, errlen) != 0 || gw_ws_start(t, err, errlen) != 0)
         return -1;

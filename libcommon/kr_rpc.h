@@ -37,8 +37,21 @@ typedef struct kr_pg kr_pg; /* kr_pg.h */
  * kr_rpc_client_peers counts connections, not replicas. */
 #define KR_RPC_CONNS_PER_URL 4
 
-/* Largest request or reply message accepted, in bytes. */
+/* Most calls one request message carries (common.proto, Envelope.batch). */
+#define KR_RPC_MAX_BATCH 64
+
+/* Largest request message a server accepts, in bytes. */
 #define KR_RPC_MAX_MESSAGE (4u * 1024 * 1024)
+
+/* A batch stops growing at this many bytes of calls. */
+#define KR_RPC_MAX_BATCH_BYTES (1024u * 1024)
+
+/* Calls whose deadlines differ by more than this go in separate batches. */
+#define KR_RPC_BATCH_SLACK_MS 50
+
+/* Largest reply message a client accepts: a batch's reply carries all its
+ * calls' replies. */
+#define KR_RPC_MAX_REPLY (64u * 1024 * 1024)
 
 /* =========================================================== server side */
 
@@ -195,6 +208,38 @@ typedef void (*kr_rpc_cb)(void *arg, kr_rpc_result *res);
  * (possibly before this function returns, on the calling thread, when no
  * peer is connected at all). */
 void kr_rpc_call(kr_rpc_client *c, const kr_rpc_request *req, kr_rpc_cb cb, void *arg);
+
+/* A batch: calls gathered by one thread and sent as one request message
+ * (common.proto, Envelope.batch), which the server runs side by side on its
+ * workers and answers when the last of them is done. It saves the
+ * per-message cost of the transport when many calls go out at once, as on
+ * a busy event loop (kr_rpc_h2o gathers each loop iteration's calls). Each
+ * call keeps its own seal, caller, deadline and result. A batch object is
+ * used by one thread at a time. */
+typedef struct st_kr_rpc_batch_t kr_rpc_batch;
+
+kr_rpc_batch *kr_rpc_batch_new(kr_rpc_client *c);
+
+/* Sends what is left, then frees. */
+void kr_rpc_batch_free(kr_rpc_batch *b);
+
+/* Seals the call now (the request's pointers need only live until this
+ * returns) and adds it; `cb` is invoked exactly once, as for kr_rpc_call
+ * (at once when no peer is connected). A batch that reaches
+ * KR_RPC_MAX_BATCH calls or KR_RPC_MAX_BATCH_BYTES is sent by itself. */
+void kr_rpc_batch_add(kr_rpc_batch *b, const kr_rpc_request *req, kr_rpc_cb cb, void *arg);
+
+/* Sends the calls added so far, one alone as a plain call, and leaves the
+ * batch empty for reuse. The message waits for the latest of the calls'
+ * deadlines, which lie within KR_RPC_BATCH_SLACK_MS of each other; the
+ * server refuses each call whose own deadline has passed. */
+void kr_rpc_batch_send(kr_rpc_batch *b);
+
+/* Calls added and not yet sent. */
+size_t kr_rpc_batch_len(const kr_rpc_batch *b);
+
+/* The client the batch sends to. */
+kr_rpc_client *kr_rpc_batch_client(const kr_rpc_batch *b);
 
 /* Frees a result (NULL allowed). */
 void kr_rpc_result_free(kr_rpc_result *res);

@@ -1,8 +1,11 @@
-/* RPC client: one nng REQ socket per service, one context + aio per call. */
+/* RPC client: one nng REQ socket per service, one context + aio per request
+ * message, which carries one call or a batch of them. */
 #include "kr_rpc.h"
 
 #include <nng/protocol/reqrep0/req.h>
 #include <pthread.h>
+#include <stdbool.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,12 +32,21 @@ struct st_kr_rpc_client_t {
     call *all_calls; /* every call object, for kr_rpc_client_free */
 };
 
+/* Who waits for one call's result. */
+typedef struct {
+    kr_rpc_cb cb;
+    void *arg;
+} waiter;
+
+/* One request message in flight: a single call (nwaiters 1, `batched`
+ * false) or a batch. */
 struct st_call_t {
     kr_rpc_client *client;
     nng_ctx ctx;
     nng_aio *aio;
-    kr_rpc_cb cb;
-    void *arg;
+    waiter *waiters;
+    size_t nwaiters, cap;
+    bool batched;
     int64_t deadline_ms;
     struct timespec started;
     int sending;
@@ -83,7 +95,7 @@ int kr_rpc_client_new(const char *service, const char *urls, const kr_keyring *k
         free(c);
         return -1;
     }
-    nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, KR_RPC_MAX_MESSAGE);
+    nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, KR_RPC_MAX_REPLY);
     /* Reconnect quickly after a daemon restart, backing off to 2 s. */
     nng_socket_set_ms(c->sock, NNG_OPT_RECONNMINT, 50);
     nng_socket_set_ms(c->sock, NNG_OPT_RECONNMAXT, 2000);
@@ -165,59 +177,64 @@ static void release_call(call *k)
     pthread_mutex_unlock(&c->lock);
 }
 
-static void finish(call *k, kr_rpc_result *res)
+static int64_t since_us(const struct timespec *t0)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    res->latency_us = (now.tv_sec - k->started.tv_sec) * 1000000 + (now.tv_nsec - k->started.tv_nsec) / 1000;
-    kr_rpc_cb cb = k->cb;
-    void *arg = k->arg;
-    release_call(k);
-    cb(arg, res);
+    return (now.tv_sec - t0->tv_sec) * 1000000 + (now.tv_nsec - t0->tv_nsec) / 1000;
 }
 
-static kr_rpc_result *transport_failure(call *k, int rv)
+/* Hands every waiter its result (results[i], or a copy of `shared` for
+ * each), then makes the call object reusable. The waiters are copied first:
+ * a callback may start the next call, which can take this object. */
+static void finish(call *k, kr_rpc_result **results, const kr_rpc_result *shared)
+{
+    int64_t latency = since_us(&k->started);
+    size_t n = k->nwaiters;
+    waiter one, *ws = n == 1 ? &one : malloc(n * sizeof(*ws));
+    if (ws == NULL)
+        abort();
+    memcpy(ws, k->waiters, n * sizeof(*ws));
+    release_call(k);
+    for (size_t i = 0; i < n; i++) {
+        kr_rpc_result *r = results != NULL ? results[i] : NULL;
+        if (r == NULL) {
+            r = malloc(sizeof(*r));
+            if (r == NULL)
+                abort();
+            *r = *shared;
+            r->message = r->_msg;
+        }
+        r->latency_us = latency;
+        ws[i].cb(ws[i].arg, r);
+    }
+    if (ws != &one)
+        free(ws);
+}
+
+static void finish_failed(call *k, Kreide__Status status, const char *code, const char *msg)
+{
+    kr_rpc_result *r = new_result(status, code, msg);
+    finish(k, NULL, r);
+    free(r);
+}
+
+static void transport_failure(call *k, int rv)
 {
     kr_rpc_client *c = k->client;
     char msg[160];
     if (rv == NNG_ETIMEDOUT && atomic_load(&c->peers) > 0) {
         snprintf(msg, sizeof(msg), "the %s service did not answer in time", c->service);
-        return new_result(KREIDE__STATUS__DEADLINE_EXCEEDED, "rpc.timeout", msg);
+        finish_failed(k, KREIDE__STATUS__DEADLINE_EXCEEDED, "rpc.timeout", msg);
+        return;
     }
     /* Timed out with no peer connected, or closed: the service is down. */
     snprintf(msg, sizeof(msg), "the %s service is unavailable", c->service);
-    return new_result(KREIDE__STATUS__UNAVAILABLE, "rpc.unavailable", msg);
+    finish_failed(k, KREIDE__STATUS__UNAVAILABLE, "rpc.unavailable", msg);
 }
 
-static void call_done(void *arg)
+static kr_rpc_result *result_of(Kreide__Reply *reply)
 {
-    call *k = arg;
-    int rv = nng_aio_result(k->aio);
-    if (k->sending) {
-        if (rv != 0) {
-            nng_msg_free(nng_aio_get_msg(k->aio));
-            finish(k, transport_failure(k, rv));
-            return;
-        }
-        k->sending = 0;
-        int64_t left = k->deadline_ms - kr_now_ms();
-        nng_aio_set_timeout(k->aio, left > 0 ? (nng_duration)left : 1);
-        nng_ctx_recv(k->ctx, k->aio);
-        return;
-    }
-    if (rv != 0) {
-        finish(k, transport_failure(k, rv));
-        return;
-    }
-    nng_msg *m = nng_aio_get_msg(k->aio);
-    Kreide__Reply *reply = kreide__reply__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
-    nng_msg_free(m);
-    if (reply == NULL) {
-        char msg[160];
-        snprintf(msg, sizeof(msg), "the %s service sent a malformed reply", k->client->service);
-        finish(k, new_result(KREIDE__STATUS__INTERNAL, "rpc.bad_reply", msg));
-        return;
-    }
     kr_rpc_result *r = calloc(1, sizeof(*r));
     if (r == NULL)
         abort();
@@ -228,7 +245,81 @@ static void call_done(void *arg)
     r->field = reply->field;
     r->body = reply->body.data;
     r->body_len = reply->body.len;
-    finish(k, r);
+    return r;
+}
+
+/* A batch's reply: one Reply per call in order, or one Reply refusing the
+ * whole message, which then answers every call. */
+static void finish_batch(call *k, Kreide__Reply *outer)
+{
+    size_t n = k->nwaiters;
+    if (outer->n_batch == 0 && outer->status != KREIDE__STATUS__OK) {
+        kr_rpc_result shared = {.status = outer->status, .error_code = "rpc.malformed_envelope", .field = ""};
+        snprintf(shared._msg, sizeof(shared._msg), "%s", outer->message);
+        kreide__reply__free_unpacked(outer, NULL);
+        finish(k, NULL, &shared);
+        return;
+    }
+    if (outer->n_batch != n) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "the %s service answered %zu of %zu calls", k->client->service, outer->n_batch, n);
+        kreide__reply__free_unpacked(outer, NULL);
+        finish_failed(k, KREIDE__STATUS__INTERNAL, "rpc.bad_reply", msg);
+        return;
+    }
+    kr_rpc_result **results = malloc(n * sizeof(*results));
+    if (results == NULL)
+        abort();
+    for (size_t i = 0; i < n; i++) {
+        Kreide__Reply *r = kreide__reply__unpack(NULL, outer->batch[i].len, outer->batch[i].data);
+        if (r != NULL) {
+            results[i] = result_of(r);
+        } else {
+            char msg[160];
+            snprintf(msg, sizeof(msg), "the %s service sent a malformed reply", k->client->service);
+            results[i] = new_result(KREIDE__STATUS__INTERNAL, "rpc.bad_reply", msg);
+        }
+    }
+    kreide__reply__free_unpacked(outer, NULL);
+    finish(k, results, NULL);
+    free(results);
+}
+
+static void call_done(void *arg)
+{
+    call *k = arg;
+    int rv = nng_aio_result(k->aio);
+    if (k->sending) {
+        if (rv != 0) {
+            nng_msg_free(nng_aio_get_msg(k->aio));
+            transport_failure(k, rv);
+            return;
+        }
+        k->sending = 0;
+        int64_t left = k->deadline_ms - kr_now_ms();
+        nng_aio_set_timeout(k->aio, left > 0 ? (nng_duration)left : 1);
+        nng_ctx_recv(k->ctx, k->aio);
+        return;
+    }
+    if (rv != 0) {
+        transport_failure(k, rv);
+        return;
+    }
+    nng_msg *m = nng_aio_get_msg(k->aio);
+    Kreide__Reply *reply = kreide__reply__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
+    nng_msg_free(m);
+    if (reply == NULL) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "the %s service sent a malformed reply", k->client->service);
+        finish_failed(k, KREIDE__STATUS__INTERNAL, "rpc.bad_reply", msg);
+        return;
+    }
+    if (k->batched) {
+        finish_batch(k, reply);
+        return;
+    }
+    kr_rpc_result *r = result_of(reply);
+    finish(k, &r, NULL);
 }
 
 static call *take_call(kr_rpc_client *c)
@@ -256,27 +347,53 @@ static call *take_call(kr_rpc_client *c)
     return k;
 }
 
-void kr_rpc_call(kr_rpc_client *c, const kr_rpc_request *req, kr_rpc_cb cb, void *arg)
+/* Room for n waiters in k. */
+static void reserve_waiters(call *k, size_t n)
 {
-    char msg[160];
-    if (atomic_load(&c->peers) <= 0) {
-        /* Fail fast instead of holding the caller until its deadline. */
-        snprintf(msg, sizeof(msg), "the %s service is unavailable", c->service);
-        cb(arg, new_result(KREIDE__STATUS__UNAVAILABLE, "rpc.unavailable", msg));
+    if (k->cap >= n)
         return;
-    }
-    call *k = take_call(c);
-    if (k == NULL) {
-        snprintf(msg, sizeof(msg), "cannot start a call to %s", c->service);
-        cb(arg, new_result(KREIDE__STATUS__UNAVAILABLE, "rpc.unavailable", msg));
-        return;
-    }
-    k->cb = cb;
-    k->arg = arg;
-    k->deadline_ms = req->deadline_ms;
+    size_t cap = k->cap ? k->cap : 1;
+    while (cap < n)
+        cap *= 2;
+    waiter *w = realloc(k->waiters, cap * sizeof(*w));
+    if (w == NULL)
+        abort();
+    k->waiters = w;
+    k->cap = cap;
+}
+
+/* Sends `m` (one packed call or a packed batch) for the waiters `ws`. */
+static void send_message(call *k, nng_msg *m, const waiter *ws, size_t n, bool batched, int64_t deadline_ms)
+{
+    reserve_waiters(k, n);
+    memcpy(k->waiters, ws, n * sizeof(*ws));
+    k->nwaiters = n;
+    k->batched = batched;
+    k->deadline_ms = deadline_ms;
     k->sending = 1;
     clock_gettime(CLOCK_MONOTONIC, &k->started);
+    int64_t left = deadline_ms - kr_now_ms();
+    nng_aio_set_timeout(k->aio, left > 0 ? (nng_duration)left : 1);
+    nng_aio_set_msg(k->aio, m);
+    nng_ctx_send(k->ctx, k->aio);
+}
 
+/* Answers a call that never left: `what` names the service once (%s). */
+static void fail_now(kr_rpc_client *c, kr_rpc_cb cb, void *arg, Kreide__Status status, const char *code, const char *what, ...)
+    __attribute__((format(printf, 6, 7)));
+static void fail_now(kr_rpc_client *c, kr_rpc_cb cb, void *arg, Kreide__Status status, const char *code, const char *what, ...)
+{
+    (void)c;
+    char msg[160];
+    va_list ap;
+    va_start(ap, what);
+    vsnprintf(msg, sizeof(msg), what, ap);
+    va_end(ap);
+    cb(arg, new_result(status, code, msg));
+}
+
+static Kreide__Envelope envelope_of(const kr_rpc_request *req)
+{
     Kreide__Envelope env = KREIDE__ENVELOPE__INIT;
     env.method = (char *)req->method;
     env.request_id = (char *)(req->request_id ? req->request_id : "");
@@ -284,18 +401,145 @@ void kr_rpc_call(kr_rpc_client *c, const kr_rpc_request *req, kr_rpc_cb cb, void
     env.caller = (Kreide__Caller *)req->caller;
     env.body.data = (uint8_t *)req->body;
     env.body.len = req->body_len;
-    int64_t now = kr_now_ms();
-    nng_msg *m;
-    if (kr_seal_pack(c->keys, &env, now, &m) != 0) {
-        snprintf(msg, sizeof(msg), "cannot build a request for %s", c->service);
-        release_call(k);
-        cb(arg, new_result(KREIDE__STATUS__INTERNAL, "rpc.internal", msg));
+    return env;
+}
+
+void kr_rpc_call(kr_rpc_client *c, const kr_rpc_request *req, kr_rpc_cb cb, void *arg)
+{
+    if (atomic_load(&c->peers) <= 0) {
+        /* Fail fast instead of holding the caller until its deadline. */
+        fail_now(c, cb, arg, KREIDE__STATUS__UNAVAILABLE, "rpc.unavailable", "the %s service is unavailable", c->service);
         return;
     }
-    int64_t left = req->deadline_ms - now;
-    nng_aio_set_timeout(k->aio, left > 0 ? (nng_duration)left : 1);
-    nng_aio_set_msg(k->aio, m);
-    nng_ctx_send(k->ctx, k->aio);
+    call *k = take_call(c);
+    if (k == NULL) {
+        fail_now(c, cb, arg, KREIDE__STATUS__UNAVAILABLE, "rpc.unavailable", "cannot start a call to %s", c->service);
+        return;
+    }
+    Kreide__Envelope env = envelope_of(req);
+    nng_msg *m;
+    if (kr_seal_pack(c->keys, &env, kr_now_ms(), &m) != 0) {
+        release_call(k);
+        fail_now(c, cb, arg, KREIDE__STATUS__INTERNAL, "rpc.internal", "cannot build a request for %s", c->service);
+        return;
+    }
+    waiter w = {cb, arg};
+    send_message(k, m, &w, 1, false, req->deadline_ms);
+}
+
+/* ------------------------------------------------------------- batches */
+
+struct st_kr_rpc_batch_t {
+    kr_rpc_client *client;
+    ProtobufCBinaryData *items; /* packed, sealed envelopes */
+    waiter *waiters;
+    size_t n;
+    size_t bytes;
+    int64_t deadline_ms; /* the latest of the calls' */
+    int64_t earliest_ms; /* the earliest */
+};
+
+kr_rpc_batch *kr_rpc_batch_new(kr_rpc_client *c)
+{
+    kr_rpc_batch *b = calloc(1, sizeof(*b));
+    if (b == NULL)
+        abort();
+    b->client = c;
+    b->items = calloc(KR_RPC_MAX_BATCH, sizeof(*b->items));
+    b->waiters = calloc(KR_RPC_MAX_BATCH, sizeof(*b->waiters));
+    if (b->items == NULL || b->waiters == NULL)
+        abort();
+    return b;
+}
+
+void kr_rpc_batch_free(kr_rpc_batch *b)
+{
+    if (b == NULL)
+        return;
+    kr_rpc_batch_send(b);
+    free(b->items);
+    free(b->waiters);
+    free(b);
+}
+
+size_t kr_rpc_batch_len(const kr_rpc_batch *b)
+{
+    return b->n;
+}
+
+kr_rpc_client *kr_rpc_batch_client(const kr_rpc_batch *b)
+{
+    return b->client;
+}
+
+static void batch_clear(kr_rpc_batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        free(b->items[i].data);
+    b->n = 0;
+    b->bytes = 0;
+    b->deadline_ms = 0;
+    b->earliest_ms = 0;
+}
+
+void kr_rpc_batch_add(kr_rpc_batch *b, const kr_rpc_request *req, kr_rpc_cb cb, void *arg)
+{
+    kr_rpc_client *c = b->client;
+    if (atomic_load(&c->peers) <= 0) {
+        fail_now(c, cb, arg, KREIDE__STATUS__UNAVAILABLE, "rpc.unavailable", "the %s service is unavailable", c->service);
+        return;
+    }
+    Kreide__Envelope env = envelope_of(req);
+    uint8_t *data;
+    size_t len = kr_seal_pack_buf(c->keys, &env, kr_now_ms(), &data);
+    /* A batch is waited for until its latest deadline: calls whose deadlines
+     * lie far apart go in different messages. */
+    if (b->n > 0 && (b->bytes + len > KR_RPC_MAX_BATCH_BYTES || req->deadline_ms > b->earliest_ms + KR_RPC_BATCH_SLACK_MS ||
+                     req->deadline_ms < b->deadline_ms - KR_RPC_BATCH_SLACK_MS))
+        kr_rpc_batch_send(b);
+    b->items[b->n].data = data;
+    b->items[b->n].len = len;
+    b->waiters[b->n] = (waiter){cb, arg};
+    b->n++;
+    b->bytes += len;
+    if (b->n == 1 || req->deadline_ms > b->deadline_ms)
+        b->deadline_ms = req->deadline_ms;
+    if (b->n == 1 || req->deadline_ms < b->earliest_ms)
+        b->earliest_ms = req->deadline_ms;
+    if (b->n == KR_RPC_MAX_BATCH)
+        kr_rpc_batch_send(b);
+}
+
+void kr_rpc_batch_send(kr_rpc_batch *b)
+{
+    kr_rpc_client *c = b->client;
+    if (b->n == 0)
+        return;
+    call *k = take_call(c);
+    nng_msg *m = NULL;
+    if (k != NULL) {
+        if (b->n == 1) {
+            /* One call travels as a plain envelope. */
+            if (nng_msg_alloc(&m, b->items[0].len) == 0)
+                memcpy(nng_msg_body(m), b->items[0].data, b->items[0].len);
+        } else {
+            Kreide__Envelope env = KREIDE__ENVELOPE__INIT;
+            env.n_batch = b->n;
+            env.batch = b->items;
+            if (nng_msg_alloc(&m, kreide__envelope__get_packed_size(&env)) == 0)
+                kreide__envelope__pack(&env, nng_msg_body(m));
+        }
+    }
+    if (m == NULL) {
+        if (k != NULL)
+            release_call(k);
+        for (size_t i = 0; i < b->n; i++)
+            fail_now(c, b->waiters[i].cb, b->waiters[i].arg, KREIDE__STATUS__UNAVAILABLE, "rpc.unavailable",
+                     "cannot start a call to %s", c->service);
+    } else {
+        send_message(k, m, b->waiters, b->n, b->n > 1, b->deadline_ms);
+    }
+    batch_clear(b);
 }
 
 typedef struct {
@@ -338,6 +582,7 @@ void kr_rpc_client_free(kr_rpc_client *c)
     while (k != NULL) {
         call *next = k->next_all;
         nng_aio_free(k->aio); /* waits for a callback still running */
+        free(k->waiters);
         free(k);
         k = next;
     }

@@ -5,6 +5,11 @@
  * touched. This adapter carries each completion back to the event loop that
  * started the call through h2o's multithread queue, so the callback runs on
  * that loop's thread and may use the request it belongs to.
+ *
+ * Calls started during one turn of the loop are sent together when the turn
+ * ends, one batch per service (kr_rpc_batch_*): a busy loop pays the
+ * transport's cost once for many requests, an idle one sends a single call
+ * at once, as before.
  */
 #ifndef KR_RPC_H2O_H
 #define KR_RPC_H2O_H
@@ -16,9 +21,9 @@
 /* One per event loop; used only from that loop's thread. */
 typedef struct st_kr_rpc_h2o_t kr_rpc_h2o;
 
-/* Attaches to `loop`'s multithread queue (created with
+/* Attaches to `loop` and its multithread queue (created with
  * h2o_multithread_create_queue by the caller, who keeps it alive). */
-kr_rpc_h2o *kr_rpc_h2o_new(h2o_multithread_queue_t *queue);
+kr_rpc_h2o *kr_rpc_h2o_new(h2o_loop_t *loop, h2o_multithread_queue_t *queue);
 
 /* Detaches and frees; no call may still be in flight. */
 void kr_rpc_h2o_free(kr_rpc_h2o *r);
@@ -27,7 +32,8 @@ void kr_rpc_h2o_free(kr_rpc_h2o *r);
 size_t kr_rpc_h2o_pending(const kr_rpc_h2o *r);
 
 /* Like kr_rpc_call, but `cb` runs on the loop's thread (during
- * h2o_evloop_run), exactly once; it owns `res`. */
+ * h2o_evloop_run), exactly once; it owns `res`. The call leaves when the
+ * loop's current turn ends. */
 void kr_rpc_h2o_call(kr_rpc_h2o *r, kr_rpc_client *c, const kr_rpc_request *req, kr_rpc_cb cb, void *arg);
 
 #endif

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kr_metrics.h"
 #include "kr_rpc_h2o.h"
 #include "rpctest.pb-c.h"
 
@@ -160,7 +161,7 @@ static int setup(void **state)
     f->loop_thread = pthread_self();
     f->loop = h2o_evloop_create();
     f->queue = h2o_multithread_create_queue(f->loop);
-    f->rpc = kr_rpc_h2o_new(f->queue);
+    f->rpc = kr_rpc_h2o_new(f->loop, f->queue);
 
     kr_rpc_server_opts o = {
         .service = &kreide__test__echo__descriptor,
@@ -204,12 +205,24 @@ static int teardown(void **state)
     return 0;
 }
 
+/* The server's count of request messages that carried several calls. */
+static long batches_served(void)
+{
+    size_t len;
+    char *text = kr_metrics_render(&len);
+    const char *at = strstr(text, "\nkreide_rpc_batches_total ");
+    long n = at != NULL ? strtol(at + strlen("\nkreide_rpc_batches_total "), NULL, 10) : 0;
+    free(text);
+    return n;
+}
+
 /* ------------------------------------------------------------ tests */
 
 static void completions_run_on_the_loop_thread(void **state)
 {
     fixture *f = *state;
     enum { N = 20 };
+    long batches = batches_served();
     outcome o[N];
     char text[N][24];
     memset(o, 0, sizeof(o));
@@ -230,6 +243,23 @@ static void completions_run_on_the_loop_thread(void **state)
         assert_int_equal(o[i].status, KREIDE__STATUS__OK);
         assert_string_equal(o[i].text, text[i]);
     }
+    /* Started in one turn of the loop, they travelled as one batch. */
+    assert_int_equal(batches_served(), batches + 1);
+}
+
+static void calls_of_later_turns_travel_on_their_own(void **state)
+{
+    fixture *f = *state;
+    long batches = batches_served();
+    outcome o[3];
+    memset(o, 0, sizeof(o));
+    for (int i = 0; i < 3; i++) {
+        o[i].f = f;
+        say_on_loop(f, f->client, "alone", &o[i]);
+        assert_true(run_until(f, i + 1));
+        assert_int_equal(o[i].status, KREIDE__STATUS__OK);
+    }
+    assert_int_equal(batches_served(), batches);
 }
 
 static void fast_failure_is_delivered_by_the_loop_too(void **state)
@@ -288,6 +318,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(completions_run_on_the_loop_thread, setup, teardown),
+        cmocka_unit_test_setup_teardown(calls_of_later_turns_travel_on_their_own, setup, teardown),
         cmocka_unit_test_setup_teardown(fast_failure_is_delivered_by_the_loop_too, setup, teardown),
         cmocka_unit_test_setup_teardown(completion_may_start_another_call, setup, teardown),
     };

@@ -17,19 +17,39 @@
 #include "kr_metrics.h"
 #include "kr_pg.h"
 
-typedef enum { W_IDLE, W_RECV, W_BUSY } worker_state;
+/* Requests arrive on inboxes, each an nng context that holds one request
+ * message at a time, single or batch. Its calls become jobs on one queue
+ * that every worker takes from, so a batch's calls run side by side; the
+ * worker that finishes a request's last call sends its reply. */
+typedef enum { I_IDLE, I_RECV, I_BUSY, I_SEND } inbox_state;
+
+typedef struct st_inbox_t inbox;
+
+typedef struct {
+    inbox *in;
+    uint32_t index; /* the call's place in its batch; 0 for a single call */
+    const uint8_t *data;
+    size_t len;
+} job;
+
+struct st_inbox_t {
+    struct st_kr_rpc_server_t *srv;
+    nng_ctx ctx;
+    nng_aio *aio;      /* receives the request, then sends the reply */
+    inbox_state state; /* guarded by the server's lock */
+    nng_msg *req;
+    Kreide__Envelope *batch;      /* the batch envelope; NULL for a single call */
+    ProtobufCBinaryData *replies; /* a batch's packed replies, by index */
+    atomic_uint left;             /* a batch's calls not yet answered */
+};
 
 typedef struct {
     struct st_kr_rpc_server_t *srv;
     pthread_t thread;
-    nng_ctx ctx;
-    nng_aio *aio;
     kr_pg *pg;
     kr_arena arena;
     int64_t db_checked_ms; /* when the database was last pinged, for health */
     bool db_ok;
-    pthread_mutex_t lock; /* guards state against the draining thread */
-    worker_state state;
 } worker;
 
 struct st_kr_rpc_server_t {
@@ -38,8 +58,19 @@ struct st_kr_rpc_server_t {
     nng_socket sock;
     worker *workers;
     int nworkers;
+    inbox *inboxes;
+    int ninboxes;
+    /* The lock guards the job queue, the inboxes' states and `busy`. */
+    pthread_mutex_t lock;
+    pthread_cond_t work;    /* a job was queued, or the workers are to stop */
+    pthread_cond_t settled; /* an inbox went idle */
+    job *queue;             /* ring of ninboxes * KR_RPC_MAX_BATCH jobs */
+    size_t qcap, qhead, qlen;
+    int busy; /* inboxes not idle */
+    bool workers_stop;
     atomic_int stopping;
     kr_metric *m_bad_seal;
+    kr_metric *m_batches;
     kr_metric **m_latency; /* per descriptor method index */
 };
 
@@ -129,6 +160,13 @@ static void handle(worker *w, const uint8_t *data, size_t len, Kreide__Reply *re
     }
     reply->request_id = env->request_id;
     kr_log_set_request_id(env->request_id);
+    if (env->n_batch != 0) {
+        reply->status = KREIDE__STATUS__INVALID_ARGUMENT;
+        reply->error_code = "rpc.malformed_envelope";
+        reply->message = "a batch element or a call must not carry a batch";
+        kr_log(KR_LOG_WARN, "envelope refused", "reason", "a call carries a batch", NULL);
+        return;
+    }
 
     int64_t now = kr_now_ms();
     kr_seal_error se = kr_seal_verify(srv->opts.keys, env, now);
@@ -211,64 +249,212 @@ static void handle(worker *w, const uint8_t *data, size_t len, Kreide__Reply *re
     kr_histogram_observe(srv->m_latency[md - srv->opts.service->methods], secs);
 }
 
+/* Arms the inbox for the next request, or lets it go idle when the server
+ * is draining. Called with the server's lock not held. */
+static void inbox_receive(inbox *in)
+{
+    kr_rpc_server *srv = in->srv;
+    pthread_mutex_lock(&srv->lock);
+    if (atomic_load(&srv->stopping)) {
+        in->state = I_IDLE;
+        srv->busy--;
+        pthread_cond_broadcast(&srv->settled);
+    } else {
+        /* Under the lock, so a drain either sees I_RECV and cancels this
+         * receive, or has set `stopping` before it. */
+        in->state = I_RECV;
+        nng_ctx_recv(in->ctx, in->aio);
+    }
+    pthread_mutex_unlock(&srv->lock);
+}
+
+static void inbox_send(inbox *in, nng_msg *reply)
+{
+    nng_msg_free(in->req);
+    in->req = NULL;
+    if (reply == NULL) { /* nng could not allocate: the client's deadline answers */
+        inbox_receive(in);
+        return;
+    }
+    pthread_mutex_lock(&in->srv->lock);
+    in->state = I_SEND;
+    pthread_mutex_unlock(&in->srv->lock);
+    nng_aio_set_msg(in->aio, reply);
+    nng_ctx_send(in->ctx, in->aio);
+}
+
+/* Packs a reply that answers the whole message (a malformed batch). */
+static void inbox_refuse(inbox *in, const char *message)
+{
+    Kreide__Reply reply = KREIDE__REPLY__INIT;
+    reply.status = KREIDE__STATUS__INVALID_ARGUMENT;
+    reply.error_code = "rpc.malformed_envelope";
+    reply.message = (char *)message;
+    kr_log(KR_LOG_WARN, "batch refused", "reason", message, NULL);
+    inbox_send(in, pack_reply(&reply));
+}
+
+/* A batch whose last call is answered: one reply carrying every call's. */
+static void inbox_send_batch(inbox *in)
+{
+    Kreide__Reply reply = KREIDE__REPLY__INIT;
+    reply.n_batch = in->batch->n_batch;
+    reply.batch = in->replies;
+    nng_msg *m = pack_reply(&reply);
+    for (size_t i = 0; i < reply.n_batch; i++)
+        free(in->replies[i].data);
+    free(in->replies);
+    in->replies = NULL;
+    kreide__envelope__free_unpacked(in->batch, NULL);
+    in->batch = NULL;
+    inbox_send(in, m);
+}
+
+/* First byte of a packed Envelope that starts with `batch` (field 14,
+ * length-delimited): how a batch is told from a single call without
+ * unpacking the call. A single envelope packed in another field order is
+ * still a single call; handle() refuses one that also carries a batch. */
+#define BATCH_TAG ((14u << 3) | 2u)
+
+/* A request arrived on `in`: queue its calls. */
+static void inbox_accept(inbox *in, nng_msg *m)
+{
+    kr_rpc_server *srv = in->srv;
+    in->req = m;
+    const uint8_t *body = nng_msg_body(m);
+    size_t len = nng_msg_len(m);
+    Kreide__Envelope *b = NULL;
+    if (len > 0 && body[0] == BATCH_TAG) {
+        b = kreide__envelope__unpack(NULL, len, body);
+        if (b != NULL && b->n_batch == 0) {
+            kreide__envelope__free_unpacked(b, NULL);
+            b = NULL;
+        }
+    }
+    if (b != NULL) {
+        const char *bad = NULL;
+        if (b->n_batch > KR_RPC_MAX_BATCH)
+            bad = "a batch holds too many calls";
+        else if (b->method[0] != '\0' || b->request_id[0] != '\0' || b->deadline_ms != 0 || b->caller != NULL || b->body.len != 0 ||
+                 b->seal != NULL)
+            bad = "a batch envelope carries nothing but its calls";
+        if (bad != NULL) {
+            kreide__envelope__free_unpacked(b, NULL);
+            inbox_refuse(in, bad);
+            return;
+        }
+        in->batch = b;
+        in->replies = calloc(b->n_batch, sizeof(*in->replies));
+        if (in->replies == NULL)
+            abort();
+        atomic_store(&in->left, (unsigned)b->n_batch);
+        kr_counter_add(srv->m_batches, 1);
+    }
+    size_t n = b != NULL ? b->n_batch : 1;
+    pthread_mutex_lock(&srv->lock);
+    in->state = I_BUSY;
+    for (size_t i = 0; i < n; i++) {
+        job *j = &srv->queue[(srv->qhead + srv->qlen++) % srv->qcap];
+        j->in = in;
+        j->index = (uint32_t)i;
+        j->data = b != NULL ? b->batch[i].data : body;
+        j->len = b != NULL ? b->batch[i].len : len;
+    }
+    if (n == 1)
+        pthread_cond_signal(&srv->work);
+    else
+        pthread_cond_broadcast(&srv->work);
+    pthread_mutex_unlock(&srv->lock);
+}
+
+/* Runs on an nng thread when an inbox's receive or send finishes. */
+static void inbox_done(void *arg)
+{
+    inbox *in = arg;
+    kr_rpc_server *srv = in->srv;
+    pthread_mutex_lock(&srv->lock);
+    inbox_state st = in->state;
+    pthread_mutex_unlock(&srv->lock);
+    int rv = nng_aio_result(in->aio);
+    if (st == I_SEND) {
+        if (rv != 0)
+            nng_msg_free(nng_aio_get_msg(in->aio));
+        inbox_receive(in);
+        return;
+    }
+    if (rv == NNG_ECANCELED || rv == NNG_ECLOSED) {
+        pthread_mutex_lock(&srv->lock);
+        in->state = I_IDLE;
+        srv->busy--;
+        pthread_cond_broadcast(&srv->settled);
+        pthread_mutex_unlock(&srv->lock);
+        return;
+    }
+    if (rv != 0) {
+        inbox_receive(in);
+        return;
+    }
+    inbox_accept(in, nng_aio_get_msg(in->aio));
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
     kr_rpc_server *srv = w->srv;
     for (;;) {
-        pthread_mutex_lock(&w->lock);
-        if (atomic_load(&srv->stopping)) {
-            pthread_mutex_unlock(&w->lock);
+        pthread_mutex_lock(&srv->lock);
+        while (srv->qlen == 0 && !srv->workers_stop)
+            pthread_cond_wait(&srv->work, &srv->lock);
+        if (srv->qlen == 0) {
+            pthread_mutex_unlock(&srv->lock);
             break;
         }
-        /* Started under the lock so a concurrent drain either sees W_RECV and
-         * cancels this receive, or runs before it and we see `stopping`. */
-        w->state = W_RECV;
-        nng_ctx_recv(w->ctx, w->aio);
-        pthread_mutex_unlock(&w->lock);
-        nng_aio_wait(w->aio);
+        job j = srv->queue[srv->qhead];
+        srv->qhead = (srv->qhead + 1) % srv->qcap;
+        srv->qlen--;
+        pthread_mutex_unlock(&srv->lock);
 
-        pthread_mutex_lock(&w->lock);
-        w->state = W_BUSY;
-        pthread_mutex_unlock(&w->lock);
-        int rv = nng_aio_result(w->aio);
-        if (rv == NNG_ECANCELED || rv == NNG_ECLOSED)
-            break;
-        if (rv != 0)
-            continue;
-
-        nng_msg *msg = nng_aio_get_msg(w->aio);
         Kreide__Reply reply = KREIDE__REPLY__INIT;
-        handle(w, nng_msg_body(msg), nng_msg_len(msg), &reply);
-        nng_msg_free(msg);
-        nng_msg *out = pack_reply(&reply);
+        handle(w, j.data, j.len, &reply);
+        inbox *in = j.in;
+        if (in->batch == NULL) {
+            nng_msg *out = pack_reply(&reply);
+            kr_arena_reset(&w->arena);
+            kr_log_set_request_id(NULL);
+            inbox_send(in, out);
+            continue;
+        }
+        size_t n = kreide__reply__get_packed_size(&reply);
+        uint8_t *buf = malloc(n ? n : 1);
+        if (buf == NULL)
+            abort();
+        in->replies[j.index].data = buf;
+        in->replies[j.index].len = kreide__reply__pack(&reply, buf);
         kr_arena_reset(&w->arena);
         kr_log_set_request_id(NULL);
-        if (out == NULL)
-            continue;
-        nng_aio_set_msg(w->aio, out);
-        nng_ctx_send(w->ctx, w->aio);
-        nng_aio_wait(w->aio);
-        if (nng_aio_result(w->aio) != 0)
-            nng_msg_free(out);
+        if (atomic_fetch_sub(&in->left, 1) == 1)
+            inbox_send_batch(in);
     }
-    pthread_mutex_lock(&w->lock);
-    w->state = W_IDLE;
-    pthread_mutex_unlock(&w->lock);
     return NULL;
 }
 
 static void free_server(kr_rpc_server *srv)
 {
+    for (int i = 0; i < srv->ninboxes; i++) {
+        if (srv->inboxes[i].aio)
+            nng_aio_free(srv->inboxes[i].aio);
+    }
     for (int i = 0; i < srv->nworkers; i++) {
         worker *w = &srv->workers[i];
-        if (w->aio)
-            nng_aio_free(w->aio);
         if (w->pg)
             kr_pg_free(w->pg);
         kr_arena_free(&w->arena);
-        pthread_mutex_destroy(&w->lock);
     }
+    pthread_cond_destroy(&srv->settled);
+    pthread_cond_destroy(&srv->work);
+    pthread_mutex_destroy(&srv->lock);
+    free(srv->queue);
+    free(srv->inboxes);
     free(srv->workers);
     free(srv->by_index);
     free(srv->m_latency);
@@ -306,6 +492,9 @@ int kr_rpc_server_start(const kr_rpc_server_opts *opts, kr_rpc_server **out, cha
     if (srv == NULL)
         abort();
     srv->opts = *opts;
+    pthread_mutex_init(&srv->lock, NULL);
+    pthread_cond_init(&srv->work, NULL);
+    pthread_cond_init(&srv->settled, NULL);
     srv->by_index = calloc(sd->n_methods, sizeof(*srv->by_index));
     if (srv->by_index == NULL)
         abort();
@@ -348,21 +537,32 @@ int kr_rpc_server_start(const kr_rpc_server_opts *opts, kr_rpc_server **out, cha
     }
     srv->m_bad_seal = kr_metrics_counter("kreide_rpc_rejected_envelopes_total", "Envelopes whose seal did not verify", NULL);
 
+    srv->m_batches = kr_metrics_counter("kreide_rpc_batches_total", "Request messages that carried several calls", NULL);
+
     srv->nworkers = opts->workers;
     srv->workers = calloc((size_t)opts->workers, sizeof(worker));
-    if (srv->workers == NULL)
+    /* Twice as many inboxes as workers: while the workers run one request's
+     * calls, the next requests are already received and queued. */
+    srv->ninboxes = 2 * opts->workers < 4 ? 4 : 2 * opts->workers;
+    srv->inboxes = calloc((size_t)srv->ninboxes, sizeof(inbox));
+    srv->qcap = (size_t)srv->ninboxes * KR_RPC_MAX_BATCH;
+    srv->queue = calloc(srv->qcap, sizeof(job));
+    if (srv->workers == NULL || srv->inboxes == NULL || srv->queue == NULL)
         abort();
     for (int i = 0; i < opts->workers; i++) {
         worker *w = &srv->workers[i];
         w->srv = srv;
-        pthread_mutex_init(&w->lock, NULL);
-        if ((rv = nng_ctx_open(&w->ctx, srv->sock)) != 0 || (rv = nng_aio_alloc(&w->aio, NULL, NULL)) != 0) {
+        if (opts->database_url != NULL)
+            w->pg = kr_pg_new(opts->database_url);
+    }
+    for (int i = 0; i < srv->ninboxes; i++) {
+        inbox *in = &srv->inboxes[i];
+        in->srv = srv;
+        if ((rv = nng_ctx_open(&in->ctx, srv->sock)) != 0 || (rv = nng_aio_alloc(&in->aio, inbox_done, in)) != 0) {
             snprintf(err, errlen, "nng: %s", nng_strerror(rv));
             nng_close(srv->sock);
             goto fail;
         }
-        if (opts->database_url != NULL)
-            w->pg = kr_pg_new(opts->database_url);
     }
     if ((rv = nng_listen(srv->sock, opts->listen_url, NULL, 0)) != 0) {
         snprintf(err, errlen, "cannot listen on %s: %s", opts->listen_url, nng_strerror(rv));
@@ -371,6 +571,9 @@ int kr_rpc_server_start(const kr_rpc_server_opts *opts, kr_rpc_server **out, cha
     }
     for (int i = 0; i < opts->workers; i++)
         pthread_create(&srv->workers[i].thread, NULL, worker_main, &srv->workers[i]);
+    srv->busy = srv->ninboxes;
+    for (int i = 0; i < srv->ninboxes; i++)
+        inbox_receive(&srv->inboxes[i]);
     *out = srv;
     return 0;
 fail:
@@ -458,14 +661,29 @@ void kr_rpc_server_drain(kr_rpc_server *srv)
      * idle workers stop receiving. Connections already open stay open until
      * every worker has sent its reply; what they still have queued is resent
      * by the clients when the socket closes. */
+    nng_aio **receiving = calloc((size_t)srv->ninboxes, sizeof(*receiving));
+    if (receiving == NULL)
+        abort();
+    int nreceiving = 0;
+    pthread_mutex_lock(&srv->lock);
     atomic_store(&srv->stopping, 1);
-    for (int i = 0; i < srv->nworkers; i++) {
-        worker *w = &srv->workers[i];
-        pthread_mutex_lock(&w->lock);
-        if (w->state == W_RECV)
-            nng_aio_cancel(w->aio);
-        pthread_mutex_unlock(&w->lock);
+    for (int i = 0; i < srv->ninboxes; i++) {
+        if (srv->inboxes[i].state == I_RECV)
+            receiving[nreceiving++] = srv->inboxes[i].aio;
     }
+    pthread_mutex_unlock(&srv->lock);
+    /* Outside the lock: a cancelled receive completes on an nng thread,
+     * which takes it. A receive that finished first is served: its inbox
+     * goes idle once it has sent the reply. */
+    for (int i = 0; i < nreceiving; i++)
+        nng_aio_cancel(receiving[i]);
+    free(receiving);
+    pthread_mutex_lock(&srv->lock);
+    while (srv->busy > 0)
+        pthread_cond_wait(&srv->settled, &srv->lock);
+    srv->workers_stop = true;
+    pthread_cond_broadcast(&srv->work);
+    pthread_mutex_unlock(&srv->lock);
     for (int i = 0; i < srv->nworkers; i++)
         pthread_join(srv->workers[i].thread, NULL);
     /* A finished send has handed the reply to a connection, not written it
@@ -473,8 +691,8 @@ void kr_rpc_server_drain(kr_rpc_server *srv)
      * resend the request to another replica, which would run it a second
      * time. nng has no flush, so give its writers a moment. */
     nng_msleep(REPLY_FLUSH_MS);
-    for (int i = 0; i < srv->nworkers; i++)
-        nng_ctx_close(srv->workers[i].ctx);
+    for (int i = 0; i < srv->ninboxes; i++)
+        nng_ctx_close(srv->inboxes[i].ctx);
     if (!close_bounded(srv->sock)) {
         kr_log(KR_LOG_WARN, "the RPC socket did not close in time; leaving it to process exit", "issue", "nanomsg/nng#1543", NULL);
         int n = atomic_fetch_add(&nabandoned, 1);

@@ -1154,6 +1154,249 @@ static void many_concurrent_calls_are_all_answered(void **state)
     free(calls);
 }
 
+/* ------------------------------------------------------------ batches */
+
+static void batched_calls_are_each_answered(void **state)
+{
+    reset_seen(state);
+    enum { N = 150 }; /* more than two full batches */
+    char url[256];
+    snprintf(url, sizeof(url), "%s", new_url());
+    kr_rpc_server *srv = start_echo(url, 4);
+    kr_rpc_client *c = connect_echo(url);
+    tally t = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    one_call *calls = calloc(N, sizeof(*calls));
+    assert_non_null(calls);
+    kr_rpc_batch *b = kr_rpc_batch_new(c);
+    assert_ptr_equal(kr_rpc_batch_client(b), c);
+    for (int i = 0; i < N; i++) {
+        Kreide__Test__AddRequest in = KREIDE__TEST__ADD_REQUEST__INIT;
+        in.a = i;
+        in.b = 7 * (int64_t)i;
+        calls[i].t = &t;
+        calls[i].expect = in.a + in.b;
+        uint8_t buf[32];
+        kr_rpc_request rq = {
+            .method = ADD,
+            .request_id = "batch",
+            .deadline_ms = kr_now_ms() + 30000,
+            .body = buf,
+            .body_len = kreide__test__add_request__pack(&in, buf),
+        };
+        kr_rpc_batch_add(b, &rq, on_add, &calls[i]);
+        /* Full batches leave by themselves. */
+        assert_int_equal(kr_rpc_batch_len(b), (size_t)((i + 1) % KR_RPC_MAX_BATCH));
+    }
+    kr_rpc_batch_send(b);
+    assert_int_equal(kr_rpc_batch_len(b), 0);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 30;
+    pthread_mutex_lock(&t.lock);
+    while (t.done < N && pthread_cond_timedwait(&t.cond, &t.lock, &until) == 0)
+        ;
+    int done = t.done, wrong = t.wrong;
+    pthread_mutex_unlock(&t.lock);
+    assert_int_equal(done, N);
+    assert_int_equal(wrong, 0);
+    assert_int_equal(atomic_load(&seen.calls), N);
+    kr_rpc_batch_free(b);
+    kr_rpc_client_free(c);
+    kr_rpc_server_drain(srv);
+    free(calls);
+}
+
+/* Adds a Say call to `b`, its result going to `w`. */
+static void batch_say(kr_rpc_batch *b, const char *method, const char *text, const char *fail_code, bool hold, waiter *w)
+{
+    Kreide__Test__SayRequest in = KREIDE__TEST__SAY_REQUEST__INIT;
+    in.text = (char *)text;
+    in.fail_code = (char *)fail_code;
+    in.hold = hold;
+    uint8_t buf[256];
+    kr_rpc_request rq = {
+        .method = method,
+        .request_id = text,
+        .deadline_ms = kr_now_ms() + SOON_MS,
+        .body = buf,
+        .body_len = kreide__test__say_request__pack(&in, buf),
+    };
+    kr_rpc_batch_add(b, &rq, on_result, w);
+}
+
+static void batch_runs_its_calls_side_by_side(void **state)
+{
+    echo_fixture *f = *state;
+    enum { N = 2 }; /* the fixture's workers */
+    kr_rpc_batch *b = kr_rpc_batch_new(f->c);
+    waiter w[N];
+    for (int i = 0; i < N; i++) {
+        waiter_init(&w[i]);
+        batch_say(b, SAY, "held", "", true, &w[i]);
+    }
+    kr_rpc_batch_send(b);
+    /* Every call of the batch is in a handler at once: one worker each. */
+    bool together = POLL_UNTIL(atomic_load(&seen.started) == N, SOON_MS);
+    release_held();
+    assert_true(together);
+    for (int i = 0; i < N; i++) {
+        kr_rpc_result *r = waiter_take(&w[i]);
+        assert_int_equal(r->status, KREIDE__STATUS__OK);
+        kr_rpc_result_free(r);
+        waiter_destroy(&w[i]);
+    }
+    kr_rpc_batch_free(b);
+}
+
+static void batch_keeps_each_calls_outcome(void **state)
+{
+    echo_fixture *f = *state;
+    kr_rpc_batch *b = kr_rpc_batch_new(f->c);
+    waiter ok, failed, unknown;
+    waiter_init(&ok);
+    waiter_init(&failed);
+    waiter_init(&unknown);
+    batch_say(b, SAY, "hallo", "", false, &ok);
+    batch_say(b, SAY, "nein", "say.refused", false, &failed);
+    batch_say(b, "kreide.test.Echo/Shout", "laut", "", false, &unknown);
+    kr_rpc_batch_send(b);
+
+    kr_rpc_result *r = waiter_take(&ok);
+    assert_int_equal(r->status, KREIDE__STATUS__OK);
+    Kreide__Test__SayReply *out = kreide__test__say_reply__unpack(NULL, r->body_len, r->body);
+    assert_non_null(out);
+    assert_string_equal(out->text, "hallo");
+    assert_string_equal(out->request_id, "hallo");
+    kreide__test__say_reply__free_unpacked(out, NULL);
+    kr_rpc_result_free(r);
+    r = waiter_take(&failed);
+    assert_int_equal(r->status, KREIDE__STATUS__FAILED_PRECONDITION);
+    assert_string_equal(r->error_code, "say.refused");
+    assert_string_equal(r->field, "text");
+    kr_rpc_result_free(r);
+    r = waiter_take(&unknown);
+    assert_int_equal(r->status, KREIDE__STATUS__UNIMPLEMENTED);
+    kr_rpc_result_free(r);
+    assert_int_equal(atomic_load(&seen.calls), 2);
+    waiter_destroy(&ok);
+    waiter_destroy(&failed);
+    waiter_destroy(&unknown);
+    kr_rpc_batch_free(b);
+}
+
+/* Packs a batch envelope of `n` elements into a message. */
+static nng_msg *pack_batch(ProtobufCBinaryData *items, size_t n)
+{
+    Kreide__Envelope env = KREIDE__ENVELOPE__INIT;
+    env.n_batch = n;
+    env.batch = items;
+    return pack_envelope(&env);
+}
+
+static void forged_call_in_a_batch_is_refused_alone(void **state)
+{
+    echo_fixture *f = *state;
+    say_envelope good, forged;
+    say_envelope_init(&good, "echt");
+    say_envelope_init(&forged, "falsch");
+    ProtobufCBinaryData items[2];
+    items[0].len = kr_seal_pack_buf(keys, &good.env, kr_now_ms(), &items[0].data);
+    items[1].len = kr_seal_pack_buf(keys_other_secret, &forged.env, kr_now_ms(), &items[1].data);
+    Kreide__Reply *r = raw_exchange(f->url, pack_batch(items, 2));
+    assert_int_equal(r->status, KREIDE__STATUS__OK);
+    assert_int_equal(r->n_batch, 2);
+    Kreide__Reply *r0 = kreide__reply__unpack(NULL, r->batch[0].len, r->batch[0].data);
+    Kreide__Reply *r1 = kreide__reply__unpack(NULL, r->batch[1].len, r->batch[1].data);
+    assert_non_null(r0);
+    assert_non_null(r1);
+    assert_int_equal(r0->status, KREIDE__STATUS__OK);
+    assert_int_equal(r1->status, KREIDE__STATUS__UNAUTHENTICATED);
+    assert_string_equal(r1->error_code, "rpc.bad_seal");
+    assert_int_equal(r1->body.len, 0);
+    assert_int_equal(atomic_load(&seen.calls), 1); /* only the sealed one ran */
+    kreide__reply__free_unpacked(r0, NULL);
+    kreide__reply__free_unpacked(r1, NULL);
+    kreide__reply__free_unpacked(r, NULL);
+    free(items[0].data);
+    free(items[1].data);
+}
+
+static void malformed_batches_are_refused(void **state)
+{
+    echo_fixture *f = *state;
+    say_envelope e;
+    say_envelope_init(&e, "x");
+    ProtobufCBinaryData sealed;
+    sealed.len = kr_seal_pack_buf(keys, &e.env, kr_now_ms(), &sealed.data);
+
+    /* Too many calls: the whole message is refused, none runs. */
+    ProtobufCBinaryData many[KR_RPC_MAX_BATCH + 1];
+    for (size_t i = 0; i < KR_RPC_MAX_BATCH + 1; i++)
+        many[i] = sealed;
+    Kreide__Reply *r = raw_exchange(f->url, pack_batch(many, KR_RPC_MAX_BATCH + 1));
+    assert_int_equal(r->status, KREIDE__STATUS__INVALID_ARGUMENT);
+    assert_string_equal(r->error_code, "rpc.malformed_envelope");
+    assert_int_equal(r->n_batch, 0);
+    kreide__reply__free_unpacked(r, NULL);
+
+    /* A batch envelope that also names a method. */
+    Kreide__Envelope env = KREIDE__ENVELOPE__INIT;
+    env.n_batch = 1;
+    env.batch = &sealed;
+    env.method = SAY;
+    r = raw_exchange(f->url, pack_envelope(&env));
+    assert_int_equal(r->status, KREIDE__STATUS__INVALID_ARGUMENT);
+    assert_string_equal(r->error_code, "rpc.malformed_envelope");
+    kreide__reply__free_unpacked(r, NULL);
+
+    /* Elements that are garbage or batches themselves are refused one by
+     * one; the good one beside them runs. */
+    ProtobufCBinaryData nested;
+    Kreide__Envelope inner = KREIDE__ENVELOPE__INIT;
+    inner.n_batch = 1;
+    inner.batch = &sealed;
+    nested.len = kreide__envelope__get_packed_size(&inner);
+    nested.data = malloc(nested.len);
+    assert_non_null(nested.data);
+    kreide__envelope__pack(&inner, nested.data);
+    uint8_t junk[] = {0xff, 0xff, 0xff};
+    ProtobufCBinaryData three[3] = {{sizeof(junk), junk}, nested, sealed};
+    r = raw_exchange(f->url, pack_batch(three, 3));
+    assert_int_equal(r->n_batch, 3);
+    const char *expect[3] = {"rpc.malformed_envelope", "rpc.malformed_envelope", ""};
+    for (int i = 0; i < 3; i++) {
+        Kreide__Reply *ri = kreide__reply__unpack(NULL, r->batch[i].len, r->batch[i].data);
+        assert_non_null(ri);
+        assert_string_equal(ri->error_code, expect[i]);
+        assert_int_equal(ri->status, i < 2 ? KREIDE__STATUS__INVALID_ARGUMENT : KREIDE__STATUS__OK);
+        kreide__reply__free_unpacked(ri, NULL);
+    }
+    kreide__reply__free_unpacked(r, NULL);
+    assert_int_equal(atomic_load(&seen.calls), 1);
+    free(nested.data);
+    free(sealed.data);
+}
+
+static void batch_fails_fast_without_a_peer(void **state)
+{
+    (void)state;
+    kr_rpc_client *c = NULL;
+    char err[256];
+    assert_int_equal(kr_rpc_client_new("echo", new_url(), keys, &c, err, sizeof(err)), 0);
+    kr_rpc_batch *b = kr_rpc_batch_new(c);
+    waiter w;
+    waiter_init(&w);
+    batch_say(b, SAY, "niemand", "", false, &w);
+    kr_rpc_result *r = waiter_take(&w);
+    assert_int_equal(r->status, KREIDE__STATUS__UNAVAILABLE);
+    assert_string_equal(r->error_code, "rpc.unavailable");
+    assert_int_equal(kr_rpc_batch_len(b), 0);
+    kr_rpc_result_free(r);
+    waiter_destroy(&w);
+    kr_rpc_batch_free(b);
+    kr_rpc_client_free(c);
+}
+
 static void client_free_completes_calls_in_flight(void **state)
 {
     reset_seen(state);
@@ -1288,6 +1531,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(malformed_body_is_invalid_argument, echo_up, echo_down),
         cmocka_unit_test_setup_teardown(garbage_message_gets_invalid_argument_reply, echo_up, echo_down),
         cmocka_unit_test_setup_teardown(forged_envelopes_are_rejected, echo_up, echo_down),
+        cmocka_unit_test(batched_calls_are_each_answered),
+        cmocka_unit_test_setup_teardown(batch_runs_its_calls_side_by_side, echo_up, echo_down),
+        cmocka_unit_test_setup_teardown(batch_keeps_each_calls_outcome, echo_up, echo_down),
+        cmocka_unit_test_setup_teardown(forged_call_in_a_batch_is_refused_alone, echo_up, echo_down),
+        cmocka_unit_test_setup_teardown(malformed_batches_are_refused, echo_up, echo_down),
+        cmocka_unit_test(batch_fails_fast_without_a_peer),
         cmocka_unit_test_setup_teardown(expired_envelope_is_not_served, echo_up, echo_down),
         cmocka_unit_test_setup_teardown(client_gives_up_at_the_deadline, echo_up, echo_down),
         cmocka_unit_test_setup_teardown(sleeping_handler_times_out, echo_up, echo_down),

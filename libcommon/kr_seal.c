@@ -164,7 +164,9 @@ static void compute_mac(const seal_key *k, const Kreide__Envelope *env, const Kr
         free(buf);
 }
 
-int kr_seal_pack(const kr_keyring *kr, Kreide__Envelope *env, int64_t now_ms, nng_msg **out)
+/* Packs `env` sealed with the keyring's first key into `buf`, which holds
+ * at least sealed_size() bytes; returns the length packed. */
+static size_t seal_into(const kr_keyring *kr, Kreide__Envelope *env, int64_t now_ms, uint8_t *buf)
 {
     const seal_key *k = &kr->keys[0];
     Kreide__EnvelopeSeal seal = KREIDE__ENVELOPE_SEAL__INIT;
@@ -174,18 +176,50 @@ int kr_seal_pack(const kr_keyring *kr, Kreide__Envelope *env, int64_t now_ms, nn
     compute_mac(k, env, &seal, mac);
     seal.mac.data = mac;
     seal.mac.len = sizeof(mac);
+    Kreide__EnvelopeSeal *saved = env->seal;
+    env->seal = &seal;
+    size_t n = kreide__envelope__pack(env, buf);
+    env->seal = saved;
+    return n;
+}
 
+/* The packed size of `env` once sealed: the seal's MAC is always 32 bytes
+ * and its key id that of the first key, whatever the time. */
+static size_t sealed_size(const kr_keyring *kr, Kreide__Envelope *env)
+{
+    Kreide__EnvelopeSeal seal = KREIDE__ENVELOPE_SEAL__INIT;
+    unsigned char mac[32] = {0};
+    seal.key_id = (char *)kr->keys[0].id;
+    seal.sealed_at_ms = INT64_MAX; /* the longest varint a time can take */
+    seal.mac.data = mac;
+    seal.mac.len = sizeof(mac);
     Kreide__EnvelopeSeal *saved = env->seal;
     env->seal = &seal;
     size_t n = kreide__envelope__get_packed_size(env);
-    nng_msg *m;
-    int rv = nng_msg_alloc(&m, n);
-    if (rv == 0) {
-        kreide__envelope__pack(env, nng_msg_body(m));
-        *out = m;
-    }
     env->seal = saved;
-    return rv;
+    return n;
+}
+
+int kr_seal_pack(const kr_keyring *kr, Kreide__Envelope *env, int64_t now_ms, nng_msg **out)
+{
+    nng_msg *m;
+    size_t size = sealed_size(kr, env);
+    int rv = nng_msg_alloc(&m, size);
+    if (rv != 0)
+        return rv;
+    size_t n = seal_into(kr, env, now_ms, nng_msg_body(m));
+    (void)nng_msg_chop(m, size - n); /* within the message: cannot fail */
+    *out = m;
+    return 0;
+}
+
+size_t kr_seal_pack_buf(const kr_keyring *kr, Kreide__Envelope *env, int64_t now_ms, uint8_t **out)
+{
+    uint8_t *buf = malloc(sealed_size(kr, env));
+    if (buf == NULL)
+        abort();
+    *out = buf;
+    return seal_into(kr, env, now_ms, buf);
 }
 
 kr_seal_error kr_seal_verify(const kr_keyring *kr, const Kreide__Envelope *env, int64_t now_ms)

@@ -61,6 +61,11 @@ const char *kr_keyring_active_id(const kr_keyring *kr);
  * allocated. */
 int kr_seal_pack(const kr_keyring *kr, Kreide__Envelope *env, int64_t now_ms, nng_msg **out) __attribute__((warn_unused_result));
 
+/* Like kr_seal_pack, into a buffer from malloc: *out, which the caller
+ * frees; returns its length. For envelopes that travel in a batch
+ * (common.proto, Envelope.batch). */
+size_t kr_seal_pack_buf(const kr_keyring *kr, Kreide__Envelope *env, int64_t now_ms, uint8_t **out);
+
 /* Verifies the seal of an unpacked envelope at `now_ms`. */
 kr_seal_error kr_seal_verify(const kr_keyring *kr, const Kreide__Envelope *env, int64_t now_ms) __attribute__((warn_unused_result));
 
