@@ -172,7 +172,7 @@ static void send_rpc_result(h2o_req_t *req, const gw_route *route, kr_rpc_result
         gw_send_error(req, 500, "gateway.encode_failed", "the reply cannot be written as JSON", NULL);
         return;
     }
-    gw_count_request(route->pattern, route->success_status);
+    kr_counter_add(route->_m_ok, 1);
     gw_send_json(req, route->success_status, json, len);
     free(json);
 }
@@ -292,10 +292,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     protobuf_c_message_pack(in, body);
     protobuf_c_message_free_unpacked(in, NULL);
 
-    char method[256];
-    snprintf(method, sizeof(method), "%s/%s", (route->iface ? route->iface : route->_svc->desc)->name, route->rpc);
     kr_rpc_request rq = {
-        .method = method,
+        .method = route->_rpc_method,
         .request_id = rid,
         .deadline_ms = kr_now_ms() + gw.rpc_timeout_ms,
         .caller = &caller,

@@ -41,6 +41,7 @@
 #include "common.pb-c.h"
 #include "kr_jwt.h"
 #include "kr_redis_h2o.h"
+#include "kr_metrics.h"
 #include "kr_rpc.h"
 #include "kr_rpc_h2o.h"
 #include "kr_seal.h"
@@ -75,6 +76,8 @@ typedef struct {
     /* Resolved at start: */
     gw_service *_svc;
     const ProtobufCMethodDescriptor *_md;
+    char *_rpc_method; /* "<package>.<Service>/<Method>" */
+    kr_metric *_m_ok;  /* kreide_http_api_requests_total at success_status */
 } gw_route;
 
 #define GW_MAX_PARAMS 8
@@ -243,5 +246,7 @@ void gw_add_common_headers(h2o_req_t *req);
 
 /* Counts one served request for /metrics. */
 void gw_count_request(const char *route, int status);
+/* The counter gw_count_request adds to, for keeping. */
+kr_metric *gw_request_counter(const char *route, int status);
 
 #endif

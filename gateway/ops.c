@@ -90,11 +90,16 @@ void gw_send_error(h2o_req_t *req, int status, const char *code, const char *mes
     gw_send_json(req, status, body.base, body.len);
 }
 
-void gw_count_request(const char *route, int status)
+kr_metric *gw_request_counter(const char *route, int status)
 {
     char labels[200], esc[128];
     snprintf(labels, sizeof(labels), "route=\"%s\",status=\"%d\"", kr_metrics_escape_label(route, esc, sizeof(esc)), status);
-    kr_counter_add(kr_metrics_counter("kreide_http_api_requests_total", "API requests by route and status", labels), 1);
+    return kr_metrics_counter("kreide_http_api_requests_total", "API requests by route and status", labels);
+}
+
+void gw_count_request(const char *route, int status)
+{
+    kr_counter_add(gw_request_counter(route, status), 1);
 }
 
 /* ------------------------------------------------------------ handlers */

@@ -225,15 +225,22 @@ void kr_rpc_batch_free(kr_rpc_batch *b);
 
 /* Seals the call now (the request's pointers need only live until this
  * returns) and adds it; `cb` is invoked exactly once, as for kr_rpc_call
- * (at once when no peer is connected). A batch that reaches
- * KR_RPC_MAX_BATCH calls or KR_RPC_MAX_BATCH_BYTES is sent by itself. */
+ * (at once when no peer is connected, and then nothing is added). When the
+ * call does not fit beside those gathered (KR_RPC_MAX_BATCH calls,
+ * KR_RPC_MAX_BATCH_BYTES, deadlines more than KR_RPC_BATCH_SLACK_MS apart),
+ * those are sent first. */
 void kr_rpc_batch_add(kr_rpc_batch *b, const kr_rpc_request *req, kr_rpc_cb cb, void *arg);
 
-/* Sends the calls added so far, one alone as a plain call, and leaves the
+/* Sends the calls gathered so far, one alone as a plain call, and leaves the
  * batch empty for reuse. The message waits for the latest of the calls'
  * deadlines, which lie within KR_RPC_BATCH_SLACK_MS of each other; the
  * server refuses each call whose own deadline has passed. */
 void kr_rpc_batch_send(kr_rpc_batch *b);
+
+/* Has `sent` told, on the sending thread, how many calls each request
+ * message carries just before it leaves (also when kr_rpc_batch_add sends).
+ * NULL stops it. */
+void kr_rpc_batch_on_send(kr_rpc_batch *b, void (*sent)(void *arg, size_t ncalls), void *arg);
 
 /* Calls added and not yet sent. */
 size_t kr_rpc_batch_len(const kr_rpc_batch *b);

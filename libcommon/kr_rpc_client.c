@@ -12,6 +12,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "kr_metrics.h"
+
 #define MAX_DIALERS 64
 /* A day: longer than any call may wait. */
 #define RESEND_NEVER_MS (24 * 3600 * 1000)
@@ -25,6 +27,7 @@ struct st_kr_rpc_client_t {
     int ndialers;
     const kr_keyring *keys;
     atomic_int peers;
+    kr_metric *m_messages, *m_calls;
     /* Finished call objects, reused: allocating an aio per call is costly
      * and an aio cannot be freed from its own callback. */
     pthread_mutex_t lock;
@@ -89,6 +92,10 @@ int kr_rpc_client_new(const char *service, const char *urls, const kr_keyring *k
     snprintf(c->service, sizeof(c->service), "%s", service);
     c->keys = keys;
     pthread_mutex_init(&c->lock, NULL);
+    char labels[96], esc[64];
+    snprintf(labels, sizeof(labels), "service=\"%s\"", kr_metrics_escape_label(c->service, esc, sizeof(esc)));
+    c->m_messages = kr_metrics_counter("kreide_rpc_client_messages_total", "Request messages sent, by service", labels);
+    c->m_calls = kr_metrics_counter("kreide_rpc_client_calls_total", "Calls sent, by service (a batch carries several)", labels);
     int rv = nng_req0_open(&c->sock);
     if (rv != 0) {
         snprintf(err, errlen, "%s: nng_req0_open: %s", service, nng_strerror(rv));
@@ -365,6 +372,8 @@ static void reserve_waiters(call *k, size_t n)
 /* Sends `m` (one packed call or a packed batch) for the waiters `ws`. */
 static void send_message(call *k, nng_msg *m, const waiter *ws, size_t n, bool batched, int64_t deadline_ms)
 {
+    kr_counter_add(k->client->m_messages, 1);
+    kr_counter_add(k->client->m_calls, n);
     reserve_waiters(k, n);
     memcpy(k->waiters, ws, n * sizeof(*ws));
     k->nwaiters = n;
@@ -437,6 +446,8 @@ struct st_kr_rpc_batch_t {
     size_t bytes;
     int64_t deadline_ms; /* the latest of the calls' */
     int64_t earliest_ms; /* the earliest */
+    void (*sent)(void *arg, size_t ncalls);
+    void *sent_arg;
 };
 
 kr_rpc_batch *kr_rpc_batch_new(kr_rpc_client *c)
@@ -493,9 +504,11 @@ void kr_rpc_batch_add(kr_rpc_batch *b, const kr_rpc_request *req, kr_rpc_cb cb, 
     uint8_t *data;
     size_t len = kr_seal_pack_buf(c->keys, &env, kr_now_ms(), &data);
     /* A batch is waited for until its latest deadline: calls whose deadlines
-     * lie far apart go in different messages. */
-    if (b->n > 0 && (b->bytes + len > KR_RPC_MAX_BATCH_BYTES || req->deadline_ms > b->earliest_ms + KR_RPC_BATCH_SLACK_MS ||
-                     req->deadline_ms < b->deadline_ms - KR_RPC_BATCH_SLACK_MS))
+     * lie far apart go in different messages. The calls already gathered
+     * leave first, so a message never holds the call being added. */
+    if (b->n > 0 &&
+        (b->n == KR_RPC_MAX_BATCH || b->bytes + len > KR_RPC_MAX_BATCH_BYTES ||
+         req->deadline_ms > b->earliest_ms + KR_RPC_BATCH_SLACK_MS || req->deadline_ms < b->deadline_ms - KR_RPC_BATCH_SLACK_MS))
         kr_rpc_batch_send(b);
     b->items[b->n].data = data;
     b->items[b->n].len = len;
@@ -506,8 +519,12 @@ void kr_rpc_batch_add(kr_rpc_batch *b, const kr_rpc_request *req, kr_rpc_cb cb, 
         b->deadline_ms = req->deadline_ms;
     if (b->n == 1 || req->deadline_ms < b->earliest_ms)
         b->earliest_ms = req->deadline_ms;
-    if (b->n == KR_RPC_MAX_BATCH)
-        kr_rpc_batch_send(b);
+}
+
+void kr_rpc_batch_on_send(kr_rpc_batch *b, void (*sent)(void *arg, size_t ncalls), void *arg)
+{
+    b->sent = sent;
+    b->sent_arg = arg;
 }
 
 void kr_rpc_batch_send(kr_rpc_batch *b)
@@ -515,6 +532,8 @@ void kr_rpc_batch_send(kr_rpc_batch *b)
     kr_rpc_client *c = b->client;
     if (b->n == 0)
         return;
+    if (b->sent != NULL)
+        b->sent(b->sent_arg, b->n);
     call *k = take_call(c);
     nng_msg *m = NULL;
     if (k != NULL) {

@@ -5,26 +5,101 @@
 /* Services a loop calls: a handful, so a short array searched in order. */
 #define MAX_CLIENTS 16
 
+/* One service's calls from this loop. Calls started while fewer than
+ * KR_RPC_H2O_IN_FLIGHT request messages are on their way leave at the end
+ * of the loop's turn; beyond that they gather until a message comes back,
+ * or for at most KR_RPC_H2O_GATHER_MS. */
+typedef struct st_flight_t flight;
+typedef struct st_completion_t completion;
+
+typedef struct {
+    struct st_kr_rpc_h2o_t *owner;
+    kr_rpc_batch *batch;
+    size_t in_flight;   /* request messages sent and not yet answered */
+    completion *unsent; /* the calls in `batch`, oldest first */
+    completion **unsent_tail;
+} lane;
+
+/* One request message on its way: answered when its last call is. */
+struct st_flight_t {
+    lane *lane;
+    size_t left;
+};
+
 struct st_kr_rpc_h2o_t {
     h2o_multithread_receiver_t receiver;
     h2o_multithread_queue_t *queue;
     h2o_loop_t *loop;
     size_t pending;
-    /* This iteration's calls, one batch per client, sent when the loop has
-     * run every ready callback (a zero timeout runs after them). */
-    h2o_timeout_t flush_timeout;
+    h2o_timeout_t turn_end; /* zero: runs after the turn's ready callbacks */
     h2o_timeout_entry_t flush;
-    kr_rpc_batch *batches[MAX_CLIENTS];
-    size_t nbatches;
+    h2o_timeout_t gather;
+    h2o_timeout_entry_t gathered;
+    lane lanes[MAX_CLIENTS];
+    size_t nlanes;
 };
 
-typedef struct {
+/* One call, handed back to the loop by its result. */
+struct st_completion_t {
     h2o_multithread_message_t super;
     kr_rpc_h2o *owner;
     kr_rpc_cb cb;
     void *arg;
     kr_rpc_result *res;
-} completion;
+    flight *flight;   /* NULL for a call sent outside the lanes */
+    completion *next; /* in its lane's unsent list */
+};
+
+/* The lane's batch is leaving with its unsent calls: they fly together. */
+static void on_lane_send(void *arg, size_t ncalls)
+{
+    lane *l = arg;
+    flight *f = malloc(sizeof(*f));
+    if (f == NULL)
+        abort();
+    f->lane = l;
+    f->left = ncalls;
+    for (completion *c = l->unsent; c != NULL; c = c->next)
+        c->flight = f;
+    l->unsent = NULL;
+    l->unsent_tail = &l->unsent;
+    l->in_flight++;
+}
+
+static void send_lane(kr_rpc_h2o *r, lane *l)
+{
+    (void)r;
+    kr_rpc_batch_send(l->batch);
+}
+
+/* Sends what may go: every lane below its limit, or all when `all`. */
+static void flush_lanes(kr_rpc_h2o *r, bool all)
+{
+    bool waiting = false;
+    for (size_t i = 0; i < r->nlanes; i++) {
+        lane *l = &r->lanes[i];
+        if (all || l->in_flight < KR_RPC_H2O_IN_FLIGHT)
+            send_lane(r, l);
+        else if (kr_rpc_batch_len(l->batch) > 0)
+            waiting = true;
+    }
+    if (waiting && !h2o_timeout_is_linked(&r->gathered))
+        h2o_timeout_link(r->loop, &r->gather, &r->gathered);
+    else if (!waiting && h2o_timeout_is_linked(&r->gathered))
+        h2o_timeout_unlink(&r->gathered);
+}
+
+static void on_turn_end(h2o_timeout_entry_t *entry)
+{
+    kr_rpc_h2o *r = H2O_STRUCT_FROM_MEMBER(kr_rpc_h2o, flush, entry);
+    flush_lanes(r, false);
+}
+
+static void on_gathered(h2o_timeout_entry_t *entry)
+{
+    kr_rpc_h2o *r = H2O_STRUCT_FROM_MEMBER(kr_rpc_h2o, gathered, entry);
+    flush_lanes(r, true);
+}
 
 static void on_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
@@ -33,16 +108,17 @@ static void on_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *me
         completion *c = H2O_STRUCT_FROM_MEMBER(completion, super.link, messages->next);
         h2o_linklist_unlink(&c->super.link);
         r->pending--;
+        flight *f = c->flight;
         c->cb(c->arg, c->res);
         free(c);
+        if (f != NULL && --f->left == 0) {
+            f->lane->in_flight--;
+            free(f);
+        }
     }
-}
-
-static void flush_batches(h2o_timeout_entry_t *entry)
-{
-    kr_rpc_h2o *r = H2O_STRUCT_FROM_MEMBER(kr_rpc_h2o, flush, entry);
-    for (size_t i = 0; i < r->nbatches; i++)
-        kr_rpc_batch_send(r->batches[i]);
+    /* Calls that gathered while the lanes were full may go now. */
+    if (!h2o_timeout_is_linked(&r->flush))
+        h2o_timeout_link(r->loop, &r->turn_end, &r->flush);
 }
 
 kr_rpc_h2o *kr_rpc_h2o_new(h2o_loop_t *loop, h2o_multithread_queue_t *queue)
@@ -53,8 +129,10 @@ kr_rpc_h2o *kr_rpc_h2o_new(h2o_loop_t *loop, h2o_multithread_queue_t *queue)
     r->queue = queue;
     r->loop = loop;
     h2o_multithread_register_receiver(queue, &r->receiver, on_messages);
-    h2o_timeout_init(loop, &r->flush_timeout, 0);
-    r->flush.cb = flush_batches;
+    h2o_timeout_init(loop, &r->turn_end, 0);
+    h2o_timeout_init(loop, &r->gather, KR_RPC_H2O_GATHER_MS);
+    r->flush.cb = on_turn_end;
+    r->gathered.cb = on_gathered;
     return r;
 }
 
@@ -64,9 +142,12 @@ void kr_rpc_h2o_free(kr_rpc_h2o *r)
         return;
     if (h2o_timeout_is_linked(&r->flush))
         h2o_timeout_unlink(&r->flush);
-    for (size_t i = 0; i < r->nbatches; i++)
-        kr_rpc_batch_free(r->batches[i]);
-    h2o_timeout_dispose(r->loop, &r->flush_timeout);
+    if (h2o_timeout_is_linked(&r->gathered))
+        h2o_timeout_unlink(&r->gathered);
+    for (size_t i = 0; i < r->nlanes; i++)
+        kr_rpc_batch_free(r->lanes[i].batch);
+    h2o_timeout_dispose(r->loop, &r->turn_end);
+    h2o_timeout_dispose(r->loop, &r->gather);
     h2o_multithread_unregister_receiver(r->queue, &r->receiver);
     free(r);
 }
@@ -85,15 +166,20 @@ static void on_done(void *arg, kr_rpc_result *res)
     h2o_multithread_send_message(&c->owner->receiver, &c->super);
 }
 
-static kr_rpc_batch *batch_for(kr_rpc_h2o *r, kr_rpc_client *client)
+static lane *lane_for(kr_rpc_h2o *r, kr_rpc_client *client)
 {
-    for (size_t i = 0; i < r->nbatches; i++) {
-        if (kr_rpc_batch_client(r->batches[i]) == client)
-            return r->batches[i];
+    for (size_t i = 0; i < r->nlanes; i++) {
+        if (kr_rpc_batch_client(r->lanes[i].batch) == client)
+            return &r->lanes[i];
     }
-    if (r->nbatches == MAX_CLIENTS)
+    if (r->nlanes == MAX_CLIENTS)
         return NULL;
-    return r->batches[r->nbatches++] = kr_rpc_batch_new(client);
+    lane *l = &r->lanes[r->nlanes++];
+    l->owner = r;
+    l->batch = kr_rpc_batch_new(client);
+    l->unsent_tail = &l->unsent;
+    kr_rpc_batch_on_send(l->batch, on_lane_send, l);
+    return l;
 }
 
 void kr_rpc_h2o_call(kr_rpc_h2o *r, kr_rpc_client *client, const kr_rpc_request *req, kr_rpc_cb cb, void *arg)
@@ -105,12 +191,16 @@ void kr_rpc_h2o_call(kr_rpc_h2o *r, kr_rpc_client *client, const kr_rpc_request 
     c->cb = cb;
     c->arg = arg;
     r->pending++;
-    kr_rpc_batch *b = batch_for(r, client);
-    if (b == NULL) {
+    lane *l = lane_for(r, client);
+    if (l == NULL) {
         kr_rpc_call(client, req, on_done, c);
         return;
     }
-    kr_rpc_batch_add(b, req, on_done, c);
-    if (kr_rpc_batch_len(b) > 0 && !h2o_timeout_is_linked(&r->flush))
-        h2o_timeout_link(r->loop, &r->flush_timeout, &r->flush);
+    kr_rpc_batch_add(l->batch, req, on_done, c);
+    if (c->res != NULL)
+        return; /* failed at once, never added */
+    *l->unsent_tail = c;
+    l->unsent_tail = &c->next;
+    if (!h2o_timeout_is_linked(&r->flush))
+        h2o_timeout_link(r->loop, &r->turn_end, &r->flush);
 }

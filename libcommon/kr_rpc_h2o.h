@@ -7,9 +7,12 @@
  * that loop's thread and may use the request it belongs to.
  *
  * Calls started during one turn of the loop are sent together when the turn
- * ends, one batch per service (kr_rpc_batch_*): a busy loop pays the
- * transport's cost once for many requests, an idle one sends a single call
- * at once, as before.
+ * ends, one batch per service (kr_rpc_batch_*). While KR_RPC_H2O_IN_FLIGHT
+ * request messages of a service are on their way, further calls gather
+ * until one comes back, or for at most KR_RPC_H2O_GATHER_MS. So a busy loop
+ * pays the transport's cost once for many requests, an idle one sends each
+ * call at the end of the turn that made it, and a slow call holds the
+ * others up by a millisecond at most.
  */
 #ifndef KR_RPC_H2O_H
 #define KR_RPC_H2O_H
@@ -17,6 +20,9 @@
 #include <h2o.h>
 
 #include "kr_rpc.h"
+
+#define KR_RPC_H2O_IN_FLIGHT 2
+#define KR_RPC_H2O_GATHER_MS 1
 
 /* One per event loop; used only from that loop's thread. */
 typedef struct st_kr_rpc_h2o_t kr_rpc_h2o;

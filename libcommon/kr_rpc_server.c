@@ -72,6 +72,7 @@ struct st_kr_rpc_server_t {
     kr_metric *m_bad_seal;
     kr_metric *m_batches;
     kr_metric **m_latency; /* per descriptor method index */
+    kr_metric **m_ok;      /* kreide_rpc_served_total with status OK, likewise */
 };
 
 static const Kreide__Caller anonymous = KREIDE__CALLER__INIT;
@@ -99,6 +100,13 @@ static const char *status_name(Kreide__Status s)
 {
     const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(&kreide__status__descriptor, (int)s);
     return v ? v->name : "UNKNOWN";
+}
+
+static kr_metric *served_counter(const char *method, Kreide__Status status)
+{
+    char labels[160];
+    snprintf(labels, sizeof(labels), "method=\"%s\",status=\"%s\"", method, status_name(status));
+    return kr_metrics_counter("kreide_rpc_served_total", "RPCs served, by method and status", labels);
 }
 
 /* Packs `reply` into a new nng message; NULL only if nng cannot allocate. */
@@ -239,14 +247,13 @@ static void handle(worker *w, const uint8_t *data, size_t len, Kreide__Reply *re
     struct timespec t1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    char labels[160];
-    snprintf(labels, sizeof(labels), "method=\"%s\",status=\"%s\"", md->name, status_name(reply->status));
-    kr_counter_add(kr_metrics_counter("kreide_rpc_served_total", "RPCs served, by method and status", labels), 1);
+    size_t mi = (size_t)(md - srv->opts.service->methods);
+    kr_counter_add(reply->status == KREIDE__STATUS__OK ? srv->m_ok[mi] : served_counter(md->name, reply->status), 1);
     if (reply->status != KREIDE__STATUS__OK && reply->status != KREIDE__STATUS__NOT_FOUND &&
         reply->status != KREIDE__STATUS__INVALID_ARGUMENT)
         kr_log(KR_LOG_INFO, "rpc failed", "method", md->name, "status", status_name(reply->status), "error_code", reply->error_code,
                NULL);
-    kr_histogram_observe(srv->m_latency[md - srv->opts.service->methods], secs);
+    kr_histogram_observe(srv->m_latency[mi], secs);
 }
 
 /* Arms the inbox for the next request, or lets it go idle when the server
@@ -458,6 +465,7 @@ static void free_server(kr_rpc_server *srv)
     free(srv->workers);
     free(srv->by_index);
     free(srv->m_latency);
+    free(srv->m_ok);
     free(srv);
 }
 
@@ -527,13 +535,15 @@ int kr_rpc_server_start(const kr_rpc_server_opts *opts, kr_rpc_server **out, cha
     nng_socket_set_size(srv->sock, NNG_OPT_RECVMAXSZ, KR_RPC_MAX_MESSAGE);
     nng_pipe_notify(srv->sock, NNG_PIPE_EV_ADD_PRE, refuse_while_draining, srv);
     srv->m_latency = calloc(sd->n_methods, sizeof(*srv->m_latency));
-    if (srv->m_latency == NULL)
+    srv->m_ok = calloc(sd->n_methods, sizeof(*srv->m_ok));
+    if (srv->m_latency == NULL || srv->m_ok == NULL)
         abort();
     for (unsigned i = 0; i < sd->n_methods; i++) {
         char labels[96];
         snprintf(labels, sizeof(labels), "method=\"%s\"", sd->methods[i].name);
         srv->m_latency[i] = kr_metrics_histogram("kreide_rpc_duration_seconds", "Time spent serving RPCs, by method", labels,
                                                  kr_metrics_latency_bounds, kr_metrics_latency_nbounds);
+        srv->m_ok[i] = served_counter(sd->methods[i].name, KREIDE__STATUS__OK);
     }
     srv->m_bad_seal = kr_metrics_counter("kreide_rpc_rejected_envelopes_total", "Envelopes whose seal did not verify", NULL);
 

@@ -1156,6 +1156,13 @@ static void many_concurrent_calls_are_all_answered(void **state)
 
 /* ------------------------------------------------------------ batches */
 
+static void count_sent(void *arg, size_t ncalls)
+{
+    size_t *sent = arg;
+    sent[0]++;
+    sent[1] += ncalls;
+}
+
 static void batched_calls_are_each_answered(void **state)
 {
     reset_seen(state);
@@ -1169,6 +1176,8 @@ static void batched_calls_are_each_answered(void **state)
     assert_non_null(calls);
     kr_rpc_batch *b = kr_rpc_batch_new(c);
     assert_ptr_equal(kr_rpc_batch_client(b), c);
+    size_t sent[2] = {0, 0}; /* messages, calls */
+    kr_rpc_batch_on_send(b, count_sent, sent);
     for (int i = 0; i < N; i++) {
         Kreide__Test__AddRequest in = KREIDE__TEST__ADD_REQUEST__INIT;
         in.a = i;
@@ -1184,10 +1193,12 @@ static void batched_calls_are_each_answered(void **state)
             .body_len = kreide__test__add_request__pack(&in, buf),
         };
         kr_rpc_batch_add(b, &rq, on_add, &calls[i]);
-        /* Full batches leave by themselves. */
-        assert_int_equal(kr_rpc_batch_len(b), (size_t)((i + 1) % KR_RPC_MAX_BATCH));
+        /* A full batch leaves when the next call comes. */
+        assert_int_equal(kr_rpc_batch_len(b), (size_t)(i % KR_RPC_MAX_BATCH + 1));
     }
     kr_rpc_batch_send(b);
+    assert_int_equal(sent[0], (N + KR_RPC_MAX_BATCH - 1) / KR_RPC_MAX_BATCH);
+    assert_int_equal(sent[1], N);
     assert_int_equal(kr_rpc_batch_len(b), 0);
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);

@@ -2,7 +2,10 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/core_names.h>
 #include <openssl/hmac.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,11 +13,23 @@
 
 #define KR_SEAL_MAX_KEYS 8
 #define KR_SEAL_MAX_KEY_BYTES 128
+/* Keyed HMAC contexts kept per key for reuse, at most. */
+#define MAC_POOL 16
 
+/* Setting up an HMAC from its key costs far more than the MAC of an
+ * envelope (OpenSSL 3 fetches the algorithm and hashes the key pads each
+ * time), so each key keeps HMAC contexts that already hold it: a context is
+ * taken from the pool, re-initialised (EVP_MAC_init with no key keeps the
+ * key), used and put back. */
 typedef struct {
     char id[33];
     unsigned char key[KR_SEAL_MAX_KEY_BYTES];
     size_t len;
+    EVP_MAC_CTX *keyed; /* the key set, never used itself: copied */
+    pthread_mutex_t lock;
+    bool locked; /* the lock is initialised */
+    EVP_MAC_CTX *spare[MAC_POOL];
+    int nspare;
 } seal_key;
 
 struct st_kr_keyring_t {
@@ -62,6 +77,54 @@ static long b64_decode(const char *in, size_t len, unsigned char *out, size_t ou
     memcpy(out, tmp, (size_t)n);
     OPENSSL_cleanse(tmp, sizeof(tmp));
     return n;
+}
+
+/* Makes k->keyed: an HMAC-SHA256 context holding k's key. */
+static int key_setup(seal_key *k)
+{
+    pthread_mutex_init(&k->lock, NULL);
+    k->locked = true;
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    if (mac == NULL)
+        return -1;
+    k->keyed = EVP_MAC_CTX_new(mac);
+    EVP_MAC_free(mac);
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0), OSSL_PARAM_construct_end()};
+    if (k->keyed == NULL || EVP_MAC_init(k->keyed, k->key, k->len, params) != 1)
+        return -1;
+    return 0;
+}
+
+static void key_release(seal_key *k)
+{
+    if (!k->locked)
+        return;
+    for (int i = 0; i < k->nspare; i++)
+        EVP_MAC_CTX_free(k->spare[i]);
+    EVP_MAC_CTX_free(k->keyed);
+    pthread_mutex_destroy(&k->lock);
+}
+
+/* HMAC-SHA256 of data under k's key into mac (32 bytes). */
+static void key_mac(const seal_key *ck, const void *data, size_t len, unsigned char mac[32])
+{
+    seal_key *k = (seal_key *)ck; /* only the pool changes */
+    pthread_mutex_lock(&k->lock);
+    EVP_MAC_CTX *ctx = k->nspare > 0 ? k->spare[--k->nspare] : NULL;
+    pthread_mutex_unlock(&k->lock);
+    if (ctx == NULL && (ctx = EVP_MAC_CTX_dup(k->keyed)) == NULL)
+        abort();
+    size_t maclen = 0;
+    if (EVP_MAC_init(ctx, NULL, 0, NULL) != 1 || EVP_MAC_update(ctx, data, len) != 1 || EVP_MAC_final(ctx, mac, &maclen, 32) != 1 ||
+        maclen != 32)
+        abort();
+    pthread_mutex_lock(&k->lock);
+    if (k->nspare < MAC_POOL) {
+        k->spare[k->nspare++] = ctx;
+        ctx = NULL;
+    }
+    pthread_mutex_unlock(&k->lock);
+    EVP_MAC_CTX_free(ctx);
 }
 
 int kr_keyring_parse(const char *spec, kr_keyring **out, char *err, size_t errlen)
@@ -113,6 +176,10 @@ int kr_keyring_parse(const char *spec, kr_keyring **out, char *err, size_t errle
             goto fail;
         }
         k->len = (size_t)n;
+        if (key_setup(k) != 0) {
+            snprintf(err, errlen, "internal key '%s': OpenSSL cannot set up HMAC-SHA256", k->id);
+            goto fail;
+        }
         kr->n++;
         p = *end == ',' ? end + 1 : end;
     }
@@ -127,6 +194,8 @@ void kr_keyring_free(kr_keyring *kr)
 {
     if (kr == NULL)
         return;
+    for (size_t i = 0; i < KR_SEAL_MAX_KEYS; i++)
+        key_release(&kr->keys[i]);
     OPENSSL_cleanse(kr, sizeof(*kr));
     free(kr);
 }
@@ -157,9 +226,7 @@ static void compute_mac(const seal_key *k, const Kreide__Envelope *env, const Kr
     if (buf == NULL)
         abort();
     kreide__envelope__pack(&copy, buf);
-    unsigned int maclen = 32;
-    if (HMAC(EVP_sha256(), k->key, (int)k->len, buf, n, mac, &maclen) == NULL)
-        abort();
+    key_mac(k, buf, n, mac);
     if (buf != stackbuf)
         free(buf);
 }

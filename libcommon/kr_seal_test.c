@@ -3,6 +3,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -153,10 +155,56 @@ static void keyring_mac_is_per_key_and_purpose(void **state)
     kr_keyring_free(both);
 }
 
+/* The seal is the HMAC-SHA256 (RFC 2104) of the envelope packed with an
+ * empty MAC, under the key's bytes; checked against OpenSSL's one-shot HMAC
+ * so that reusing keyed contexts cannot drift from it, also when contexts
+ * are taken from and put back to the key's pool many times over. */
+static void seal_is_hmac_sha256_of_the_envelope(void **state)
+{
+    char err[128];
+    kr_keyring *kr;
+    assert_int_equal(kr_keyring_parse(K1, &kr, err, sizeof(err)), 0);
+    for (int i = 0; i < 40; i++) {
+        char rid[16];
+        snprintf(rid, sizeof(rid), "r%d", i);
+        Kreide__Envelope env = KREIDE__ENVELOPE__INIT;
+        env.method = "kreide.test.Echo/Say";
+        env.request_id = rid;
+        env.deadline_ms = 90000 + i;
+        uint8_t *buf;
+        size_t n = kr_seal_pack_buf(kr, &env, 1000 + i, &buf);
+        Kreide__Envelope *u = kreide__envelope__unpack(NULL, n, buf);
+        free(buf);
+        assert_non_null(u);
+        assert_non_null(u->seal);
+        assert_string_equal(u->seal->key_id, "k1");
+        assert_int_equal(u->seal->sealed_at_ms, 1000 + i);
+        assert_int_equal(u->seal->mac.len, 32);
+        unsigned char got[32];
+        memcpy(got, u->seal->mac.data, 32);
+        u->seal->mac.len = 0;
+        size_t m = kreide__envelope__get_packed_size(u);
+        uint8_t *plain = malloc(m);
+        assert_non_null(plain);
+        kreide__envelope__pack(u, plain);
+        unsigned char want[32];
+        unsigned int wlen = 0;
+        HMAC(EVP_sha256(), "0123456789abcdef0123456789abcdef", 32, plain, m, want, &wlen);
+        assert_int_equal(wlen, 32);
+        assert_memory_equal(got, want, 32);
+        free(plain);
+        u->seal->mac.len = 32;
+        assert_int_equal(kr_seal_verify(kr, u, 1000 + i), KR_SEAL_OK);
+        kreide__envelope__free_unpacked(u, NULL);
+    }
+    kr_keyring_free(kr);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(sealed_envelope_verifies_and_forgeries_do_not),
+        cmocka_unit_test(seal_is_hmac_sha256_of_the_envelope),
         cmocka_unit_test(rotation_and_other_keys),
         cmocka_unit_test(keyring_parse_errors_name_the_problem),
         cmocka_unit_test(keyring_mac_is_per_key_and_purpose),
