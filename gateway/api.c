@@ -294,6 +294,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 
     kr_rpc_request rq = {
         .method = route->_rpc_method,
+        .alone = gw_rpc_alone(route->_rpc_method),
         .request_id = rid,
         .deadline_ms = kr_now_ms() + gw.rpc_timeout_ms,
         .caller = &caller,

@@ -246,6 +246,10 @@ void gw_add_common_headers(h2o_req_t *req);
 
 /* Counts one served request for /metrics. */
 void gw_count_request(const char *route, int status);
+/* Whether an RPC method is slow enough to travel alone rather than in a
+ * batch (kr_rpc_request.alone): those that hash a password. */
+bool gw_rpc_alone(const char *method);
+
 /* The counter gw_count_request adds to, for keeping. */
 kr_metric *gw_request_counter(const char *route, int status);
 

@@ -137,6 +137,7 @@ static void identity_call(flow *f, h2o_req_t *req, const char *method, const Pro
         .caller = &caller,
         .body = body,
         .body_len = n,
+        .alone = gw_rpc_alone(method),
     };
     f->next = next;
     f->req = req;

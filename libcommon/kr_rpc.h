@@ -183,6 +183,10 @@ typedef struct {
     const Kreide__Caller *caller; /* NULL = anonymous */
     const uint8_t *body;          /* packed input message */
     size_t body_len;
+    /* Travel in a message of its own, at once (kr_rpc_h2o): for calls known
+     * to be slow, such as those that hash a password, which would hold up
+     * every call batched with them. */
+    bool alone;
 } kr_rpc_request;
 
 /* A finished call. `status` is the reply's status, or UNAVAILABLE /

@@ -191,7 +191,7 @@ void kr_rpc_h2o_call(kr_rpc_h2o *r, kr_rpc_client *client, const kr_rpc_request 
     c->cb = cb;
     c->arg = arg;
     r->pending++;
-    lane *l = lane_for(r, client);
+    lane *l = req->alone ? NULL : lane_for(r, client);
     if (l == NULL) {
         kr_rpc_call(client, req, on_done, c);
         return;

@@ -66,7 +66,8 @@ struct st_kr_rpc_server_t {
     pthread_cond_t settled; /* an inbox went idle */
     job *queue;             /* ring of ninboxes * KR_RPC_MAX_BATCH jobs */
     size_t qcap, qhead, qlen;
-    int busy; /* inboxes not idle */
+    int busy;    /* inboxes not idle */
+    int waiting; /* workers waiting for a job */
     bool workers_stop;
     atomic_int stopping;
     kr_metric *m_bad_seal;
@@ -367,10 +368,9 @@ static void inbox_accept(inbox *in, nng_msg *m)
         j->data = b != NULL ? b->batch[i].data : body;
         j->len = b != NULL ? b->batch[i].len : len;
     }
-    if (n == 1)
+    /* Wake as many waiting workers as there are new jobs, no more. */
+    for (size_t i = 0; i < n && (int)i < srv->waiting; i++)
         pthread_cond_signal(&srv->work);
-    else
-        pthread_cond_broadcast(&srv->work);
     pthread_mutex_unlock(&srv->lock);
 }
 
@@ -410,8 +410,11 @@ static void *worker_main(void *arg)
     kr_rpc_server *srv = w->srv;
     for (;;) {
         pthread_mutex_lock(&srv->lock);
-        while (srv->qlen == 0 && !srv->workers_stop)
+        while (srv->qlen == 0 && !srv->workers_stop) {
+            srv->waiting++;
             pthread_cond_wait(&srv->work, &srv->lock);
+            srv->waiting--;
+        }
         if (srv->qlen == 0) {
             pthread_mutex_unlock(&srv->lock);
             break;
