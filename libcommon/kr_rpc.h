@@ -241,10 +241,20 @@ void kr_rpc_batch_add(kr_rpc_batch *b, const kr_rpc_request *req, kr_rpc_cb cb, 
  * server refuses each call whose own deadline has passed. */
 void kr_rpc_batch_send(kr_rpc_batch *b);
 
-/* Has `sent` told, on the sending thread, how many calls each request
- * message carries just before it leaves (also when kr_rpc_batch_add sends).
- * NULL stops it. */
-void kr_rpc_batch_on_send(kr_rpc_batch *b, void (*sent)(void *arg, size_t ncalls), void *arg);
+/* Optional hooks of a batch, for who tracks its messages (kr_rpc_h2o). */
+typedef struct {
+    /* Just before a request message leaves (also when kr_rpc_batch_add
+     * sends), on the sending thread, with the number of calls it carries;
+     * returns a token for `answered`. */
+    void *(*sent)(void *arg, size_t ncalls);
+    /* After the callbacks of every call of that message have run, on the
+     * thread that ran them (an nng thread, or the sender's when sending
+     * failed at once). */
+    void (*answered)(void *token);
+    void *arg;
+} kr_rpc_batch_hooks;
+
+void kr_rpc_batch_set_hooks(kr_rpc_batch *b, const kr_rpc_batch_hooks *hooks);
 
 /* Calls added and not yet sent. */
 size_t kr_rpc_batch_len(const kr_rpc_batch *b);

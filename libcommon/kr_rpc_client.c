@@ -50,6 +50,8 @@ struct st_call_t {
     waiter *waiters;
     size_t nwaiters, cap;
     bool batched;
+    void (*answered)(void *token); /* the batch's hook, or NULL */
+    void *token;
     int64_t deadline_ms;
     struct timespec started;
     int sending;
@@ -202,6 +204,8 @@ static void finish(call *k, kr_rpc_result **results, const kr_rpc_result *shared
     if (ws == NULL)
         abort();
     memcpy(ws, k->waiters, n * sizeof(*ws));
+    void (*answered)(void *) = k->answered;
+    void *token = k->token;
     release_call(k);
     for (size_t i = 0; i < n; i++) {
         kr_rpc_result *r = results != NULL ? results[i] : NULL;
@@ -217,6 +221,8 @@ static void finish(call *k, kr_rpc_result **results, const kr_rpc_result *shared
     }
     if (ws != &one)
         free(ws);
+    if (answered != NULL)
+        answered(token);
 }
 
 static void finish_failed(call *k, Kreide__Status status, const char *code, const char *msg)
@@ -370,8 +376,11 @@ static void reserve_waiters(call *k, size_t n)
 }
 
 /* Sends `m` (one packed call or a packed batch) for the waiters `ws`. */
-static void send_message(call *k, nng_msg *m, const waiter *ws, size_t n, bool batched, int64_t deadline_ms)
+static void send_message(call *k, nng_msg *m, const waiter *ws, size_t n, bool batched, int64_t deadline_ms,
+                         void (*answered)(void *), void *token)
 {
+    k->answered = answered;
+    k->token = token;
     kr_counter_add(k->client->m_messages, 1);
     kr_counter_add(k->client->m_calls, n);
     reserve_waiters(k, n);
@@ -433,7 +442,7 @@ void kr_rpc_call(kr_rpc_client *c, const kr_rpc_request *req, kr_rpc_cb cb, void
         return;
     }
     waiter w = {cb, arg};
-    send_message(k, m, &w, 1, false, req->deadline_ms);
+    send_message(k, m, &w, 1, false, req->deadline_ms, NULL, NULL);
 }
 
 /* ------------------------------------------------------------- batches */
@@ -446,8 +455,7 @@ struct st_kr_rpc_batch_t {
     size_t bytes;
     int64_t deadline_ms; /* the latest of the calls' */
     int64_t earliest_ms; /* the earliest */
-    void (*sent)(void *arg, size_t ncalls);
-    void *sent_arg;
+    kr_rpc_batch_hooks hooks;
 };
 
 kr_rpc_batch *kr_rpc_batch_new(kr_rpc_client *c)
@@ -521,10 +529,9 @@ void kr_rpc_batch_add(kr_rpc_batch *b, const kr_rpc_request *req, kr_rpc_cb cb, 
         b->earliest_ms = req->deadline_ms;
 }
 
-void kr_rpc_batch_on_send(kr_rpc_batch *b, void (*sent)(void *arg, size_t ncalls), void *arg)
+void kr_rpc_batch_set_hooks(kr_rpc_batch *b, const kr_rpc_batch_hooks *hooks)
 {
-    b->sent = sent;
-    b->sent_arg = arg;
+    b->hooks = *hooks;
 }
 
 void kr_rpc_batch_send(kr_rpc_batch *b)
@@ -532,8 +539,7 @@ void kr_rpc_batch_send(kr_rpc_batch *b)
     kr_rpc_client *c = b->client;
     if (b->n == 0)
         return;
-    if (b->sent != NULL)
-        b->sent(b->sent_arg, b->n);
+    void *token = b->hooks.sent != NULL ? b->hooks.sent(b->hooks.arg, b->n) : NULL;
     call *k = take_call(c);
     nng_msg *m = NULL;
     if (k != NULL) {
@@ -555,8 +561,10 @@ void kr_rpc_batch_send(kr_rpc_batch *b)
         for (size_t i = 0; i < b->n; i++)
             fail_now(c, b->waiters[i].cb, b->waiters[i].arg, KREIDE__STATUS__UNAVAILABLE, "rpc.unavailable",
                      "cannot start a call to %s", c->service);
+        if (b->hooks.answered != NULL)
+            b->hooks.answered(token);
     } else {
-        send_message(k, m, b->waiters, b->n, b->n > 1, b->deadline_ms);
+        send_message(k, m, b->waiters, b->n, b->n > 1, b->deadline_ms, b->hooks.answered, token);
     }
     batch_clear(b);
 }

@@ -1156,11 +1156,20 @@ static void many_concurrent_calls_are_all_answered(void **state)
 
 /* ------------------------------------------------------------ batches */
 
-static void count_sent(void *arg, size_t ncalls)
+static atomic_int answered_messages;
+
+static void *count_sent(void *arg, size_t ncalls)
 {
     size_t *sent = arg;
     sent[0]++;
     sent[1] += ncalls;
+    return sent;
+}
+
+static void count_answered(void *token)
+{
+    (void)token;
+    atomic_fetch_add(&answered_messages, 1);
 }
 
 static void batched_calls_are_each_answered(void **state)
@@ -1177,7 +1186,9 @@ static void batched_calls_are_each_answered(void **state)
     kr_rpc_batch *b = kr_rpc_batch_new(c);
     assert_ptr_equal(kr_rpc_batch_client(b), c);
     size_t sent[2] = {0, 0}; /* messages, calls */
-    kr_rpc_batch_on_send(b, count_sent, sent);
+    atomic_store(&answered_messages, 0);
+    kr_rpc_batch_hooks hooks = {.sent = count_sent, .answered = count_answered, .arg = sent};
+    kr_rpc_batch_set_hooks(b, &hooks);
     for (int i = 0; i < N; i++) {
         Kreide__Test__AddRequest in = KREIDE__TEST__ADD_REQUEST__INIT;
         in.a = i;
@@ -1211,6 +1222,8 @@ static void batched_calls_are_each_answered(void **state)
     assert_int_equal(done, N);
     assert_int_equal(wrong, 0);
     assert_int_equal(atomic_load(&seen.calls), N);
+    /* The hook heard of every message answered. */
+    assert_true(POLL_UNTIL(atomic_load(&answered_messages) == (int)sent[0], SOON_MS));
     kr_rpc_batch_free(b);
     kr_rpc_client_free(c);
     kr_rpc_server_drain(srv);
