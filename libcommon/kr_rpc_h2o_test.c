@@ -247,6 +247,36 @@ static void completions_run_on_the_loop_thread(void **state)
     assert_int_equal(batches_served(), batches + 1);
 }
 
+static void a_call_marked_alone_is_not_batched(void **state)
+{
+    fixture *f = *state;
+    long batches = batches_served();
+    outcome o[3];
+    memset(o, 0, sizeof(o));
+    for (int i = 0; i < 3; i++) {
+        o[i].f = f;
+        Kreide__Test__SayRequest in = KREIDE__TEST__SAY_REQUEST__INIT;
+        in.text = i == 1 ? "alone" : "together";
+        uint8_t buf[64];
+        kr_rpc_request rq = {
+            .method = SAY,
+            .request_id = "alone",
+            .deadline_ms = kr_now_ms() + SOON_MS,
+            .body = buf,
+            .body_len = kreide__test__say_request__pack(&in, buf),
+            .alone = i == 1,
+        };
+        kr_rpc_h2o_call(f->rpc, f->client, &rq, record, &o[i]);
+    }
+    assert_true(run_until(f, 3));
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(o[i].status, KREIDE__STATUS__OK);
+        assert_string_equal(o[i].text, i == 1 ? "alone" : "together");
+    }
+    /* The two others shared one message. */
+    assert_int_equal(batches_served(), batches + 1);
+}
+
 static void calls_of_later_turns_travel_on_their_own(void **state)
 {
     fixture *f = *state;
@@ -319,6 +349,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(completions_run_on_the_loop_thread, setup, teardown),
         cmocka_unit_test_setup_teardown(calls_of_later_turns_travel_on_their_own, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_call_marked_alone_is_not_batched, setup, teardown),
         cmocka_unit_test_setup_teardown(fast_failure_is_delivered_by_the_loop_too, setup, teardown),
         cmocka_unit_test_setup_teardown(completion_may_start_another_call, setup, teardown),
     };
