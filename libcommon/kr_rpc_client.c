@@ -200,7 +200,7 @@ static void finish(call *k, kr_rpc_result **results, const kr_rpc_result *shared
 {
     int64_t latency = since_us(&k->started);
     size_t n = k->nwaiters;
-    waiter one, *ws = n == 1 ? &one : malloc(n * sizeof(*ws));
+    waiter one, *ws = n <= 1 ? &one : malloc(n * sizeof(*ws));
     if (ws == NULL)
         abort();
     memcpy(ws, k->waiters, n * sizeof(*ws));
@@ -208,8 +208,10 @@ static void finish(call *k, kr_rpc_result **results, const kr_rpc_result *shared
     void *token = k->token;
     release_call(k);
     for (size_t i = 0; i < n; i++) {
-        kr_rpc_result *r = results != NULL ? results[i] : NULL;
-        if (r == NULL) {
+        kr_rpc_result *r;
+        if (results != NULL) {
+            r = results[i];
+        } else {
             r = malloc(sizeof(*r));
             if (r == NULL)
                 abort();
@@ -280,7 +282,7 @@ static void finish_batch(call *k, Kreide__Reply *outer)
         finish_failed(k, KREIDE__STATUS__INTERNAL, "rpc.bad_reply", msg);
         return;
     }
-    kr_rpc_result **results = malloc(n * sizeof(*results));
+    kr_rpc_result **results = malloc((n > 0 ? n : 1) * sizeof(*results));
     if (results == NULL)
         abort();
     for (size_t i = 0; i < n; i++) {
