@@ -105,7 +105,7 @@ static void record(void *arg, kr_rpc_result *res)
     completed++;
 }
 
-static void say_on_loop(fixture *f, kr_rpc_client *c, const char *text, outcome *o)
+static void say_on_loop_with(fixture *f, kr_rpc_client *c, const char *text, bool alone, outcome *o)
 {
     Kreide__Test__SayRequest in = KREIDE__TEST__SAY_REQUEST__INIT;
     in.text = (char *)text;
@@ -116,8 +116,14 @@ static void say_on_loop(fixture *f, kr_rpc_client *c, const char *text, outcome 
         .deadline_ms = kr_now_ms() + SOON_MS,
         .body = buf,
         .body_len = kreide__test__say_request__pack(&in, buf),
+        .alone = alone,
     };
     kr_rpc_h2o_call(f->rpc, c, &rq, record, o);
+}
+
+static void say_on_loop(fixture *f, kr_rpc_client *c, const char *text, outcome *o)
+{
+    say_on_loop_with(f, c, text, false, o);
 }
 
 /* Runs the loop until `n` completions have run, bounded. */
@@ -255,18 +261,7 @@ static void a_call_marked_alone_is_not_batched(void **state)
     memset(o, 0, sizeof(o));
     for (int i = 0; i < 3; i++) {
         o[i].f = f;
-        Kreide__Test__SayRequest in = KREIDE__TEST__SAY_REQUEST__INIT;
-        in.text = i == 1 ? "alone" : "together";
-        uint8_t buf[64];
-        kr_rpc_request rq = {
-            .method = SAY,
-            .request_id = "alone",
-            .deadline_ms = kr_now_ms() + SOON_MS,
-            .body = buf,
-            .body_len = kreide__test__say_request__pack(&in, buf),
-            .alone = i == 1,
-        };
-        kr_rpc_h2o_call(f->rpc, f->client, &rq, record, &o[i]);
+        say_on_loop_with(f, f->client, i == 1 ? "alone" : "together", i == 1, &o[i]);
     }
     assert_true(run_until(f, 3));
     for (int i = 0; i < 3; i++) {

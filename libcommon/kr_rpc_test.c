@@ -1109,6 +1109,23 @@ static void on_add(void *arg, kr_rpc_result *res)
     pthread_mutex_unlock(&oc->t->lock);
 }
 
+/* Waits (bounded) until `n` calls have come back; all must be right, and
+ * the handlers must have seen exactly `n`. */
+static void expect_all_right(tally *t, int n)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 30;
+    pthread_mutex_lock(&t->lock);
+    while (t->done < n && pthread_cond_timedwait(&t->cond, &t->lock, &until) == 0)
+        ;
+    int done = t->done, wrong = t->wrong;
+    pthread_mutex_unlock(&t->lock);
+    assert_int_equal(done, n);
+    assert_int_equal(wrong, 0);
+    assert_int_equal(atomic_load(&seen.calls), n);
+}
+
 static void many_concurrent_calls_are_all_answered(void **state)
 {
     reset_seen(state);
@@ -1138,17 +1155,7 @@ static void many_concurrent_calls_are_all_answered(void **state)
         };
         kr_rpc_call(c, &rq, on_add, &calls[i]);
     }
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += 30;
-    pthread_mutex_lock(&t.lock);
-    while (t.done < N && pthread_cond_timedwait(&t.cond, &t.lock, &until) == 0)
-        ;
-    int done = t.done, wrong = t.wrong;
-    pthread_mutex_unlock(&t.lock);
-    assert_int_equal(done, N);
-    assert_int_equal(wrong, 0);
-    assert_int_equal(atomic_load(&seen.calls), N);
+    expect_all_right(&t, N);
     kr_rpc_client_free(c);
     kr_rpc_server_drain(srv);
     free(calls);
@@ -1211,17 +1218,7 @@ static void batched_calls_are_each_answered(void **state)
     assert_int_equal(sent[0], (N + KR_RPC_MAX_BATCH - 1) / KR_RPC_MAX_BATCH);
     assert_int_equal(sent[1], N);
     assert_int_equal(kr_rpc_batch_len(b), 0);
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += 30;
-    pthread_mutex_lock(&t.lock);
-    while (t.done < N && pthread_cond_timedwait(&t.cond, &t.lock, &until) == 0)
-        ;
-    int done = t.done, wrong = t.wrong;
-    pthread_mutex_unlock(&t.lock);
-    assert_int_equal(done, N);
-    assert_int_equal(wrong, 0);
-    assert_int_equal(atomic_load(&seen.calls), N);
+    expect_all_right(&t, N);
     /* The hook heard of every message answered. */
     assert_true(POLL_UNTIL(atomic_load(&answered_messages) == (int)sent[0], SOON_MS));
     kr_rpc_batch_free(b);
