@@ -21,7 +21,7 @@
  * message at a time, single or batch. Its calls become jobs on one queue
  * that every worker takes from, so a batch's calls run side by side; the
  * worker that finishes a request's last call sends its reply. */
-typedef enum { I_IDLE, I_RECV, I_BUSY, I_SEND } inbox_state;
+typedef enum { I_IDLE, I_RECV, I_BUSY } inbox_state;
 
 typedef struct st_inbox_t inbox;
 
@@ -37,6 +37,7 @@ struct st_inbox_t {
     nng_ctx ctx;
     nng_aio *aio;      /* receives the request, then sends the reply */
     inbox_state state; /* guarded by the server's lock */
+    bool sending;      /* the aio sends the reply; the inbox's own to read */
     nng_msg *req;
     Kreide__Envelope *batch;      /* the batch envelope; NULL for a single call */
     ProtobufCBinaryData *replies; /* a batch's packed replies, by index */
@@ -284,9 +285,7 @@ static void inbox_send(inbox *in, nng_msg *reply)
         inbox_receive(in);
         return;
     }
-    pthread_mutex_lock(&in->srv->lock);
-    in->state = I_SEND;
-    pthread_mutex_unlock(&in->srv->lock);
+    in->sending = true;
     nng_aio_set_msg(in->aio, reply);
     nng_ctx_send(in->ctx, in->aio);
 }
@@ -368,10 +367,12 @@ static void inbox_accept(inbox *in, nng_msg *m)
         j->data = b != NULL ? b->batch[i].data : body;
         j->len = b != NULL ? b->batch[i].len : len;
     }
-    /* Wake as many waiting workers as there are new jobs, no more. */
-    for (size_t i = 0; i < n && (int)i < srv->waiting; i++)
-        pthread_cond_signal(&srv->work);
+    /* Wake as many waiting workers as there are new jobs, no more, and
+     * after unlocking, so that they do not wake into a held lock. */
+    size_t wake = n < (size_t)srv->waiting ? n : (size_t)srv->waiting;
     pthread_mutex_unlock(&srv->lock);
+    for (size_t i = 0; i < wake; i++)
+        pthread_cond_signal(&srv->work);
 }
 
 /* Runs on an nng thread when an inbox's receive or send finishes. */
@@ -379,11 +380,9 @@ static void inbox_done(void *arg)
 {
     inbox *in = arg;
     kr_rpc_server *srv = in->srv;
-    pthread_mutex_lock(&srv->lock);
-    inbox_state st = in->state;
-    pthread_mutex_unlock(&srv->lock);
     int rv = nng_aio_result(in->aio);
-    if (st == I_SEND) {
+    if (in->sending) {
+        in->sending = false;
         if (rv != 0)
             nng_msg_free(nng_aio_get_msg(in->aio));
         inbox_receive(in);
