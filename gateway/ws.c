@@ -47,6 +47,10 @@
 #define WS_REPLAY_PAGE 500
 #define WS_MAX_HELD 100000 /* out-of-order events held before giving up on a gap */
 #define WS_NO_REPLAY INT64_C(9223372036854775806)
+/* Event frames are written at most this often per loop while they keep
+ * coming (one write per socket for all of them); the first after a pause
+ * goes at once. */
+#define WS_FLUSH_MS 1
 
 #define CLOSE_GOING_AWAY 1001
 #define CLOSE_UNSUPPORTED 1003
@@ -112,9 +116,14 @@ typedef struct st_gw_ws_hub_t {
     h2o_timeout_t gap_timeout;
     h2o_timeout_entry_t gap_entry;
     bool subscribed_before;
-    /* sockets with frames to write once this loop iteration's work is done */
+    /* sockets with frames to write once this loop iteration's work is done,
+     * or, for event frames while events keep coming, WS_FLUSH_MS after the
+     * last write */
     ws_conn *dirty;
     h2o_timeout_entry_t flush_entry;
+    h2o_timeout_t flush_timeout;
+    uint64_t last_flush;
+    bool flush_at_once; /* flush_entry is on the zero timeout */
     h2o_timeout_t tick_timeout;
 } gw_ws_hub;
 
@@ -251,18 +260,35 @@ static void index_remove(ws_conn *c)
 
 /* ------------------------------------------------------------ the socket */
 
-static void mark_dirty(ws_conn *c)
+/* Has the hub write its dirty sockets: at the end of this loop iteration,
+ * or, for event frames (`event`) within WS_FLUSH_MS of the last write,
+ * that much later, together with the events still to come by then. */
+static void schedule_flush(gw_ws_hub *h, bool event)
 {
-    if (c->dirty || c->dead)
-        return;
-    c->dirty = true;
-    c->next_dirty = c->hub->dirty;
-    c->hub->dirty = c;
-    if (!h2o_timeout_is_linked(&c->hub->flush_entry))
-        h2o_timeout_link(c->hub->thread->super.loop, &c->hub->thread->super.zero_timeout, &c->hub->flush_entry);
+    bool at_once = !event || loop_now(h) - h->last_flush >= WS_FLUSH_MS;
+    if (h2o_timeout_is_linked(&h->flush_entry)) {
+        if (!at_once || h->flush_at_once)
+            return;
+        h2o_timeout_unlink(&h->flush_entry);
+    }
+    h->flush_at_once = at_once;
+    h2o_timeout_link(h->thread->super.loop, at_once ? &h->thread->super.zero_timeout : &h->flush_timeout, &h->flush_entry);
 }
 
-static void queue_text(ws_conn *c, const char *data, size_t len)
+static void mark_dirty(ws_conn *c, bool event)
+{
+    if (c->dead)
+        return;
+    if (!c->dirty) {
+        c->dirty = true;
+        c->next_dirty = c->hub->dirty;
+        c->hub->dirty = c;
+    }
+    schedule_flush(c->hub, event);
+}
+
+/* Queues a text frame; `event` for the frames of log events. */
+static void queue_frame(ws_conn *c, const char *data, size_t len, bool event)
 {
     if (c->state == WS_CLOSING || c->dead)
         return;
@@ -274,7 +300,12 @@ static void queue_text(ws_conn *c, const char *data, size_t len)
         conn_close(c, CLOSE_TOO_SLOW, "too slow: reconnect with after");
         return;
     }
-    mark_dirty(c);
+    mark_dirty(c, event);
+}
+
+static void queue_text(ws_conn *c, const char *data, size_t len)
+{
+    queue_frame(c, data, len, false);
 }
 
 static void queue_json(ws_conn *c, json_t *o)
@@ -314,7 +345,7 @@ static void deliver(ws_conn *c, ws_frame *f)
         c->last_sent = f->position;
     }
     kr_counter_add(G.delivered, 1);
-    queue_text(c, f->data, f->len);
+    queue_frame(c, f->data, f->len, true);
 }
 
 static ssize_t on_wslay_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *arg)
@@ -395,6 +426,7 @@ static void conn_flush(ws_conn *c)
 static void on_flush(h2o_timeout_entry_t *entry)
 {
     gw_ws_hub *h = H2O_STRUCT_FROM_MEMBER(gw_ws_hub, flush_entry, entry);
+    h->last_flush = loop_now(h);
     ws_conn *list = h->dirty;
     h->dirty = NULL;
     while (list != NULL) {
@@ -412,7 +444,7 @@ static void conn_close(ws_conn *c, uint16_t code, const char *reason)
     c->state = WS_CLOSING;
     c->close_started = loop_now(c->hub);
     wslay_event_queue_close(c->ws, code, (const uint8_t *)reason, strlen(reason));
-    mark_dirty(c);
+    mark_dirty(c, false);
 }
 
 static void conn_free(ws_conn *c)
@@ -475,7 +507,7 @@ static void on_tick(h2o_timeout_entry_t *entry)
     } else if (now - c->last_ping >= WS_PING_EVERY_MS) {
         struct wslay_event_msg m = {.opcode = WSLAY_PING, .msg = NULL, .msg_length = 0};
         if (wslay_event_queue_msg(c->ws, &m) == 0)
-            mark_dirty(c);
+            mark_dirty(c, false);
         c->last_ping = now;
     }
     h2o_timeout_link(h->thread->super.loop, &h->tick_timeout, &c->tick);
@@ -1410,6 +1442,7 @@ int gw_ws_start(gw_thread *t, char *err, size_t errlen)
     h2o_timeout_init(t->super.loop, &h->gap_timeout, (uint64_t)gw.ws_gap_ms);
     h2o_timeout_init(t->super.loop, &h->tick_timeout, WS_TICK_MS);
     h->gap_entry.cb = on_gap_timeout;
+    h2o_timeout_init(t->super.loop, &h->flush_timeout, WS_FLUSH_MS);
     h->flush_entry.cb = on_flush;
     t->ws = h;
     if (t->redis == NULL)
