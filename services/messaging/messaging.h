@@ -376,8 +376,8 @@ typedef struct st_msg_send_row_t {
     msg_store_result result;
     int64_t position;
     char created_at[40];
-    char *audience;  /* the room's audience at the position, comma-separated user ids; malloc'd, NULL: nobody */
-    bool announced;  /* announced already, with the batch it went in (msg_batch_send) */
+    char *audience; /* the room's audience at the position, comma-separated user ids; malloc'd, NULL: nobody */
+    bool announced; /* announced already, with the batch it went in (msg_batch_send) */
     /* msg_batch's own */
     struct st_msg_send_row_t *_next;
     int _state;
