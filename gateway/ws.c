@@ -31,6 +31,7 @@
 #include "kr_metrics.h"
 #include "messaging.pb-c.h"
 #include "oidc.h"
+#include "ws_announce.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11" /* RFC 6455 section 1.3 */
 #define WS_SUBPROTOCOL "kreide.v1"
@@ -1361,10 +1362,54 @@ static bool parse_position(json_t *v, int64_t *out)
     return x > 0;
 }
 
+/* Makes a log event's frame from its announcement read as text
+ * (ws_announce.h): the event goes out as messaging wrote it, and its
+ * audience is stored after the frame's text, as event_frame does. NULL
+ * when the audience is not an array of plain strings. */
+static ws_frame *event_frame_raw(const gw_ws_announcement *a)
+{
+    static const char head[] = "{\"type\":\"event\",\"event\":";
+    size_t len = sizeof(head) - 1 + a->event_len + 1;
+    ws_frame *f = malloc(sizeof(*f) + len + 1 + sizeof(size_t) + a->members_len);
+    if (f == NULL)
+        abort();
+    f->refs = 1;
+    f->position = a->position;
+    f->len = len;
+    memcpy(f->data, head, sizeof(head) - 1);
+    memcpy(f->data + sizeof(head) - 1, a->event, a->event_len);
+    f->data[len - 1] = '}';
+    f->data[len] = '\0';
+    long n = gw_ws_members_copy(a->members, a->members_len, f->data + len + 1 + sizeof(size_t));
+    if (n < 0) {
+        free(f);
+        return NULL;
+    }
+    size_t count = (size_t)n;
+    memcpy(f->data + len + 1, &count, sizeof(count));
+    return f;
+}
+
+/* Takes a log event's announcement read as text, without building it as a
+ * tree; false leaves it to the full parser (notices, anything unusual). */
+static bool on_log_announcement_raw(gw_ws_hub *h, const char *data, size_t len)
+{
+    gw_ws_announcement a;
+    if (!gw_ws_announcement_read(data, len, &a))
+        return false;
+    ws_frame *f = event_frame_raw(&a);
+    if (f == NULL)
+        return false;
+    on_log_event(h, f);
+    return true;
+}
+
 static void on_announcement(kr_redis_async *r, const kr_redis_message *msg, void *privdata)
 {
     (void)r;
     gw_ws_hub *h = privdata;
+    if (on_log_announcement_raw(h, msg->payload, msg->payload_len))
+        return;
     json_t *o = json_loadb(msg->payload, msg->payload_len, 0, NULL);
     json_t *members = json_object_get(o, "members");
     const char *kind = json_string_value(json_object_get(o, "kind"));
