@@ -52,6 +52,9 @@
  * coming (one write per socket for all of them); the first after a pause
  * goes at once. */
 #define WS_FLUSH_MS 1
+/* A socket that got event frames this recently keeps its output buffer
+ * when idle, for the next ones; others give it back at once. */
+#define WS_KEEP_BUFFER_MS 1000
 
 #define CLOSE_GOING_AWAY 1001
 #define CLOSE_UNSUPPORTED 1003
@@ -90,7 +93,8 @@ struct st_ws_conn_t {
     char *out;
     size_t outlen, outcap;
     bool writing, dirty, dead;
-    unsigned inflight; /* calls whose answers are still to come */
+    uint64_t last_event; /* when an event frame was last queued */
+    unsigned inflight;   /* calls whose answers are still to come */
     uint64_t last_heard, last_ping, close_started;
     ws_conn *next_of_user; /* the hub's index chain */
     ws_conn *next_dirty;
@@ -309,6 +313,57 @@ static void queue_text(ws_conn *c, const char *data, size_t len)
     queue_frame(c, data, len, false);
 }
 
+/* Grows the output buffer to hold `more` bytes after what it holds. */
+static void out_reserve(ws_conn *c, size_t more)
+{
+    if (c->outlen + more <= c->outcap)
+        return;
+    size_t cap = c->outcap ? c->outcap : 4096;
+    while (cap < c->outlen + more)
+        cap *= 2;
+    c->out = realloc(c->out, cap);
+    if (c->out == NULL)
+        abort();
+    c->outcap = cap;
+}
+
+/* Queues an event frame. When wslay has nothing waiting and no write is
+ * on its way, the frame (RFC 6455 section 5.2: FIN, text, unmasked from a
+ * server) goes straight into the output buffer after what is gathered
+ * there, which keeps the order of everything written and spares wslay's
+ * copy of the message; otherwise it queues behind the rest in wslay. */
+static void queue_event(ws_conn *c, const char *data, size_t len)
+{
+    if (c->state == WS_CLOSING || c->dead)
+        return;
+    c->last_event = loop_now(c->hub);
+    uint8_t hdr[10];
+    size_t hl = 2;
+    hdr[0] = 0x81;
+    if (len < 126) {
+        hdr[1] = (uint8_t)len;
+    } else if (len <= 0xffff) {
+        hdr[1] = 126;
+        hdr[2] = (uint8_t)(len >> 8);
+        hdr[3] = (uint8_t)len;
+        hl = 4;
+    } else {
+        hdr[1] = 127;
+        for (int i = 0; i < 8; i++)
+            hdr[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+        hl = 10;
+    }
+    if (c->writing || wslay_event_want_write(c->ws) || c->outlen + hl + len > WS_WRITE_BATCH) {
+        queue_frame(c, data, len, true);
+        return;
+    }
+    out_reserve(c, hl + len);
+    memcpy(c->out + c->outlen, hdr, hl);
+    memcpy(c->out + c->outlen + hl, data, len);
+    c->outlen += hl + len;
+    mark_dirty(c, true);
+}
+
 static void queue_json(ws_conn *c, json_t *o)
 {
     char *s = json_dumps(o, JSON_COMPACT);
@@ -346,7 +401,7 @@ static void deliver(ws_conn *c, ws_frame *f)
         c->last_sent = f->position;
     }
     kr_counter_add(G.delivered, 1);
-    queue_frame(c, f->data, f->len, true);
+    queue_event(c, f->data, f->len);
 }
 
 static ssize_t on_wslay_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *arg)
@@ -374,15 +429,7 @@ static ssize_t on_wslay_send(wslay_event_context_ptr ctx, const uint8_t *data, s
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
-    if (c->outlen + len > c->outcap) {
-        size_t cap = c->outcap ? c->outcap : 4096;
-        while (cap < c->outlen + len)
-            cap *= 2;
-        c->out = realloc(c->out, cap);
-        if (c->out == NULL)
-            abort();
-        c->outcap = cap;
-    }
+    out_reserve(c, len);
     memcpy(c->out + c->outlen, data, len);
     c->outlen += len;
     return (ssize_t)len;
@@ -416,10 +463,12 @@ static void conn_flush(ws_conn *c)
         h2o_socket_write(c->sock, &buf, 1, on_write_done);
         return;
     }
-    /* Idle: give the output buffer back. */
-    free(c->out);
-    c->out = NULL;
-    c->outcap = 0;
+    /* Idle: give the output buffer back, unless events keep coming. */
+    if (loop_now(c->hub) - c->last_event >= WS_KEEP_BUFFER_MS || c->last_event == 0) {
+        free(c->out);
+        c->out = NULL;
+        c->outcap = 0;
+    }
     if (!wslay_event_want_read(c->ws) && !wslay_event_want_write(c->ws))
         conn_destroy(c);
 }
@@ -510,6 +559,12 @@ static void on_tick(h2o_timeout_entry_t *entry)
         if (wslay_event_queue_msg(c->ws, &m) == 0)
             mark_dirty(c, false);
         c->last_ping = now;
+    }
+    /* A buffer kept for events that stopped coming. */
+    if (!c->dead && !c->writing && c->outlen == 0 && c->out != NULL && now - c->last_event >= WS_KEEP_BUFFER_MS) {
+        free(c->out);
+        c->out = NULL;
+        c->outcap = 0;
     }
     h2o_timeout_link(h->thread->super.loop, &h->tick_timeout, &c->tick);
 }

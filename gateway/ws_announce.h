@@ -21,8 +21,8 @@
 
 /* A log event's announcement; the pointers point into the text read. */
 typedef struct {
-    int64_t position;    /* > 0 */
-    const char *event;   /* the event object's text, from '{' to '}' */
+    int64_t position;  /* > 0 */
+    const char *event; /* the event object's text, from '{' to '}' */
     size_t event_len;
     const char *members; /* the members array's text, from '[' to ']' */
     size_t members_len;

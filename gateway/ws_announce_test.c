@@ -12,12 +12,12 @@
 /* An announcement as messaging writes it (events.c: compact, keys sorted). */
 static char *announcement(const char *kind, const char *position, json_t *members)
 {
-    json_t *event = json_pack("{s:s, s:s, s:s, s:{s:s, s:[], s:o, s:{s:i}}}", "id", "01a2038e-0000-7000-8000-000000000001",
-                              "kind", "MESSAGE", "position", position, "message", "text", "Grüße \"an\" \\ alle <3 \n ✓",
-                              "mentions", "reactions", json_array(), "read_status", "audience", 29);
-    json_t *o = json_pack("{s:s, s:o, s:s, s:s, s:o, s:s, s:s}", "created_at", "2026-11-22T08:25:45.532Z", "event", event, "kind",
-                          kind, "position", position, "members", members, "room_id", "01a2038e-3845-78a9-9f06-f5eb50c62c77",
-                          "sender_id", "");
+    json_t *event = json_pack("{s:s, s:s, s:s, s:{s:s, s:[], s:o, s:{s:i}}}", "id", "01a2038e-0000-7000-8000-000000000001", "kind",
+                              "MESSAGE", "position", position, "message", "text", "Grüße \"an\" \\ alle <3 \n ✓", "mentions",
+                              "reactions", json_array(), "read_status", "audience", 29);
+    json_t *o =
+        json_pack("{s:s, s:o, s:s, s:s, s:o, s:s, s:s}", "created_at", "2026-11-22T08:25:45.532Z", "event", event, "kind", kind,
+                  "position", position, "members", members, "room_id", "01a2038e-3845-78a9-9f06-f5eb50c62c77", "sender_id", "");
     char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(o);
     assert_non_null(s);
@@ -54,7 +54,8 @@ static void reads_a_log_event_as_written(void **state)
 static void reads_white_space_and_empty_members(void **state)
 {
     (void)state;
-    const char *s = " { \"members\" : [ ] ,\n\"kind\":\"member.left\", \"position\":\"9\",\t\"event\": { \"a\" : [ 1 , -2.5e3, true, null ] } }\r\n";
+    const char *s = " { \"members\" : [ ] ,\n\"kind\":\"member.left\", \"position\":\"9\",\t\"event\": { \"a\" : [ 1 , -2.5e3, "
+                    "true, null ] } }\r\n";
     gw_ws_announcement a;
     assert_true(read_text(s, &a));
     assert_int_equal(a.position, 9);
@@ -140,12 +141,9 @@ static void members_must_be_plain_strings(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(reads_a_log_event_as_written),
-        cmocka_unit_test(reads_white_space_and_empty_members),
-        cmocka_unit_test(leaves_notices_to_the_full_parser),
-        cmocka_unit_test(refuses_what_a_log_event_is_not),
-        cmocka_unit_test(refuses_nesting_too_deep),
-        cmocka_unit_test(members_must_be_plain_strings),
+        cmocka_unit_test(reads_a_log_event_as_written),      cmocka_unit_test(reads_white_space_and_empty_members),
+        cmocka_unit_test(leaves_notices_to_the_full_parser), cmocka_unit_test(refuses_what_a_log_event_is_not),
+        cmocka_unit_test(refuses_nesting_too_deep),          cmocka_unit_test(members_must_be_plain_strings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
