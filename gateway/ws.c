@@ -10,9 +10,13 @@
  * the ones it sent already.
  *
  * The WebSocket framing is libwslay's (RFC 6455) on top of h2o's HTTP/1
- * upgrade. Written frames are gathered into one buffer per socket and sent
- * with one write; buffers are released when a socket is idle, so an idle
- * socket costs its wslay context and a few hundred bytes.
+ * upgrade. A log event's announcement is read as text (ws_announce.h): its
+ * event becomes one frame, shared by the sockets it goes to. Written frames
+ * are gathered into one buffer per socket and sent with one write per loop
+ * iteration (while events keep coming, at most one per WS_FLUSH_MS); event
+ * frames go straight into that buffer when nothing waits in wslay. Buffers
+ * are released when a socket is idle (a second after its last event), so an
+ * idle socket costs its wslay context and a few hundred bytes.
  */
 #include <inttypes.h>
 #include <openssl/sha.h>
