@@ -364,25 +364,25 @@ typedef struct st_msg_send_row_t {
     const char *mentions; /* uuid[] literal */
     Kreide__Messaging__Attachment *const *attachments;
     size_t n_attachments;
-    bool poll;
-    const char *options; /* text[] literal, polls only */
-    bool multiple_choice, anonymous;
+    const char *options;   /* text[] literal, polls only */
     const char *closes_at; /* NULL: open-ended */
     /* For the announcement a batch makes (msg_sent_event's): */
     char *const *mention_ids; /* as stored, lower case, once each */
     size_t n_mention_ids;
-    bool announcement; /* the room is an announcement channel */
+    bool poll;
+    bool multiple_choice, anonymous; /* polls only */
+    bool announcement;               /* the room is an announcement channel */
     /* Filled when it was appended (result OK): */
     msg_store_result result;
     int64_t position;
-    char created_at[40];
     char *audience; /* the room's audience at the position, comma-separated user ids; malloc'd, NULL: nobody */
+    char created_at[40];
     bool announced; /* announced already, with the batch it went in (msg_batch_send) */
     /* msg_batch's own */
-    struct st_msg_send_row_t *_next;
-    int _state;
-    pthread_cond_t *_wake; /* its thread's */
     bool _alone;
+    int _state;
+    struct st_msg_send_row_t *_next;
+    pthread_cond_t *_wake; /* its thread's */
 } msg_send_row;
 
 /* Appends `n` sends (1 or more, any rooms) in one statement on its own,
