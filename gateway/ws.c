@@ -13,8 +13,9 @@
  * upgrade. A log event's announcement is read as text (ws_announce.h): its
  * event becomes one frame, shared by the sockets it goes to. Written frames
  * are gathered into one buffer per socket and sent with one write per loop
- * iteration (while events keep coming, at most one per WS_FLUSH_MS); event
- * frames go straight into that buffer when nothing waits in wslay. Buffers
+ * iteration (a batch's announcements arrive in one read, so its events go
+ * in one write); event frames go straight into that buffer when nothing
+ * waits in wslay. Buffers
  * are released when a socket is idle (a second after its last event), so an
  * idle socket costs its wslay context and a few hundred bytes.
  */
@@ -52,10 +53,6 @@
 #define WS_REPLAY_PAGE 500
 #define WS_MAX_HELD 100000 /* out-of-order events held before giving up on a gap */
 #define WS_NO_REPLAY INT64_C(9223372036854775806)
-/* Event frames are written at most this often per loop while they keep
- * coming (one write per socket for all of them); the first after a pause
- * goes at once. */
-#define WS_FLUSH_MS 1
 /* A socket that got event frames this recently keeps its output buffer
  * when idle, for the next ones; others give it back at once. */
 #define WS_KEEP_BUFFER_MS 1000
@@ -125,14 +122,9 @@ typedef struct st_gw_ws_hub_t {
     h2o_timeout_t gap_timeout;
     h2o_timeout_entry_t gap_entry;
     bool subscribed_before;
-    /* sockets with frames to write once this loop iteration's work is done,
-     * or, for event frames while events keep coming, WS_FLUSH_MS after the
-     * last write */
+    /* sockets with frames to write once this loop iteration's work is done */
     ws_conn *dirty;
     h2o_timeout_entry_t flush_entry;
-    h2o_timeout_t flush_timeout;
-    uint64_t last_flush;
-    bool flush_at_once; /* flush_entry is on the zero timeout */
     h2o_timeout_t tick_timeout;
 } gw_ws_hub;
 
@@ -269,35 +261,18 @@ static void index_remove(ws_conn *c)
 
 /* ------------------------------------------------------------ the socket */
 
-/* Has the hub write its dirty sockets: at the end of this loop iteration,
- * or, for event frames (`event`) within WS_FLUSH_MS of the last write,
- * that much later, together with the events still to come by then. */
-static void schedule_flush(gw_ws_hub *h, bool event)
+static void mark_dirty(ws_conn *c)
 {
-    bool at_once = !event || loop_now(h) - h->last_flush >= WS_FLUSH_MS;
-    if (h2o_timeout_is_linked(&h->flush_entry)) {
-        if (!at_once || h->flush_at_once)
-            return;
-        h2o_timeout_unlink(&h->flush_entry);
-    }
-    h->flush_at_once = at_once;
-    h2o_timeout_link(h->thread->super.loop, at_once ? &h->thread->super.zero_timeout : &h->flush_timeout, &h->flush_entry);
-}
-
-static void mark_dirty(ws_conn *c, bool event)
-{
-    if (c->dead)
+    if (c->dirty || c->dead)
         return;
-    if (!c->dirty) {
-        c->dirty = true;
-        c->next_dirty = c->hub->dirty;
-        c->hub->dirty = c;
-    }
-    schedule_flush(c->hub, event);
+    c->dirty = true;
+    c->next_dirty = c->hub->dirty;
+    c->hub->dirty = c;
+    if (!h2o_timeout_is_linked(&c->hub->flush_entry))
+        h2o_timeout_link(c->hub->thread->super.loop, &c->hub->thread->super.zero_timeout, &c->hub->flush_entry);
 }
 
-/* Queues a text frame; `event` for the frames of log events. */
-static void queue_frame(ws_conn *c, const char *data, size_t len, bool event)
+static void queue_text(ws_conn *c, const char *data, size_t len)
 {
     if (c->state == WS_CLOSING || c->dead)
         return;
@@ -309,12 +284,7 @@ static void queue_frame(ws_conn *c, const char *data, size_t len, bool event)
         conn_close(c, CLOSE_TOO_SLOW, "too slow: reconnect with after");
         return;
     }
-    mark_dirty(c, event);
-}
-
-static void queue_text(ws_conn *c, const char *data, size_t len)
-{
-    queue_frame(c, data, len, false);
+    mark_dirty(c);
 }
 
 /* Grows the output buffer to hold `more` bytes after what it holds. */
@@ -358,14 +328,14 @@ static void queue_event(ws_conn *c, const char *data, size_t len)
         hl = 10;
     }
     if (c->writing || wslay_event_want_write(c->ws) || c->outlen + hl + len > WS_WRITE_BATCH) {
-        queue_frame(c, data, len, true);
+        queue_text(c, data, len);
         return;
     }
     out_reserve(c, hl + len);
     memcpy(c->out + c->outlen, hdr, hl);
     memcpy(c->out + c->outlen + hl, data, len);
     c->outlen += hl + len;
-    mark_dirty(c, true);
+    mark_dirty(c);
 }
 
 static void queue_json(ws_conn *c, json_t *o)
@@ -480,7 +450,6 @@ static void conn_flush(ws_conn *c)
 static void on_flush(h2o_timeout_entry_t *entry)
 {
     gw_ws_hub *h = H2O_STRUCT_FROM_MEMBER(gw_ws_hub, flush_entry, entry);
-    h->last_flush = loop_now(h);
     ws_conn *list = h->dirty;
     h->dirty = NULL;
     while (list != NULL) {
@@ -498,7 +467,7 @@ static void conn_close(ws_conn *c, uint16_t code, const char *reason)
     c->state = WS_CLOSING;
     c->close_started = loop_now(c->hub);
     wslay_event_queue_close(c->ws, code, (const uint8_t *)reason, strlen(reason));
-    mark_dirty(c, false);
+    mark_dirty(c);
 }
 
 static void conn_free(ws_conn *c)
@@ -561,7 +530,7 @@ static void on_tick(h2o_timeout_entry_t *entry)
     } else if (now - c->last_ping >= WS_PING_EVERY_MS) {
         struct wslay_event_msg m = {.opcode = WSLAY_PING, .msg = NULL, .msg_length = 0};
         if (wslay_event_queue_msg(c->ws, &m) == 0)
-            mark_dirty(c, false);
+            mark_dirty(c);
         c->last_ping = now;
     }
     /* A buffer kept for events that stopped coming. */
@@ -1546,7 +1515,6 @@ int gw_ws_start(gw_thread *t, char *err, size_t errlen)
     h2o_timeout_init(t->super.loop, &h->gap_timeout, (uint64_t)gw.ws_gap_ms);
     h2o_timeout_init(t->super.loop, &h->tick_timeout, WS_TICK_MS);
     h->gap_entry.cb = on_gap_timeout;
-    h2o_timeout_init(t->super.loop, &h->flush_timeout, WS_FLUSH_MS);
     h->flush_entry.cb = on_flush;
     t->ws = h;
     if (t->redis == NULL)
