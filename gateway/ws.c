@@ -10,9 +10,14 @@
  * the ones it sent already.
  *
  * The WebSocket framing is libwslay's (RFC 6455) on top of h2o's HTTP/1
- * upgrade. Written frames are gathered into one buffer per socket and sent
- * with one write; buffers are released when a socket is idle, so an idle
- * socket costs its wslay context and a few hundred bytes.
+ * upgrade. A log event's announcement is read as text (ws_announce.h): its
+ * event becomes one frame, shared by the sockets it goes to. Written frames
+ * are gathered into one buffer per socket and sent with one write per loop
+ * iteration (a batch's announcements arrive in one read, so its events go
+ * in one write); event frames go straight into that buffer when nothing
+ * waits in wslay. Buffers
+ * are released when a socket is idle (a second after its last event), so an
+ * idle socket costs its wslay context and a few hundred bytes.
  */
 #include <inttypes.h>
 #include <openssl/sha.h>
@@ -31,6 +36,7 @@
 #include "kr_metrics.h"
 #include "messaging.pb-c.h"
 #include "oidc.h"
+#include "ws_announce.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11" /* RFC 6455 section 1.3 */
 #define WS_SUBPROTOCOL "kreide.v1"
@@ -47,6 +53,9 @@
 #define WS_REPLAY_PAGE 500
 #define WS_MAX_HELD 100000 /* out-of-order events held before giving up on a gap */
 #define WS_NO_REPLAY INT64_C(9223372036854775806)
+/* A socket that got event frames this recently keeps its output buffer
+ * when idle, for the next ones; others give it back at once. */
+#define WS_KEEP_BUFFER_MS 1000
 
 #define CLOSE_GOING_AWAY 1001
 #define CLOSE_UNSUPPORTED 1003
@@ -85,7 +94,8 @@ struct st_ws_conn_t {
     char *out;
     size_t outlen, outcap;
     bool writing, dirty, dead;
-    unsigned inflight; /* calls whose answers are still to come */
+    uint64_t last_event; /* when an event frame was last queued */
+    unsigned inflight;   /* calls whose answers are still to come */
     uint64_t last_heard, last_ping, close_started;
     ws_conn *next_of_user; /* the hub's index chain */
     ws_conn *next_dirty;
@@ -277,6 +287,57 @@ static void queue_text(ws_conn *c, const char *data, size_t len)
     mark_dirty(c);
 }
 
+/* Grows the output buffer to hold `more` bytes after what it holds. */
+static void out_reserve(ws_conn *c, size_t more)
+{
+    if (c->outlen + more <= c->outcap)
+        return;
+    size_t cap = c->outcap ? c->outcap : 4096;
+    while (cap < c->outlen + more)
+        cap *= 2;
+    c->out = realloc(c->out, cap);
+    if (c->out == NULL)
+        abort();
+    c->outcap = cap;
+}
+
+/* Queues an event frame. When wslay has nothing waiting and no write is
+ * on its way, the frame (RFC 6455 section 5.2: FIN, text, unmasked from a
+ * server) goes straight into the output buffer after what is gathered
+ * there, which keeps the order of everything written and spares wslay's
+ * copy of the message; otherwise it queues behind the rest in wslay. */
+static void queue_event(ws_conn *c, const char *data, size_t len)
+{
+    if (c->state == WS_CLOSING || c->dead)
+        return;
+    c->last_event = loop_now(c->hub);
+    uint8_t hdr[10];
+    size_t hl = 2;
+    hdr[0] = 0x81;
+    if (len < 126) {
+        hdr[1] = (uint8_t)len;
+    } else if (len <= 0xffff) {
+        hdr[1] = 126;
+        hdr[2] = (uint8_t)(len >> 8);
+        hdr[3] = (uint8_t)len;
+        hl = 4;
+    } else {
+        hdr[1] = 127;
+        for (int i = 0; i < 8; i++)
+            hdr[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+        hl = 10;
+    }
+    if (c->writing || wslay_event_want_write(c->ws) || c->outlen + hl + len > WS_WRITE_BATCH) {
+        queue_text(c, data, len);
+        return;
+    }
+    out_reserve(c, hl + len);
+    memcpy(c->out + c->outlen, hdr, hl);
+    memcpy(c->out + c->outlen + hl, data, len);
+    c->outlen += hl + len;
+    mark_dirty(c);
+}
+
 static void queue_json(ws_conn *c, json_t *o)
 {
     char *s = json_dumps(o, JSON_COMPACT);
@@ -314,7 +375,7 @@ static void deliver(ws_conn *c, ws_frame *f)
         c->last_sent = f->position;
     }
     kr_counter_add(G.delivered, 1);
-    queue_text(c, f->data, f->len);
+    queue_event(c, f->data, f->len);
 }
 
 static ssize_t on_wslay_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *arg)
@@ -342,15 +403,7 @@ static ssize_t on_wslay_send(wslay_event_context_ptr ctx, const uint8_t *data, s
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
-    if (c->outlen + len > c->outcap) {
-        size_t cap = c->outcap ? c->outcap : 4096;
-        while (cap < c->outlen + len)
-            cap *= 2;
-        c->out = realloc(c->out, cap);
-        if (c->out == NULL)
-            abort();
-        c->outcap = cap;
-    }
+    out_reserve(c, len);
     memcpy(c->out + c->outlen, data, len);
     c->outlen += len;
     return (ssize_t)len;
@@ -384,10 +437,12 @@ static void conn_flush(ws_conn *c)
         h2o_socket_write(c->sock, &buf, 1, on_write_done);
         return;
     }
-    /* Idle: give the output buffer back. */
-    free(c->out);
-    c->out = NULL;
-    c->outcap = 0;
+    /* Idle: give the output buffer back, unless events keep coming. */
+    if (loop_now(c->hub) - c->last_event >= WS_KEEP_BUFFER_MS || c->last_event == 0) {
+        free(c->out);
+        c->out = NULL;
+        c->outcap = 0;
+    }
     if (!wslay_event_want_read(c->ws) && !wslay_event_want_write(c->ws))
         conn_destroy(c);
 }
@@ -477,6 +532,12 @@ static void on_tick(h2o_timeout_entry_t *entry)
         if (wslay_event_queue_msg(c->ws, &m) == 0)
             mark_dirty(c);
         c->last_ping = now;
+    }
+    /* A buffer kept for events that stopped coming. */
+    if (!c->dead && !c->writing && c->outlen == 0 && c->out != NULL && now - c->last_event >= WS_KEEP_BUFFER_MS) {
+        free(c->out);
+        c->out = NULL;
+        c->outcap = 0;
     }
     h2o_timeout_link(h->thread->super.loop, &h->tick_timeout, &c->tick);
 }
@@ -1329,10 +1390,54 @@ static bool parse_position(json_t *v, int64_t *out)
     return x > 0;
 }
 
+/* Makes a log event's frame from its announcement read as text
+ * (ws_announce.h): the event goes out as messaging wrote it, and its
+ * audience is stored after the frame's text, as event_frame does. NULL
+ * when the audience is not an array of plain strings. */
+static ws_frame *event_frame_raw(const gw_ws_announcement *a)
+{
+    static const char head[] = "{\"type\":\"event\",\"event\":";
+    size_t len = sizeof(head) - 1 + a->event_len + 1;
+    ws_frame *f = malloc(sizeof(*f) + len + 1 + sizeof(size_t) + a->members_len);
+    if (f == NULL)
+        abort();
+    f->refs = 1;
+    f->position = a->position;
+    f->len = len;
+    memcpy(f->data, head, sizeof(head) - 1);
+    memcpy(f->data + sizeof(head) - 1, a->event, a->event_len);
+    f->data[len - 1] = '}';
+    f->data[len] = '\0';
+    long n = gw_ws_members_copy(a->members, a->members_len, f->data + len + 1 + sizeof(size_t));
+    if (n < 0) {
+        free(f);
+        return NULL;
+    }
+    size_t count = (size_t)n;
+    memcpy(f->data + len + 1, &count, sizeof(count));
+    return f;
+}
+
+/* Takes a log event's announcement read as text, without building it as a
+ * tree; false leaves it to the full parser (notices, anything unusual). */
+static bool on_log_announcement_raw(gw_ws_hub *h, const char *data, size_t len)
+{
+    gw_ws_announcement a;
+    if (!gw_ws_announcement_read(data, len, &a))
+        return false;
+    ws_frame *f = event_frame_raw(&a);
+    if (f == NULL)
+        return false;
+    on_log_event(h, f);
+    return true;
+}
+
 static void on_announcement(kr_redis_async *r, const kr_redis_message *msg, void *privdata)
 {
     (void)r;
     gw_ws_hub *h = privdata;
+    if (on_log_announcement_raw(h, msg->payload, msg->payload_len))
+        return;
     json_t *o = json_loadb(msg->payload, msg->payload_len, 0, NULL);
     json_t *members = json_object_get(o, "members");
     const char *kind = json_string_value(json_object_get(o, "kind"));

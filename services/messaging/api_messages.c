@@ -293,21 +293,6 @@ static int check_reply_to(kr_rpc_ctx *ctx, const send_args *a)
     return 0;
 }
 
-/* People of a comma-separated audience other than `user_id`. */
-static uint32_t audience_but(const char *ids, const char *user_id)
-{
-    uint32_t n = 0;
-    size_t len = strlen(user_id);
-    for (const char *p = ids; p != NULL && *p != '\0';) {
-        const char *comma = strchr(p, ',');
-        size_t k = comma ? (size_t)(comma - p) : strlen(p);
-        if (k != len || strncasecmp(p, user_id, len) != 0)
-            n++;
-        p = comma ? comma + 1 : NULL;
-    }
-    return n;
-}
-
 /* Appends a send: with the sends of other threads waiting at the same
  * moment, in one statement on its own (msg_batch_send, msg_store_send),
  * so the log head is held for that statement's execution and commit only,
@@ -335,20 +320,18 @@ static int send_statement(kr_rpc_ctx *ctx, msg_outbox *box, send_args *a, msg_se
                           .options = a->options,
                           .multiple_choice = a->multiple_choice,
                           .anonymous = a->anonymous,
-                          .closes_at = a->closes_at};
+                          .closes_at = a->closes_at,
+                          .mention_ids = (char *const *)a->mentions.ids,
+                          .n_mention_ids = a->mentions.n,
+                          .announcement = a->room->kind == MSG_KIND_ANNOUNCEMENT};
     msg_store_result r = msg_batch_send(batch_of(ctx), ctx->pg, row, a->expected);
     a->expected = false;
     if (r == MSG_STORE_CONFLICT)
         return 1; /* the same txn_id committed meanwhile by a concurrent retry */
     if (r != MSG_STORE_OK)
         return msg_fail_store(ctx, r, "message");
-    msg_appended ev = {.position = row->position};
-    snprintf(ev.id, sizeof(ev.id), "%s", row->id);
-    snprintf(ev.room_id, sizeof(ev.room_id), "%s", row->room_id);
-    snprintf(ev.school_id, sizeof(ev.school_id), "%s", row->school_id);
-    snprintf(ev.kind, sizeof(ev.kind), "message");
-    snprintf(ev.sender, sizeof(ev.sender), "%s", row->sender);
-    snprintf(ev.created_at, sizeof(ev.created_at), "%s", row->created_at);
+    msg_appended ev;
+    msg_send_appended(row, &ev);
     msg_outbox_add(box, &ev);
     msg_outbox_set_audience(box, ev.room_id, row->audience);
     return 0;
@@ -356,16 +339,17 @@ static int send_statement(kr_rpc_ctx *ctx, msg_outbox *box, send_args *a, msg_se
 
 /* Answers and announces an appended send. A message's event is made from
  * what the send wrote (msg_sent_event, the same as ListEvents reads right
- * after the commit); a poll's is read back. */
+ * after the commit), and announced here unless its batch did; a poll's is
+ * read back. */
 static int send_publish(kr_rpc_ctx *ctx, const msg_outbox *box, const send_args *a, const msg_send_row *row,
                         Kreide__Messaging__Event **out)
 {
     if (a->poll)
         return msg_publish(ctx, box, out);
     const msg_app *app = ctx->app;
-    *out = msg_sent_event(ctx->arena, &box->items[0], row, (char *const *)a->mentions.ids, a->mentions.n,
-                          a->room->kind == MSG_KIND_ANNOUNCEMENT, audience_but(row->audience, row->sender));
-    if (app != NULL && msg_events_enabled(app->events))
+    *out = msg_sent_event(ctx->arena, &box->items[0], row, row->mention_ids, row->n_mention_ids, row->announcement,
+                          msg_audience_but(row->audience, row->sender));
+    if (!row->announced && app != NULL && msg_events_enabled(app->events))
         msg_events_publish(app->events, box, out);
     return 0;
 }

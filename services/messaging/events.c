@@ -80,21 +80,52 @@ static kr_redis *thread_client(msg_events *ev)
     return r;
 }
 
-static void publish(msg_events *ev, const char *what, const char *payload)
+/* One script publishes a whole batch: one command, one round trip, and
+ * the messages reach every subscriber in this order, together. */
+#define PUBLISH_ALL "for i = 1, #ARGV do redis.call('PUBLISH', KEYS[1], ARGV[i]) end return #ARGV"
+
+/* Publishes `n` payloads (none NULL) in one round trip; `what` names them
+ * in the log. */
+static void publish_all(msg_events *ev, const char *what, const char *const *payloads, size_t n)
 {
-    kr_redis *r = payload ? thread_client(ev) : NULL;
-    redisReply *reply = r ? kr_redis_command(r, KR_REDIS_ONCE, "PUBLISH %s %s", MSG_EVENTS_CHANNEL, payload) : NULL;
+    if (n == 0)
+        return;
+    kr_redis *r = thread_client(ev);
+    redisReply *reply = NULL;
+    if (r != NULL && n == 1) {
+        reply = kr_redis_command(r, KR_REDIS_ONCE, "PUBLISH %s %s", MSG_EVENTS_CHANNEL, payloads[0]);
+    } else if (r != NULL) {
+        const char **argv = malloc((n + 4) * sizeof(*argv));
+        if (argv == NULL)
+            abort();
+        argv[0] = "EVAL", argv[1] = PUBLISH_ALL, argv[2] = "1", argv[3] = MSG_EVENTS_CHANNEL;
+        memcpy(argv + 4, payloads, n * sizeof(*argv));
+        reply = kr_redis_commandargv(r, KR_REDIS_ONCE, (int)(n + 4), argv, NULL);
+        free(argv);
+    }
     if (reply != NULL && reply->type == REDIS_REPLY_INTEGER) {
-        kr_counter_add(ev->published, 1);
+        kr_counter_add(ev->published, n);
     } else {
-        kr_counter_add(ev->failed, 1);
+        kr_counter_add(ev->failed, n);
         const char *why = reply ? (reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply")
                           : r   ? kr_redis_errstr(r)
                                 : "no Redis client";
-        kr_log(KR_LOG_WARN, "event not announced", "kind", what, "error", why, NULL);
+        char count[24];
+        snprintf(count, sizeof(count), "%zu", n);
+        kr_log(KR_LOG_WARN, "event not announced", "kind", what, "events", count, "error", why, NULL);
     }
     if (reply != NULL)
         freeReplyObject(reply);
+}
+
+static void publish(msg_events *ev, const char *what, const char *payload)
+{
+    if (payload != NULL) {
+        publish_all(ev, what, &payload, 1);
+        return;
+    }
+    kr_counter_add(ev->failed, 1);
+    kr_log(KR_LOG_WARN, "event not announced", "kind", what, "error", "no payload", NULL);
 }
 
 static json_t *id_array(char *const *ids, size_t n)
@@ -155,8 +186,12 @@ char *msg_event_json(const msg_appended *e, const Kreide__Messaging__Event *even
 
 void msg_events_publish(msg_events *ev, const msg_outbox *box, Kreide__Messaging__Event *const *events)
 {
-    if (!msg_events_enabled(ev))
+    if (!msg_events_enabled(ev) || box->n == 0)
         return;
+    char **payloads = calloc(box->n, sizeof(*payloads));
+    if (payloads == NULL)
+        abort();
+    size_t k = 0;
     for (size_t i = 0; i < box->n; i++) {
         const msg_appended *e = &box->items[i];
         const msg_audience *au = msg_outbox_audience(box, e->room_id);
@@ -169,9 +204,50 @@ void msg_events_publish(msg_events *ev, const msg_outbox *box, Kreide__Messaging
             kr_log(KR_LOG_ERROR, "event not announced: not read back", "position", pos, "kind", e->kind, NULL);
             continue;
         }
-        publish(ev, e->kind, payload);
-        free(payload);
+        payloads[k++] = payload;
     }
+    publish_all(ev, box->items[0].kind, (const char *const *)payloads, k);
+    for (size_t i = 0; i < k; i++)
+        free(payloads[i]);
+    free(payloads);
+}
+
+void msg_events_publish_sends(msg_events *ev, msg_send_row *const *rows, size_t n)
+{
+    if (!msg_events_enabled(ev) || n == 0)
+        return;
+    char **payloads = calloc(n, sizeof(*payloads));
+    if (payloads == NULL)
+        abort();
+    kr_arena arena;
+    kr_arena_init(&arena);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const msg_send_row *row = rows[i];
+        msg_appended e;
+        msg_send_appended(row, &e);
+        msg_outbox box = {0};
+        msg_outbox_add(&box, &e);
+        msg_outbox_set_audience(&box, e.room_id, row->audience);
+        const msg_audience *au = msg_outbox_audience(&box, e.room_id);
+        const Kreide__Messaging__Event *event = msg_sent_event(&arena, &e, row, row->mention_ids, row->n_mention_ids,
+                                                               row->announcement, msg_audience_but(row->audience, row->sender));
+        char *payload = msg_event_json(&e, event, au->ids, au->n);
+        msg_outbox_free(&box);
+        if (payload == NULL) {
+            char pos[24];
+            snprintf(pos, sizeof(pos), "%" PRId64, e.position);
+            kr_counter_add(ev->failed, 1);
+            kr_log(KR_LOG_ERROR, "event not announced", "position", pos, "kind", e.kind, NULL);
+            continue;
+        }
+        payloads[k++] = payload;
+    }
+    publish_all(ev, "message", (const char *const *)payloads, k);
+    for (size_t i = 0; i < k; i++)
+        free(payloads[i]);
+    free(payloads);
+    kr_arena_free(&arena);
 }
 
 void msg_events_notify(msg_events *ev, const char *kind, const char *school_id, const char *room_id, const char *user_id,

@@ -114,7 +114,8 @@ static int serve(const settings *s)
         kr_keyring_free(keys);
         return 1;
     }
-    msg_app app = {.events = msg_events_new(s->redis_url), .identity = identity, .batch = msg_batch_new()};
+    msg_app app = {.events = msg_events_new(s->redis_url), .identity = identity};
+    app.batch = msg_batch_new(app.events, (size_t)s->workers);
     if (msg_events_enabled(app.events))
         kr_log(KR_LOG_INFO, "events announced", "channel", MSG_EVENTS_CHANNEL, NULL);
     else

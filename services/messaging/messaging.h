@@ -364,19 +364,25 @@ typedef struct st_msg_send_row_t {
     const char *mentions; /* uuid[] literal */
     Kreide__Messaging__Attachment *const *attachments;
     size_t n_attachments;
-    bool poll;
-    const char *options; /* text[] literal, polls only */
-    bool multiple_choice, anonymous;
+    const char *options;   /* text[] literal, polls only */
     const char *closes_at; /* NULL: open-ended */
+    /* For the announcement a batch makes (msg_sent_event's): */
+    char *const *mention_ids; /* as stored, lower case, once each */
+    size_t n_mention_ids;
+    bool poll;
+    bool multiple_choice, anonymous; /* polls only */
+    bool announcement;               /* the room is an announcement channel */
     /* Filled when it was appended (result OK): */
     msg_store_result result;
     int64_t position;
-    char created_at[40];
     char *audience; /* the room's audience at the position, comma-separated user ids; malloc'd, NULL: nobody */
+    char created_at[40];
+    bool announced; /* announced already, with the batch it went in (msg_batch_send) */
     /* msg_batch's own */
-    struct st_msg_send_row_t *_next;
-    int _state;
     bool _alone;
+    int _state;
+    struct st_msg_send_row_t *_next;
+    pthread_cond_t *_wake; /* its thread's */
 } msg_send_row;
 
 /* Appends `n` sends (1 or more, any rooms) in one statement on its own,
@@ -398,6 +404,13 @@ msg_store_result msg_store_send(kr_pg *pg, msg_send_row *const *rows, size_t n, 
 
 /* Frees what msg_store_send filled into `row`. */
 void msg_send_row_clear(msg_send_row *row);
+
+/* The appended event of a send `row` that msg_store_send filled. */
+void msg_send_appended(const msg_send_row *row, msg_appended *out);
+
+/* How many people of a comma-separated audience (msg_send_row's) are not
+ * `user_id`. */
+uint32_t msg_audience_but(const char *ids, const char *user_id);
 
 /* What messaging knows of a school. */
 typedef struct {
@@ -567,9 +580,13 @@ msg_store_result msg_read_rooms(kr_rpc_ctx *ctx, const char *schools, int64_t af
 /* Group commit of sends. Every append waits for the log head, and a send
  * holds it for one statement; sends that arrive on other threads meanwhile
  * wait here instead, and the next of them appends all that are waiting in
- * one statement (msg_store_send), for all of them. A send that finds
- * nothing running and no other send on its way goes at once. */
-msg_batch *msg_batch_new(void);
+ * one statement (msg_store_send), for all of them, and announces the
+ * messages among them on `events` together (msg_events_publish_sends). A
+ * send that finds nothing running and no other send on its way goes at
+ * once. `events` (may be NULL: nothing announced here) must outlive the
+ * batch; `threads` is how many threads send through it (0: unknown), so
+ * that a batch does not wait for more sends than can come. */
+msg_batch *msg_batch_new(msg_events *events, size_t threads);
 
 /* Frees the batch; no thread may be sending through it. NULL is ignored. */
 void msg_batch_free(msg_batch *b);
@@ -591,8 +608,12 @@ void msg_batch_unexpect(msg_batch *b);
  * concurrent retry won. When the server refuses a batch of several (a
  * txn_id taken meanwhile, any other refusal), each of its sends is tried
  * again on its own on its thread's connection, so that one send's fault
- * fails no other. With `b` NULL the row goes on its own on `pg`.
- * Returns the row's result; free it with msg_send_row_clear. */
+ * fails no other. The messages (not polls) a batch appended are announced
+ * by the thread that appended them, all in one round trip to Redis and in
+ * position order across batches, before their threads return: such a row
+ * comes back with `announced` set. With `b` NULL the row goes on its own
+ * on `pg`, not announced. Returns the row's result; free it with
+ * msg_send_row_clear. */
 msg_store_result msg_batch_send(msg_batch *b, kr_pg *pg, msg_send_row *row, bool expected);
 
 /* ============================================================= events.c */
@@ -609,6 +630,12 @@ void msg_events_free(msg_events *ev);
  * event without an audience or a reading is not announced. Best effort:
  * failures are logged and counted, never returned. */
 void msg_events_publish(msg_events *ev, const msg_outbox *box, Kreide__Messaging__Event *const *events);
+
+/* Announces appended sends of messages (not polls; result OK) in one round
+ * trip to Redis, in the order of `rows`: each with its event as
+ * msg_sent_event makes it and its audience (msg_send_row's). Best effort
+ * as msg_events_publish. */
+void msg_events_publish_sends(msg_events *ev, msg_send_row *const *rows, size_t n);
 
 /* Publishes an ephemeral notice that is not in the log ("typing",
  * "report") to `user_ids`. `extra` is JSON object members without braces

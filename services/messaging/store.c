@@ -469,6 +469,32 @@ void msg_send_row_clear(msg_send_row *row)
     row->audience = NULL;
 }
 
+void msg_send_appended(const msg_send_row *row, msg_appended *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->position = row->position;
+    copy(out->id, sizeof(out->id), row->id);
+    copy(out->room_id, sizeof(out->room_id), row->room_id);
+    copy(out->school_id, sizeof(out->school_id), row->school_id);
+    copy(out->kind, sizeof(out->kind), "message");
+    copy(out->sender, sizeof(out->sender), row->sender);
+    copy(out->created_at, sizeof(out->created_at), row->created_at);
+}
+
+uint32_t msg_audience_but(const char *ids, const char *user_id)
+{
+    uint32_t n = 0;
+    size_t len = strlen(user_id);
+    for (const char *p = ids; p != NULL && *p != '\0';) {
+        const char *comma = strchr(p, ',');
+        size_t k = comma ? (size_t)(comma - p) : strlen(p);
+        if (k != len || strncasecmp(p, user_id, len) != 0)
+            n++;
+        p = comma ? comma + 1 : NULL;
+    }
+    return n;
+}
+
 static void set_audience(msg_send_row *row, const PGresult *r, int k, int col)
 {
     free(row->audience);

@@ -4,7 +4,7 @@
 //
 //   node report.mjs token DIR OUT.json      DIR/{cc,rt}_{kreide,oidc_provider}.jsonl
 //   node report.mjs login DIR OUT.json      DIR/login.jsonl, DIR/floor.txt
-//   node report.mjs messaging DIR OUT.json  DIR/room.jsonl, DIR/rate.jsonl, DIR/floor.txt (pgbench), DIR/idle.json
+//   node report.mjs messaging DIR OUT.json  DIR/{room,rate}.{jsonl,cpu}, DIR/floor.txt (pgbench), DIR/idle.json
 //
 // Each figure is the median over the rounds (the rounds take the variants in
 // turn, so a noisy neighbour slows all of them alike); latencies are those
@@ -143,8 +143,20 @@ function messaging() {
     const m = median(runs.map((r) => r[key]));
     return { mid: runs.find((r) => r[key] === m), rounds: runs.map((r) => r[key]) };
   };
-  const room = pick(runsOf('room.jsonl'), 'sent_per_s');
-  const rate = pick(runsOf('rate.jsonl'), 'p99_ms');
+  // Each run's CPU per message sent (the warm-up's too), in ms, of the
+  // gateway, messaging and PostgreSQL: DIR/MODE.cpu has one line a run,
+  // their clock ticks before and after it and the ticks per second.
+  const withCpu = (file, runs) => {
+    const lines = readFileSync(path.join(dir, file), 'utf8').trim().split('\n');
+    return runs.map((r, i) => {
+      const [g0, m0, p0, g1, m1, p1, hz] = lines[i].trim().split(/\s+/).map(Number);
+      const per = (t) => fix((1000 * t) / hz / r.messages_total, 3);
+      return { ...r, cpu_ms_per_message: { gateway: per(g1 - g0), messaging: per(m1 - m0), postgres: per(p1 - p0),
+        generator: fix((1000 * r.generator_cpu_s) / r.messages_total, 3) } };
+    });
+  };
+  const room = pick(withCpu('room.cpu', runsOf('room.jsonl')), 'sent_per_s');
+  const rate = pick(withCpu('rate.cpu', runsOf('rate.jsonl')), 'p99_ms');
   const tps = (file) => {
     const v = readFileSync(path.join(dir, file), 'utf8').split('\n')
       .map((l) => /^tps = ([0-9.]+) \(without initial connection time\)/.exec(l)).filter(Boolean).map((m) => Number(m[1]));
@@ -163,6 +175,7 @@ function messaging() {
     http_p50_ms: r.http_p50_ms, http_p99_ms: r.http_p99_ms, sockets: r.sockets, senders: r.senders,
     target_rate: r.rate || undefined, seconds: r.seconds, generator_cores: r.generator_cores,
     checked: { missing: r.missing, duplicate: r.duplicate, out_of_order: r.out_of_order, gaps: r.gaps },
+    cpu_ms_per_message: r.cpu_ms_per_message,
   });
   const v = { room: row(room.mid), rate: row(rate.mid) };
   v.room.rounds = room.rounds;
@@ -174,6 +187,10 @@ function messaging() {
   console.log(`\n${'variant'.padEnd(14)} ${pad('messages/s', 11)} ${pad('deliveries/s', 13)} ${pad('p50 ms', 8)} ${pad('p99 ms', 8)} ${pad('HTTP p99', 9)} ${pad('load gen cores', 15)}`);
   for (const [n, r] of Object.entries(v)) {
     console.log(`${n.padEnd(14)} ${pad(r.messages_per_s, 11)} ${pad(r.deliveries_per_s, 13)} ${pad(r.p50_ms, 8)} ${pad(r.p99_ms, 8)} ${pad(r.http_p99_ms, 9)} ${pad(r.generator_cores, 15)}`);
+  }
+  for (const [n, r] of Object.entries(v)) {
+    const c = r.cpu_ms_per_message;
+    console.log(`${''.padEnd(14)} CPU ms per message: gateway ${c.gateway}, messaging ${c.messaging}, PostgreSQL ${c.postgres}, load generator ${c.generator} (${n})`);
   }
   console.log(`${'floor'.padEnd(14)} ${pad(fix(floor), 11)}   (pgbench: one row per message)`);
   console.log(`${'floor_tables'.padEnd(14)} ${pad(fix(floorTables), 11)}   (pgbench: an events row and a messages row per message)`);

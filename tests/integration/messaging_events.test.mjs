@@ -464,6 +464,64 @@ test('sends waiting for the log head are appended together: twins answer once, a
   assert.deepEqual(texts.filter((t) => ['Original', 'Wiederholung', 'eins', 'zwei'].includes(t)).sort(), ['Original', 'eins', 'zwei']);
 });
 
+test('a batch is announced together, in position order, across rooms; a send refused among its sends changes nothing', async () => {
+  const r = await c.room(P('t1').token, { school_id: A.id, kind: 'GROUP', name: 'Stapel', member_ids: [P('p1').id, P('p2').id] });
+  const ch = await c.room(P('t1').token, { school_id: A.id, kind: 'ANNOUNCEMENT', name: 'Rundbrief', member_ids: [P('p1').id, P('m1').id] });
+  const send = (who, room, body) => c.post(`/rooms/${room.id}/messages`, P(who).token, { txn_id: txnId(), ...body });
+  const db = session();
+  const from = head();
+  let first;
+  let queued;
+  try {
+    assert.equal(await db.run('BEGIN; UPDATE messaging.log_head SET position = position'), '');
+    first = send('t1', r, { text: 'vorneweg' });
+    await until(() => waitingSend() === 1, { what: 'the first send to wait for the log head' });
+    const since = psql('SELECT clock_timestamp()');
+    // Two sends that queue for the next batch, in two rooms (one of them an
+    // announcement channel, with a mention), and one the service refuses
+    // before it could queue.
+    queued = [
+      send('p1', r, { text: 'dazwischen' }),
+      send('p2', r, { text: '<b>fett</b>' }),
+      send('t1', ch, { text: 'Elternabend am Montag', mentions: [P('m1').id] }),
+    ];
+    // (the channel's send checks its mention last)
+    await until(() => ran(since, 'SELECT r.id::text, r.school_id::text, r.kind%')
+      + ran(since, 'SELECT count(*) FROM messaging.room_members%') === 3, { what: 'three sends to be checked' });
+    const refused = await queued[1];
+    assert.equal(refused.status, 400, refused.text);
+    assert.equal(refused.json.error.code, 'messaging.text_html');
+    assert.equal(await db.run('ROLLBACK'), '');
+  } finally {
+    db.close();
+  }
+  const res = await Promise.all([first, queued[0], queued[2]]);
+  for (const x of res) assert.equal(x.status, 201, x.text);
+  const to = head();
+  assert.equal(to - from, 3n, 'the refused send appended nothing');
+  assert.deepEqual(perTransaction(from), [1, 2], 'the two queued sends went in one statement');
+  const got = await announced(from, to);
+  // The first send first; the two queued ones in the order they queued.
+  assert.equal(got[0].event_id, res[0].json.id);
+  assert.deepEqual(got.slice(1).map((a) => a.event_id).sort(), [res[1].json.id, res[2].json.id].sort());
+  // Arrival order is position order: a batch's announcements go out
+  // together, after those of the batch before.
+  const arrived = announcements().filter((x) => BigInt(x.position) > from && BigInt(x.position) <= to).map((x) => x.position);
+  assert.deepEqual(arrived, got.map((a) => a.position));
+  for (const a of got) {
+    const reply = res.find((x) => x.json.id === a.event_id).json;
+    assert.deepEqual(a.event, reply);
+    const room = a.event_id === res[2].json.id ? ch : r;
+    assert.equal(a.room_id, room.id);
+    assert.deepEqual(a.event, byNoOne(await listed(room.id, P('t1').token, a.position)));
+    assert.deepEqual([...a.members].sort(), room === ch ? ids('t1', 'p1', 'm1') : ids('t1', 'p1', 'p2'));
+  }
+  assert.deepEqual(res[2].json.message.mentions, [P('m1').id]);
+  assert.deepEqual(res[2].json.message.read_status, { audience: 2, read: 0, confirmed: 0, confirmed_by_me: false });
+  const texts = (await c.events(r.id, P('t1').token, '?messages_only=true&limit=10')).events.map((e) => e.message.text);
+  assert.deepEqual(texts, ['vorneweg', 'dazwischen']);
+});
+
 test('many concurrent sends with racing retries: one message each, contiguous positions, each announced once', async () => {
   const senders = ['t1', 'p1', 'p2', 'm1', 't2'];
   const r = await c.room(P('t1').token, { school_id: A.id, kind: 'GROUP', name: 'Ansturm', member_ids: senders.slice(1).map((a) => P(a).id) });
