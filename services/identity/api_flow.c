@@ -576,8 +576,7 @@ static int refresh_grant(kr_rpc_ctx *ctx, const Kreide__Identity__RefreshGrantRe
         /* Rarely: PostgreSQL hears that the family lives on. */
         if (ident_store_extend_grant(ctx, ref.grant.grant_id, now + 2 * app->refresh_token_ttl_s) != IDENT_STORE_OK ||
             ident_family_extended(r, ref.grant.grant_id, now + 2 * app->refresh_token_ttl_s) != IDENT_REDIS_OK)
-            kr_log(KR_LOG_WARN, "refresh family not extended; the next rotation tries again", "grant_id", ref.grant.grant_id,
-                   NULL);
+            kr_log(KR_LOG_WARN, "refresh family not extended; the next rotation tries again", "grant_id", ref.grant.grant_id, NULL);
     }
     out->claims = claims;
     out->scope = (char *)scope;

@@ -270,8 +270,8 @@ ident_redis_result ident_family_put(kr_redis *r, const ident_grant_row *f, const
     snprintf(ttl, sizeof(ttl), "%lld", (long long)ttl_s);
     snprintf(until, sizeof(until), "%lld", (long long)pg_until);
     const char *hash = token_key + sizeof(IDENT_RT_TOKEN_PREFIX) - 1;
-    const char *args[] = {fk, token_key, f->client_id, f->user_id, f->scope, f->session_id, auth_time, hash, exp, ttl, until,
-                          f->grant_id};
+    const char *args[] = {fk,        token_key, f->client_id, f->user_id, f->scope, f->session_id,
+                          auth_time, hash,      exp,          ttl,        until,    f->grant_id};
     redisReply *reply = run_script(r, KR_REDIS_IDEMPOTENT, family_put_script, 2, (int)(sizeof(args) / sizeof(args[0])), args);
     if (reply == NULL || reply->type != REDIS_REPLY_INTEGER)
         return failed(r, "refresh family put", reply);
@@ -329,14 +329,10 @@ ident_redis_result ident_family_rotate(kr_redis *r, kr_arena *arena, const ident
         const char *name;
         ident_refresh_verdict verdict;
     } verdicts[] = {
-        {"ok", IDENT_REFRESH_OK},
-        {"unknown", IDENT_REFRESH_UNKNOWN},
-        {"lost", IDENT_REFRESH_UNKNOWN},
-        {"other_client", IDENT_REFRESH_OTHER_CLIENT},
-        {"revoked", IDENT_REFRESH_REVOKED},
-        {"reused", IDENT_REFRESH_REUSED},
-        {"expired", IDENT_REFRESH_EXPIRED},
-        {"scope_too_wide", IDENT_REFRESH_OK},
+        {"ok", IDENT_REFRESH_OK},           {"unknown", IDENT_REFRESH_UNKNOWN},
+        {"lost", IDENT_REFRESH_UNKNOWN},    {"other_client", IDENT_REFRESH_OTHER_CLIENT},
+        {"revoked", IDENT_REFRESH_REVOKED}, {"reused", IDENT_REFRESH_REUSED},
+        {"expired", IDENT_REFRESH_EXPIRED}, {"scope_too_wide", IDENT_REFRESH_OK},
     };
     const char *v = str_at(reply, 0);
     size_t i = 0;
@@ -368,8 +364,8 @@ ident_redis_result ident_family_rotate(kr_redis *r, kr_arena *arena, const ident
     return IDENT_REDIS_OK;
 }
 
-ident_redis_result ident_family_revoke(kr_redis *r, kr_arena *arena, const char *grant_id, const char *reason, ident_live_jti **jtis,
-                                       size_t *n)
+ident_redis_result ident_family_revoke(kr_redis *r, kr_arena *arena, const char *grant_id, const char *reason,
+                                       ident_live_jti **jtis, size_t *n)
 {
     *jtis = NULL;
     *n = 0;
@@ -384,7 +380,8 @@ ident_redis_result ident_family_revoke(kr_redis *r, kr_arena *arena, const char 
     return IDENT_REDIS_OK;
 }
 
-ident_redis_result ident_family_find(kr_redis *r, kr_arena *arena, const char *token_key, const char **grant_id, const char **client_id)
+ident_redis_result ident_family_find(kr_redis *r, kr_arena *arena, const char *token_key, const char **grant_id,
+                                     const char **client_id)
 {
     *grant_id = *client_id = NULL;
     const char *args[] = {token_key};

@@ -847,8 +847,8 @@ ident_redis_result ident_family_extended(kr_redis *r, const char *grant_id, int6
 
 /* Marks a family revoked (an earlier reason stays) and hands over the
  * access tokens its refreshes issued (arena). A missing family is fine. */
-ident_redis_result ident_family_revoke(kr_redis *r, kr_arena *arena, const char *grant_id, const char *reason, ident_live_jti **jtis,
-                                       size_t *n);
+ident_redis_result ident_family_revoke(kr_redis *r, kr_arena *arena, const char *grant_id, const char *reason,
+                                       ident_live_jti **jtis, size_t *n);
 
 /* The grant id and client of the family of a token's key; NOT_FOUND when
  * Redis knows none. */
