@@ -146,7 +146,8 @@ static const char family_rotate_script[] =
     "local fk = '" IDENT_RT_FAMILY_PREFIX "' .. gid "
     "local jk = '" IDENT_RT_JTIS_PREFIX "' .. gid "
     "local f = redis.call('HMGET', fk, 'cur', 'exp', 'client', 'user', 'scope', 'sid', 'auth_time', 'revoked', 'epoch', "
-    "'pg_until') " RUN_ID_LUA "if not f[1] or f[9] ~= run then return {'lost', gid} end "
+    "'pg_until') " RUN_ID_LUA "if not f[1] then return {'unknown'} end "
+    "if f[9] ~= run then return {'lost', gid} end "
     "if f[3] ~= ARGV[1] then return {'other_client'} end "
     "if f[8] then return {'revoked', gid, f[4], f[5], f[6], f[7], f[10]} end "
     "if f[1] ~= ARGV[4] then "
@@ -169,7 +170,7 @@ static const char family_rotate_script[] =
     "redis.call('EXPIRE', fk, ARGV[7]) "
     "while true do "
     "  local h = redis.call('LINDEX', jk, 0) "
-    "  if not h or tonumber(string.match(h, ' (%d+)$')) > now then break end "
+    "  if not h or (tonumber(string.match(h, ' (%d+)$')) or 0) > now then break end "
     "  redis.call('LPOP', jk) "
     "end "
     "redis.call('RPUSH', jk, ARGV[8] .. ' ' .. ARGV[9]) "
@@ -345,7 +346,11 @@ ident_redis_result ident_family_rotate(kr_redis *r, kr_arena *arena, const ident
     out->scope_too_wide = strcmp(v, "scope_too_wide") == 0;
     if (str_at(reply, 1) != NULL)
         out->grant.grant_id = kr_arena_strdup(arena, str_at(reply, 1));
-    if (reply->elements >= 7) {
+    bool with_grant =
+        out->verdict == IDENT_REFRESH_OK || out->verdict == IDENT_REFRESH_REVOKED || out->verdict == IDENT_REFRESH_REUSED;
+    if (with_grant && reply->elements < 7)
+        return failed(r, "refresh family rotate: a family without its fields", reply);
+    if (with_grant) {
         for (size_t k = 2; k < 7; k++)
             if (str_at(reply, k) == NULL) {
                 out->grant.grant_id = NULL;

@@ -57,8 +57,12 @@ static const char *family(char key[IDENT_RT_TOKEN_KEY_LEN + 1], int64_t now)
     kr_uuid7_new(&gid);
     const char *grant_id = kr_arena_strdup(&arena, gid.s);
     new_key(key);
-    ident_grant_row g = {grant_id, "wiki", "0190b3c4-7d2e-7a11-9f00-000000000001", "openid profile offline_access",
-                         "0190b3c4-7d2e-7a11-9f00-000000000002", 1700000000};
+    ident_grant_row g = {grant_id,
+                         "wiki",
+                         "0190b3c4-7d2e-7a11-9f00-000000000001",
+                         "openid profile offline_access",
+                         "0190b3c4-7d2e-7a11-9f00-000000000002",
+                         1700000000};
     assert_int_equal(ident_family_put(rc, &g, key, now + TTL, TTL, now + 2 * TTL), IDENT_REDIS_OK);
     return grant_id;
 }
