@@ -149,6 +149,22 @@ static void revoke_redis_family(kr_rpc_ctx *ctx, const char *grant_id, const cha
     revoke_access_tokens(ctx, jtis, n);
 }
 
+/* Lets the family carry the person's claims for the gateway's fast
+ * rotation (identity.h, IDENT_CLAIMS_VERSION_KEY). Best effort: without
+ * them every refresh comes here. */
+static void carry_claims(kr_rpc_ctx *ctx, kr_redis *r, const char *grant_id, const char *token_key,
+                         const Kreide__Identity__UserClaims *claims, const char *version, int64_t next_midnight)
+{
+    int64_t until = now_s() + IDENT_CLAIMS_MAX_AGE_S;
+    if (next_midnight > 0 && next_midnight < until)
+        until = next_midnight;
+    size_t len = kreide__identity__user_claims__get_packed_size(claims);
+    uint8_t *buf = kr_arena_alloc(ctx->arena, len ? len : 1);
+    kreide__identity__user_claims__pack(claims, buf);
+    if (ident_family_claims(r, grant_id, token_key, buf, len, version, until) != IDENT_REDIS_OK)
+        kr_log(KR_LOG_WARN, "claims not carried by the refresh family; its refreshes ask identity", "grant_id", grant_id, NULL);
+}
+
 /* ---------------------------------------------------------------- sessions */
 
 static void session_reply(kr_rpc_ctx *ctx, const ident_session *s, Kreide__Identity__SessionInfo *out)
@@ -382,13 +398,28 @@ static int grant_reply(kr_rpc_ctx *ctx, const char *user_id, const char *scope, 
     ident_scopes granted = {0};
     if (ident_scopes_parse(ctx->arena, scope, &granted) != 0)
         granted.n = 0; /* stored scopes were checked when they were stored */
+    /* The claims counter before the claims, so carried claims are never
+     * marked newer than they are. */
+    kr_redis *r = issued->refresh_token != NULL ? redis_of(ctx) : NULL;
+    const char *version = NULL;
+    if (r != NULL && ident_claims_version(r, ctx->arena, &version) != IDENT_REDIS_OK)
+        version = NULL;
     Kreide__Identity__UserClaims *claims = kr_arena_alloc(ctx->arena, sizeof(*claims));
     kreide__identity__user_claims__init(claims);
-    ident_store_result r = ident_store_user_claims(ctx, user_id, ident_scopes_has(&granted, "profile"), true, claims);
-    if (r == IDENT_STORE_NOT_FOUND)
+    ident_grant_state st = {0};
+    ident_store_result res = ident_store_grant_claims(ctx, issued->grant_id, c->client.client_id, user_id,
+                                                      ident_scopes_has(&granted, "profile"), claims, &st);
+    if (res == IDENT_STORE_NOT_FOUND)
         return invalid_grant(ctx, NULL, "the person no longer exists");
-    if (r != IDENT_STORE_OK)
+    if (res != IDENT_STORE_OK)
         return database_failure(ctx);
+    if (version != NULL) {
+        uint8_t hash[32];
+        char key[IDENT_RT_TOKEN_KEY_LEN + 1];
+        ident_flow_token_hash(issued->refresh_token, hash);
+        ident_rt_token_key(hash, key);
+        carry_claims(ctx, r, issued->grant_id, key, claims, version, st.next_midnight);
+    }
     int64_t now = now_s();
     out->claims = claims;
     out->scope = (char *)scope;
@@ -542,7 +573,7 @@ static int refresh_grant(kr_rpc_ctx *ctx, const Kreide__Identity__RefreshGrantRe
         return invalid_scope(ctx, "scope may only narrow what was granted (RFC 6749 section 6)");
     const char *scope = narrow.n > 0 ? rot.narrow_scope : ref.grant.scope;
     ident_scopes granted = {0};
-    if (ident_scopes_parse(ctx->arena, scope, &granted) != 0)
+    if (ident_scopes_parse(ctx->arena, ref.grant.scope, &granted) != 0)
         granted.n = 0; /* stored scopes were checked when they were stored */
     Kreide__Identity__UserClaims *claims = kr_arena_alloc(ctx->arena, sizeof(*claims));
     kreide__identity__user_claims__init(claims);
@@ -577,6 +608,13 @@ static int refresh_grant(kr_rpc_ctx *ctx, const Kreide__Identity__RefreshGrantRe
         if (ident_store_extend_grant(ctx, ref.grant.grant_id, now + 2 * app->refresh_token_ttl_s) != IDENT_STORE_OK ||
             ident_family_extended(r, ref.grant.grant_id, now + 2 * app->refresh_token_ttl_s) != IDENT_REDIS_OK)
             kr_log(KR_LOG_WARN, "refresh family not extended; the next rotation tries again", "grant_id", ref.grant.grant_id, NULL);
+    }
+    if (ref.claims_version != NULL)
+        carry_claims(ctx, r, ref.grant.grant_id, new_key, claims, ref.claims_version, st.next_midnight);
+    if (narrow.n > 0 && !ident_scopes_has(&narrow, "profile")) {
+        /* Names only with profile (the family carries what the grant
+         * allows; this answer what was asked for). */
+        claims->preferred_username = claims->given_name = claims->family_name = claims->name = (char *)"";
     }
     out->claims = claims;
     out->scope = (char *)scope;

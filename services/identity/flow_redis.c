@@ -138,8 +138,9 @@ static const char family_put_script[] =
  * narrowed scope ("" for none), 4 the presented token's hash, 5 the new
  * token's key, 6 its hash, 7 the TTL, 8 the new access jti, 9 its expiry.
  * Answers {verdict, grant id, user, scope, session id, auth_time,
- * pg_until} and, for "reused", the family's recorded access tokens. The
- * order of the checks is ident_refresh_judge's. */
+ * pg_until}, for "ok" the directory's claims version besides, and for
+ * "reused" the family's recorded access tokens. The order of the checks is
+ * ident_refresh_judge's. */
 static const char family_rotate_script[] =
     "local gid = redis.call('GET', KEYS[1]) "
     "if not gid then return {'unknown'} end "
@@ -175,7 +176,7 @@ static const char family_rotate_script[] =
     "end "
     "redis.call('RPUSH', jk, ARGV[8] .. ' ' .. ARGV[9]) "
     "redis.call('EXPIRE', jk, ARGV[7]) "
-    "return {'ok', gid, f[4], f[5], f[6], f[7], f[10]}";
+    "return {'ok', gid, f[4], f[5], f[6], f[7], f[10], redis.call('GET', '" IDENT_CLAIMS_VERSION_KEY "') or '0'}";
 
 /* KEYS[1] the family, KEYS[2] its access tokens; ARGV[1] the reason. Marks
  * the family revoked (keeping an earlier reason) and hands over the access
@@ -363,8 +364,10 @@ ident_redis_result ident_family_rotate(kr_redis *r, kr_arena *arena, const ident
         out->grant.auth_time = to_int(str_at(reply, 5));
         out->pg_until = to_int(str_at(reply, 6));
     }
-    if (reply->elements >= 8)
+    if (out->verdict == IDENT_REFRESH_REUSED && reply->elements >= 8)
         jtis_of(arena, reply->element[7], &out->revoke, &out->nrevoke);
+    if (out->verdict == IDENT_REFRESH_OK && str_at(reply, 7) != NULL)
+        out->claims_version = kr_arena_strdup(arena, str_at(reply, 7));
     freeReplyObject(reply);
     return IDENT_REDIS_OK;
 }
@@ -419,6 +422,57 @@ ident_redis_result ident_family_extended(kr_redis *r, const char *grant_id, int6
     redisReply *reply = run_script(r, KR_REDIS_IDEMPOTENT, family_extended_script, 1, 2, args);
     if (reply == NULL || reply->type != REDIS_REPLY_INTEGER)
         return failed(r, "refresh family extended", reply);
+    freeReplyObject(reply);
+    return IDENT_REDIS_OK;
+}
+
+/* KEYS[1] the family; ARGV: the token that must still be current, the
+ * packed claims, their version, until when they hold. A family rotated
+ * meanwhile keeps what its newer rotation stored. */
+static const char family_claims_script[] = "if redis.call('HGET', KEYS[1], 'cur') == ARGV[1] then "
+                                           "  redis.call('HSET', KEYS[1], 'claims', ARGV[2], 'cver', ARGV[3], 'cuntil', ARGV[4]) "
+                                           "end "
+                                           "return 1";
+
+ident_redis_result ident_family_claims(kr_redis *r, const char *grant_id, const char *token_key, const uint8_t *claims, size_t len,
+                                       const char *version, int64_t until)
+{
+    char fk[128], jk[128], u[24], nk[4] = "1";
+    family_keys(grant_id, fk, jk);
+    snprintf(u, sizeof(u), "%lld", (long long)until);
+    const char *argv[] = {"EVALSHA", script_sha(family_claims_script), nk, fk, token_key + sizeof(IDENT_RT_TOKEN_PREFIX) - 1,
+                          (const char *)claims, version, u};
+    size_t lens[] = {7, 40, 1, strlen(fk), 64, len, strlen(version), strlen(u)};
+    redisReply *reply = kr_redis_commandargv(r, KR_REDIS_IDEMPOTENT, 8, argv, lens);
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+        freeReplyObject(reply);
+        argv[0] = "EVAL";
+        argv[1] = family_claims_script;
+        lens[0] = 4;
+        lens[1] = strlen(family_claims_script);
+        reply = kr_redis_commandargv(r, KR_REDIS_IDEMPOTENT, 8, argv, lens);
+    }
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER)
+        return failed(r, "refresh family claims", reply);
+    freeReplyObject(reply);
+    return IDENT_REDIS_OK;
+}
+
+ident_redis_result ident_claims_version(kr_redis *r, kr_arena *arena, const char **version)
+{
+    redisReply *reply = kr_redis_command(r, KR_REDIS_IDEMPOTENT, "GET %s", IDENT_CLAIMS_VERSION_KEY);
+    if (reply == NULL || (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_NIL))
+        return failed(r, "claims version", reply);
+    *version = kr_arena_strdup(arena, reply->type == REDIS_REPLY_STRING ? reply->str : "0");
+    freeReplyObject(reply);
+    return IDENT_REDIS_OK;
+}
+
+ident_redis_result ident_claims_changed(kr_redis *r)
+{
+    redisReply *reply = kr_redis_command(r, KR_REDIS_ONCE, "INCR %s", IDENT_CLAIMS_VERSION_KEY);
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER)
+        return failed(r, "claims changed", reply);
     freeReplyObject(reply);
     return IDENT_REDIS_OK;
 }

@@ -800,6 +800,16 @@ typedef struct {
 #define IDENT_RT_FAMILY_PREFIX "kreide:rtf:"
 #define IDENT_RT_JTIS_PREFIX "kreide:rtj:"
 #define IDENT_RT_TOKEN_KEY_LEN (sizeof(IDENT_RT_TOKEN_PREFIX) - 1 + 64)
+/* A counter identity increments after every change of the directory that
+ * can change a person's claims (a context, a membership). A family carries
+ * the claims of its person (packed Kreide__Identity__UserClaims, field
+ * `claims`) with the counter's value when they were read (`cver`) and until
+ * when they hold (`cuntil`: the next midnight, when memberships may start
+ * or end, or an hour at most); the gateway's fast rotation uses them only
+ * while the counter has not moved (gateway/oidc_refresh.c). */
+#define IDENT_CLAIMS_VERSION_KEY "kreide:claims:version"
+/* Longest time carried claims hold even without a change of the counter. */
+#define IDENT_CLAIMS_MAX_AGE_S 3600
 
 /* The Redis key of a refresh token whose SHA-256 is `hash`. */
 void ident_rt_token_key(const uint8_t hash[32], char out[IDENT_RT_TOKEN_KEY_LEN + 1]);
@@ -832,7 +842,8 @@ typedef struct {
     bool scope_too_wide;   /* OK, but the narrowing asked for more: nothing changed */
     ident_grant_row grant; /* OK, REVOKED, REUSED (and grant_id alone when lost) */
     int64_t pg_until;
-    ident_live_jti *revoke; /* REUSED: the access tokens refreshes issued */
+    const char *claims_version; /* OK: the claims counter when the token rotated */
+    ident_live_jti *revoke;     /* REUSED: the access tokens refreshes issued */
     size_t nrevoke;
 } ident_rt_rotated;
 
@@ -841,6 +852,19 @@ typedef struct {
  * token is recorded. REUSED marks the family revoked. Never re-sent after a
  * broken connection (IDENT_REDIS_ERROR then). */
 ident_redis_result ident_family_rotate(kr_redis *r, kr_arena *arena, const ident_rt_rotation *in, ident_rt_rotated *out);
+
+/* Stores the person's claims (packed, `len` bytes) in the family, read
+ * when the claims counter was `version` and holding until `until`, unless
+ * the family rotated past the token of `token_key` meanwhile. */
+ident_redis_result ident_family_claims(kr_redis *r, const char *grant_id, const char *token_key, const uint8_t *claims, size_t len,
+                                       const char *version, int64_t until);
+
+/* The claims counter's value ("0" before the first change), in `arena`. */
+ident_redis_result ident_claims_version(kr_redis *r, kr_arena *arena, const char **version);
+
+/* Increments the claims counter: call after a change that can alter what
+ * claims say commits. */
+ident_redis_result ident_claims_changed(kr_redis *r);
 
 /* Records in the family that PostgreSQL's refresh_until is now `until`. */
 ident_redis_result ident_family_extended(kr_redis *r, const char *grant_id, int64_t until);
@@ -860,6 +884,7 @@ typedef struct {
     bool revoked;             /* the grant was revoked (its family must end) */
     bool client_ok;           /* the client is enabled and registered for refresh_token */
     const char *id_token_alg; /* the client's */
+    int64_t next_midnight;    /* when today's memberships may change by date alone */
 } ident_grant_state;
 
 /* In one statement: the grant `grant_id` of `client_id` and `user_id`

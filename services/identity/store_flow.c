@@ -400,19 +400,21 @@ static const char claims_sql[] =
 
 /* claims_sql for a refresh: the person's row comes only with the grant
  * $2 of client $3 and says besides whether the grant was revoked, whether
- * the client may still refresh, and its ID token algorithm (columns 9 to
- * 11), so that a refresh asks PostgreSQL one question. */
+ * the client may still refresh, its ID token algorithm and the next
+ * midnight (columns 9 to 12), so that a refresh asks PostgreSQL one
+ * question. */
 static const char grant_claims_sql[] =
     "SELECT 0 AS k, NULL::uuid AS ks, u.id::text, u.username::text, u.given_name::text, u.family_name::text, "
     "u.display_name::text, NULL::text AS o1, NULL::uuid AS o2, (g.revoked_at IS NOT NULL)::text, "
-    "(c.disabled_at IS NULL AND 'refresh_token' = ANY (c.grant_types))::text, c.id_token_alg::text "
+    "(c.disabled_at IS NULL AND 'refresh_token' = ANY (c.grant_types))::text, c.id_token_alg::text, "
+    "floor(extract(epoch FROM (current_date + 1)::timestamptz))::bigint "
     "FROM identity.oidc_grants g JOIN identity.users u ON u.id = g.user_id JOIN identity.oidc_clients c ON c.id = g.client_id "
     "WHERE g.id = $2 AND g.client_id = $3 AND g.user_id = $1 "
     "UNION ALL SELECT 1, pc.school_id, pc.school_id::text, s.name::text, coalesce(s.kennung, '')::text, pc.role::text, "
-    "pc.schulconnex_role::text, pc.role::text, NULL, NULL, NULL, NULL FROM identity.person_contexts pc "
+    "pc.schulconnex_role::text, pc.role::text, NULL, NULL, NULL, NULL, NULL FROM identity.person_contexts pc "
     "JOIN identity.schools s ON s.id = pc.school_id WHERE pc.user_id = $1 "
     "UNION ALL SELECT 2, m.school_id, m.school_id::text, g.id::text, g.name::text, g.kind::text, m.role::text, g.name::text, g.id, "
-    "NULL, NULL, NULL "
+    "NULL, NULL, NULL, NULL "
     "FROM identity.memberships m JOIN identity.groups g ON g.school_id = m.school_id AND g.id = m.group_id WHERE m.user_id = $1 "
     "AND (m.valid_from IS NULL OR m.valid_from <= current_date) AND (m.valid_to IS NULL OR m.valid_to >= current_date) "
     "ORDER BY 1, 2, 8, 9";
@@ -434,6 +436,7 @@ ident_store_result ident_store_grant_claims(kr_rpc_ctx *ctx, const char *grant_i
     state->revoked = PQgetvalue(r, 0, 9)[0] == 't';
     state->client_ok = PQgetvalue(r, 0, 10)[0] == 't';
     state->id_token_alg = col(ctx, r, 0, 11);
+    state->next_midnight = col_int(r, 0, 12);
     return claims_of(ctx, r, names, true, out);
 }
 
