@@ -129,7 +129,7 @@ ident_redis_result ident_revoke_jti(kr_redis *r, const char *jti, int64_t until,
  * scope, session id, auth_time, token hash, token expiry, TTL, pg_until. */
 static const char family_put_script[] =
     RUN_ID_LUA "redis.call('HSET', KEYS[1], 'client', ARGV[1], 'user', ARGV[2], 'scope', ARGV[3], 'sid', ARGV[4], "
-               "'auth_time', ARGV[5], 'cur', ARGV[6], 'exp', ARGV[7], 'pg_until', ARGV[9], 'epoch', run) "
+               "'auth_time', ARGV[5], 'cur', ARGV[6], 'exp', ARGV[7], 'pg_until', ARGV[9], 'ttl', ARGV[8], 'epoch', run) "
                "redis.call('EXPIRE', KEYS[1], ARGV[8]) "
                "redis.call('SET', KEYS[2], ARGV[10], 'EX', ARGV[8]) "
                "return 1";
@@ -440,8 +440,14 @@ ident_redis_result ident_family_claims(kr_redis *r, const char *grant_id, const 
     char fk[128], jk[128], u[24], nk[4] = "1";
     family_keys(grant_id, fk, jk);
     snprintf(u, sizeof(u), "%lld", (long long)until);
-    const char *argv[] = {"EVALSHA", script_sha(family_claims_script), nk, fk, token_key + sizeof(IDENT_RT_TOKEN_PREFIX) - 1,
-                          (const char *)claims, version, u};
+    const char *argv[] = {"EVALSHA",
+                          script_sha(family_claims_script),
+                          nk,
+                          fk,
+                          token_key + sizeof(IDENT_RT_TOKEN_PREFIX) - 1,
+                          (const char *)claims,
+                          version,
+                          u};
     size_t lens[] = {7, 40, 1, strlen(fk), 64, len, strlen(version), strlen(u)};
     redisReply *reply = kr_redis_commandargv(r, KR_REDIS_IDEMPOTENT, 8, argv, lens);
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0) {

@@ -791,7 +791,9 @@ typedef struct {
  *   IDENT_RT_TOKEN_PREFIX<hex SHA-256 of a token>  its grant id, until the
  *       token would expire (rotated ones too, so reuse is recognised)
  *   IDENT_RT_FAMILY_PREFIX<grant id>  a hash: client, user, scope, sid,
- *       auth_time, cur (the current token's hash), exp (its expiry),
+ *       auth_time, cur (the current token's hash), exp (its expiry), ttl
+ *       (a token's lifetime), claims, cver, cuntil (the claims it carries,
+ *       below),
  *       pg_until (the grant's refresh_until in PostgreSQL), epoch (the
  *       run_id of the Redis process that wrote it), revoked (a reason)
  *   IDENT_RT_JTIS_PREFIX<grant id>  a list of "<jti> <exp>": the access
