@@ -21,6 +21,8 @@
  * CLEANUP_LIMIT rows of each kind per run. */
 #define CLEANUP_EVERY_S 60
 #define CLEANUP_LIMIT 500
+/* Revocations Redis missed are told again at most this often per worker. */
+#define PENDING_EVERY_S 5
 
 static const ident_app *app_of(kr_rpc_ctx *ctx)
 {
@@ -84,11 +86,14 @@ static int invalid_client(kr_rpc_ctx *ctx)
                        "no such client, or it is disabled");
 }
 
+static void tell_redis_pending(kr_rpc_ctx *ctx);
+
 /* Deletes what expired, at most once a minute per worker and in bounded
  * batches, so no request waits long for it and no job is needed. Codes and
  * tokens presented after their expiry are deleted on the spot as well. */
 static void housekeeping(kr_rpc_ctx *ctx)
 {
+    tell_redis_pending(ctx);
     static __thread int64_t last;
     int64_t now = now_s();
     if (now - last < CLEANUP_EVERY_S)
@@ -144,9 +149,39 @@ static void revoke_redis_family(kr_rpc_ctx *ctx, const char *grant_id, const cha
     ident_live_jti *jtis = NULL;
     size_t n = 0;
     kr_redis *r = redis_of(ctx);
-    if (r == NULL || ident_family_revoke(r, ctx->arena, grant_id, reason, &jtis, &n) != IDENT_REDIS_OK)
-        kr_log(KR_LOG_ERROR, "refresh family not marked revoked in redis; postgresql refuses it", "grant_id", grant_id, NULL);
+    if (r == NULL || ident_family_revoke(r, ctx->arena, grant_id, reason, &jtis, &n) != IDENT_REDIS_OK) {
+        /* The gateway rotates a family in Redis without asking PostgreSQL:
+         * Redis must hear of it, so it is told again until it has. */
+        kr_log(KR_LOG_ERROR, "refresh family not marked revoked in redis; told again shortly", "grant_id", grant_id, NULL);
+        if (ident_store_redis_pending(ctx, grant_id, true) != IDENT_STORE_OK)
+            kr_log(KR_LOG_ERROR, "revocation not queued for redis either", "grant_id", grant_id, NULL);
+    }
     revoke_access_tokens(ctx, jtis, n);
+}
+
+/* Tells Redis of revocations it missed (revoke_redis_family), at most every
+ * PENDING_EVERY_S per worker. */
+static void tell_redis_pending(kr_rpc_ctx *ctx)
+{
+    static __thread int64_t last;
+    int64_t now = now_s();
+    kr_redis *r = redis_of(ctx);
+    if (now - last < PENDING_EVERY_S || r == NULL)
+        return;
+    last = now;
+    const char **ids, **reasons;
+    size_t n = 0;
+    if (ident_store_list_redis_pending(ctx, CLEANUP_LIMIT, &ids, &reasons, &n) != IDENT_STORE_OK)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        ident_live_jti *jtis = NULL;
+        size_t nj = 0;
+        if (ident_family_revoke(r, ctx->arena, ids[i], reasons[i], &jtis, &nj) != IDENT_REDIS_OK)
+            return;
+        revoke_access_tokens(ctx, jtis, nj);
+        if (ident_store_redis_pending(ctx, ids[i], false) == IDENT_STORE_OK)
+            kr_log(KR_LOG_INFO, "refresh family revoked in redis after all", "grant_id", ids[i], NULL);
+    }
 }
 
 /* Lets the family carry the person's claims for the gateway's fast
@@ -490,8 +525,11 @@ static int revoke_family(kr_rpc_ctx *ctx, const char *grant_id, const char *reas
     if (ident_store_revoke_grant(ctx, grant_id, reason, now_s(), &pg, &npg) != IDENT_STORE_OK)
         return database_failure(ctx);
     kr_redis *r = redis_of(ctx);
-    if (r == NULL || ident_family_revoke(r, ctx->arena, grant_id, reason, &rd, &nrd) != IDENT_REDIS_OK)
-        kr_log(KR_LOG_ERROR, "refresh family not marked revoked in redis; postgresql refuses it", "grant_id", grant_id, NULL);
+    if (r == NULL || ident_family_revoke(r, ctx->arena, grant_id, reason, &rd, &nrd) != IDENT_REDIS_OK) {
+        kr_log(KR_LOG_ERROR, "refresh family not marked revoked in redis; told again shortly", "grant_id", grant_id, NULL);
+        if (ident_store_redis_pending(ctx, grant_id, true) != IDENT_STORE_OK)
+            kr_log(KR_LOG_ERROR, "revocation not queued for redis either", "grant_id", grant_id, NULL);
+    }
     revoke_access_tokens(ctx, known, nknown);
     revoke_access_tokens(ctx, pg, npg);
     revoke_access_tokens(ctx, rd, nrd);

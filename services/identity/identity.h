@@ -901,6 +901,14 @@ ident_store_result ident_store_grant_claims(kr_rpc_ctx *ctx, const char *grant_i
 ident_store_result ident_store_revoke_grant(kr_rpc_ctx *ctx, const char *grant_id, const char *reason, int64_t now,
                                             ident_live_jti **revoke, size_t *nrevoke);
 
+/* Marks (or clears) that Redis has not heard of the grant's revocation. */
+ident_store_result ident_store_redis_pending(kr_rpc_ctx *ctx, const char *grant_id, bool pending);
+
+/* Up to `limit` grants whose revocation Redis has not heard of, with their
+ * reasons (arena). */
+ident_store_result ident_store_list_redis_pending(kr_rpc_ctx *ctx, int limit, const char ***grant_ids, const char ***reasons,
+                                                  size_t *n);
+
 /* Moves the grant's refresh_until to `until` (a family lives on in Redis
  * past what PostgreSQL was told). */
 ident_store_result ident_store_extend_grant(kr_rpc_ctx *ctx, const char *grant_id, int64_t until);

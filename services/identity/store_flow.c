@@ -343,6 +343,39 @@ ident_store_result ident_store_revoke_grant(kr_rpc_ctx *ctx, const char *grant_i
     return revoke_grant(ctx, grant_id, reason, now, revoke, nrevoke);
 }
 
+ident_store_result ident_store_redis_pending(kr_rpc_ctx *ctx, const char *grant_id, bool pending)
+{
+    const char *params[] = {grant_id, pending ? "t" : "f"};
+    return exec(ctx, "mark grant redis pending", "UPDATE identity.oidc_grants SET redis_pending = $2::boolean WHERE id = $1", 2,
+                params);
+}
+
+ident_store_result ident_store_list_redis_pending(kr_rpc_ctx *ctx, int limit, const char ***grant_ids, const char ***reasons,
+                                                  size_t *n)
+{
+    *n = 0;
+    char lim[24];
+    int_text(limit, lim);
+    const char *params[] = {lim};
+    PGresult *r;
+    ident_store_result res = run(ctx, "select grants redis pending",
+                                 "SELECT g.id::text, coalesce(g.revoked_reason, 'revoked') FROM identity.oidc_grants g "
+                                 "WHERE g.redis_pending LIMIT $1::int",
+                                 1, params, &r);
+    if (res != IDENT_STORE_OK)
+        return res;
+    int rows = PQntuples(r);
+    *grant_ids = kr_arena_alloc(ctx->arena, sizeof(char *) * (size_t)(rows ? rows : 1));
+    *reasons = kr_arena_alloc(ctx->arena, sizeof(char *) * (size_t)(rows ? rows : 1));
+    for (int i = 0; i < rows; i++) {
+        (*grant_ids)[i] = col(ctx, r, i, 0);
+        (*reasons)[i] = col(ctx, r, i, 1);
+    }
+    *n = (size_t)rows;
+    PQclear(r);
+    return IDENT_STORE_OK;
+}
+
 ident_store_result ident_store_extend_grant(kr_rpc_ctx *ctx, const char *grant_id, int64_t until)
 {
     char untilbuf[24];

@@ -651,6 +651,28 @@ test('a grant revoked in PostgreSQL while Redis missed it refuses its refresh to
   assert.equal(sql(`SELECT revoked_reason FROM identity.oidc_grants WHERE id = '${grantOf(g)}'`), 'code_replayed');
 });
 
+test('a code replay Redis could not hear of is told to Redis again shortly', async () => {
+  const c = wikiCode(session());
+  const g = ok(redeem(c));
+  const gid = grantOf(g);
+  const fk = `kreide:rtf:${gid}`;
+  // The family's key answers nothing but errors while the replay comes.
+  redis('RENAME', fk, `${fk}:aside`);
+  redis('SET', fk, 'not a hash');
+  refused(redeem(c), 'FAILED_PRECONDITION', 'oidc.invalid_grant');
+  assert.equal(sql(`SELECT revoked_reason || ' ' || redis_pending FROM identity.oidc_grants WHERE id = '${gid}'`), 'code_replayed true');
+  redis('DEL', fk);
+  redis('RENAME', `${fk}:aside`, fk);
+  assert.equal(redis('HGET', fk, 'revoked'), '');
+  // Flow calls (any worker's, every few seconds) tell Redis again.
+  await until(() => {
+    gw('RefreshGrant', { client_id: clients.wiki.client_id, refresh_token: randomBytes(32).toString('base64url') });
+    return redis('HGET', fk, 'revoked') === 'code_replayed';
+  }, { what: 'the revocation in Redis', timeoutMs: 30000, intervalMs: 500 });
+  assert.equal(sql(`SELECT redis_pending FROM identity.oidc_grants WHERE id = '${gid}'`), 'f');
+  refused(refresh(g.refresh_token), 'FAILED_PRECONDITION', 'oidc.invalid_grant');
+});
+
 test('Redis losing the families fails closed: neither the newest nor a rotated refresh token is accepted', () => {
   const g = wikiGrant();
   const n = ok(refresh(g.refresh_token));

@@ -13,3 +13,10 @@ DROP TABLE oidc_refresh_tokens;
 -- lies ahead, so a revocation stays on record as long as a token of the
 -- family could be presented.
 ALTER TABLE oidc_grants ADD COLUMN refresh_until timestamptz;
+
+-- A revocation Redis has not heard of yet: set when a grant was revoked
+-- here while Redis could not be told (its family would otherwise still
+-- rotate at the gateway); identity tells Redis again every few seconds
+-- until it has (docs/oidc.md, "Refresh tokens").
+ALTER TABLE oidc_grants ADD COLUMN redis_pending boolean NOT NULL DEFAULT false;
+CREATE INDEX oidc_grants_redis_pending ON oidc_grants (id) WHERE redis_pending;
