@@ -584,6 +584,49 @@ static int refresh_grant(kr_rpc_ctx *ctx, const Kreide__Identity__RefreshGrantRe
         .access_jti = jti.s,
         .access_expires_at = now + app->access_token_ttl_s,
     };
+    /* PostgreSQL is asked before the token rotates, so that its failure
+     * leaves the token as it was (a retry with it is no reuse): the grant's
+     * state and the person's claims, for the family Redis names if it is
+     * this client's. The claims counter is read first, so carried claims
+     * are never marked newer than they are. */
+    ident_rt_found fam;
+    ident_redis_result fr = ident_family_find(r, ctx->arena, key, &fam);
+    if (fr == IDENT_REDIS_ERROR)
+        return sessions_unavailable(ctx);
+    Kreide__Identity__UserClaims *claims = kr_arena_alloc(ctx->arena, sizeof(*claims));
+    kreide__identity__user_claims__init(claims);
+    ident_grant_state st = {0};
+    bool checked = fr == IDENT_REDIS_OK && strcmp(fam.client_id, in->client_id) == 0;
+    if (checked) {
+        ident_scopes granted = {0};
+        if (ident_scopes_parse(ctx->arena, fam.scope, &granted) != 0)
+            granted.n = 0; /* stored scopes were checked when they were stored */
+        ident_store_result res = ident_store_grant_claims(ctx, fam.grant_id, in->client_id, fam.user_id,
+                                                          ident_scopes_has(&granted, "profile"), claims, &st);
+        if (res == IDENT_STORE_NOT_FOUND) {
+            /* The grant went with its person or client. */
+            ident_live_jti *rd = NULL;
+            size_t nrd = 0;
+            if (ident_family_revoke(r, ctx->arena, fam.grant_id, "grant_gone", &rd, &nrd) == IDENT_REDIS_OK)
+                revoke_access_tokens(ctx, rd, nrd);
+            return invalid_grant(ctx, "refresh_token", "the grant no longer exists");
+        }
+        if (res != IDENT_STORE_OK)
+            return database_failure(ctx);
+        if (st.revoked) {
+            /* Revoked in PostgreSQL while Redis did not hear of it: Redis
+             * learns it now, and the token is refused. */
+            if (revoke_family(ctx, fam.grant_id, "revoked", NULL, 0) != 0)
+                return -1;
+            return invalid_grant(ctx, "refresh_token", ident_refresh_verdict_text(IDENT_REFRESH_REVOKED));
+        }
+        if (!st.client_ok) {
+            ident_stored_client client = {0};
+            if (load_client(ctx, in->client_id, &client) != 0)
+                return -1;
+            return unauthorized_refresh(ctx);
+        }
+    }
     ident_rt_rotated ref;
     if (ident_family_rotate(r, ctx->arena, &rot, &ref) != IDENT_REDIS_OK)
         return sessions_unavailable(ctx);
@@ -609,46 +652,20 @@ static int refresh_grant(kr_rpc_ctx *ctx, const Kreide__Identity__RefreshGrantRe
     }
     if (ref.scope_too_wide)
         return invalid_scope(ctx, "scope may only narrow what was granted (RFC 6749 section 6)");
+    if (!checked || strcmp(fam.grant_id, ref.grant.grant_id) != 0 || strcmp(fam.user_id, ref.grant.user_id) != 0) {
+        /* Cannot happen: Redis named this client's family a moment ago. */
+        kr_log(KR_LOG_ERROR, "a refresh family changed between two looks; the new token is not handed out", "grant_id",
+               ref.grant.grant_id, NULL);
+        return sessions_unavailable(ctx);
+    }
     const char *scope = narrow.n > 0 ? rot.narrow_scope : ref.grant.scope;
-    ident_scopes granted = {0};
-    if (ident_scopes_parse(ctx->arena, ref.grant.scope, &granted) != 0)
-        granted.n = 0; /* stored scopes were checked when they were stored */
-    Kreide__Identity__UserClaims *claims = kr_arena_alloc(ctx->arena, sizeof(*claims));
-    kreide__identity__user_claims__init(claims);
-    ident_grant_state st = {0};
-    ident_store_result res = ident_store_grant_claims(ctx, ref.grant.grant_id, in->client_id, ref.grant.user_id,
-                                                      ident_scopes_has(&granted, "profile"), claims, &st);
-    if (res == IDENT_STORE_NOT_FOUND) {
-        /* The grant went with its person or client. */
-        ident_live_jti *rd = NULL;
-        size_t nrd = 0;
-        if (ident_family_revoke(r, ctx->arena, ref.grant.grant_id, "grant_gone", &rd, &nrd) == IDENT_REDIS_OK)
-            revoke_access_tokens(ctx, rd, nrd);
-        return invalid_grant(ctx, "refresh_token", "the grant no longer exists");
-    }
-    if (res != IDENT_STORE_OK)
-        return database_failure(ctx);
-    if (st.revoked) {
-        /* Revoked in PostgreSQL while Redis did not hear of it: Redis
-         * learns it now, and the token is refused. */
-        if (revoke_family(ctx, ref.grant.grant_id, "revoked", NULL, 0) != 0)
-            return -1;
-        return invalid_grant(ctx, "refresh_token", ident_refresh_verdict_text(IDENT_REFRESH_REVOKED));
-    }
-    if (!st.client_ok) {
-        ident_stored_client client = {0};
-        if (load_client(ctx, in->client_id, &client) != 0)
-            return -1;
-        return unauthorized_refresh(ctx);
-    }
     if (app->refresh_token_ttl_s > 0 && now + app->refresh_token_ttl_s > ref.pg_until) {
         /* Rarely: PostgreSQL hears that the family lives on. */
         if (ident_store_extend_grant(ctx, ref.grant.grant_id, now + 2 * app->refresh_token_ttl_s) != IDENT_STORE_OK ||
             ident_family_extended(r, ref.grant.grant_id, now + 2 * app->refresh_token_ttl_s) != IDENT_REDIS_OK)
             kr_log(KR_LOG_WARN, "refresh family not extended; the next rotation tries again", "grant_id", ref.grant.grant_id, NULL);
     }
-    if (ref.claims_version != NULL)
-        carry_claims(ctx, r, ref.grant.grant_id, new_key, claims, ref.claims_version, st.next_midnight);
+    carry_claims(ctx, r, ref.grant.grant_id, new_key, claims, fam.claims_version, st.next_midnight);
     if (narrow.n > 0 && !ident_scopes_has(&narrow, "profile")) {
         /* Names only with profile (the family carries what the grant
          * allows; this answer what was asked for). */
@@ -684,8 +701,8 @@ static int revoke_refresh_token(kr_rpc_ctx *ctx, const Kreide__Identity__RevokeR
     ident_flow_token_hash(in->refresh_token, hash);
     char key[IDENT_RT_TOKEN_KEY_LEN + 1];
     ident_rt_token_key(hash, key);
-    const char *grant_id, *client_id;
-    switch (ident_family_find(r, ctx->arena, key, &grant_id, &client_id)) {
+    ident_rt_found fam;
+    switch (ident_family_find(r, ctx->arena, key, &fam)) {
     case IDENT_REDIS_OK:
         break;
     case IDENT_REDIS_NOT_FOUND:
@@ -693,11 +710,11 @@ static int revoke_refresh_token(kr_rpc_ctx *ctx, const Kreide__Identity__RevokeR
     default:
         return sessions_unavailable(ctx);
     }
-    if (strcmp(client_id, in->client_id) != 0)
+    if (strcmp(fam.client_id, in->client_id) != 0)
         return 0;
-    if (revoke_family(ctx, grant_id, "revoked_by_client", NULL, 0) != 0)
+    if (revoke_family(ctx, fam.grant_id, "revoked_by_client", NULL, 0) != 0)
         return -1;
-    kr_log(KR_LOG_INFO, "refresh token family revoked by its client", "client_id", in->client_id, "grant_id", grant_id, NULL);
+    kr_log(KR_LOG_INFO, "refresh token family revoked by its client", "client_id", in->client_id, "grant_id", fam.grant_id, NULL);
     return 0;
 }
 

@@ -138,9 +138,8 @@ static const char family_put_script[] =
  * narrowed scope ("" for none), 4 the presented token's hash, 5 the new
  * token's key, 6 its hash, 7 the TTL, 8 the new access jti, 9 its expiry.
  * Answers {verdict, grant id, user, scope, session id, auth_time,
- * pg_until}, for "ok" the directory's claims version besides, and for
- * "reused" the family's recorded access tokens. The order of the checks is
- * ident_refresh_judge's. */
+ * pg_until} and, for "reused", the family's recorded access tokens. The
+ * order of the checks is ident_refresh_judge's. */
 static const char family_rotate_script[] =
     "local gid = redis.call('GET', KEYS[1]) "
     "if not gid then return {'unknown'} end "
@@ -176,7 +175,7 @@ static const char family_rotate_script[] =
     "end "
     "redis.call('RPUSH', jk, ARGV[8] .. ' ' .. ARGV[9]) "
     "redis.call('EXPIRE', jk, ARGV[7]) "
-    "return {'ok', gid, f[4], f[5], f[6], f[7], f[10], redis.call('GET', '" IDENT_CLAIMS_VERSION_KEY "') or '0'}";
+    "return {'ok', gid, f[4], f[5], f[6], f[7], f[10]}";
 
 /* KEYS[1] the family, KEYS[2] its access tokens; ARGV[1] the reason. Marks
  * the family revoked (keeping an earlier reason) and hands over the access
@@ -188,12 +187,14 @@ static const char family_revoke_script[] = "if redis.call('EXISTS', KEYS[1]) == 
                                            "redis.call('DEL', KEYS[2]) "
                                            "return j";
 
-/* KEYS[1] a token's key: {grant id, client} of its family, or nil. */
-static const char family_find_script[] = "local gid = redis.call('GET', KEYS[1]) "
-                                         "if not gid then return false end "
-                                         "local c = redis.call('HGET', '" IDENT_RT_FAMILY_PREFIX "' .. gid, 'client') "
-                                         "if not c then return false end "
-                                         "return {gid, c}";
+/* KEYS[1] a token's key: {grant id, client, user, scope} of its family
+ * and the claims counter, or nil. */
+static const char family_find_script[] =
+    "local gid = redis.call('GET', KEYS[1]) "
+    "if not gid then return false end "
+    "local f = redis.call('HMGET', '" IDENT_RT_FAMILY_PREFIX "' .. gid, 'client', 'user', 'scope') "
+    "if not f[1] or not f[2] or not f[3] then return false end "
+    "return {gid, f[1], f[2], f[3], redis.call('GET', '" IDENT_CLAIMS_VERSION_KEY "') or '0'}";
 
 /* The hex SHA-1 of a script, as EVALSHA names it; remembered per thread for
  * the few scripts of this file. */
@@ -366,8 +367,6 @@ ident_redis_result ident_family_rotate(kr_redis *r, kr_arena *arena, const ident
     }
     if (out->verdict == IDENT_REFRESH_REUSED && reply->elements >= 8)
         jtis_of(arena, reply->element[7], &out->revoke, &out->nrevoke);
-    if (out->verdict == IDENT_REFRESH_OK && str_at(reply, 7) != NULL)
-        out->claims_version = kr_arena_strdup(arena, str_at(reply, 7));
     freeReplyObject(reply);
     return IDENT_REDIS_OK;
 }
@@ -388,20 +387,22 @@ ident_redis_result ident_family_revoke(kr_redis *r, kr_arena *arena, const char 
     return IDENT_REDIS_OK;
 }
 
-ident_redis_result ident_family_find(kr_redis *r, kr_arena *arena, const char *token_key, const char **grant_id,
-                                     const char **client_id)
+ident_redis_result ident_family_find(kr_redis *r, kr_arena *arena, const char *token_key, ident_rt_found *out)
 {
-    *grant_id = *client_id = NULL;
+    memset(out, 0, sizeof(*out));
     const char *args[] = {token_key};
     redisReply *reply = run_script(r, KR_REDIS_IDEMPOTENT, family_find_script, 1, 1, args);
     if (reply == NULL || (reply->type != REDIS_REPLY_ARRAY && reply->type != REDIS_REPLY_NIL))
         return failed(r, "refresh family find", reply);
-    if (reply->type == REDIS_REPLY_NIL || str_at(reply, 0) == NULL || str_at(reply, 1) == NULL) {
+    if (reply->type == REDIS_REPLY_NIL || str_at(reply, 4) == NULL) {
         freeReplyObject(reply);
         return IDENT_REDIS_NOT_FOUND;
     }
-    *grant_id = kr_arena_strdup(arena, str_at(reply, 0));
-    *client_id = kr_arena_strdup(arena, str_at(reply, 1));
+    out->grant_id = kr_arena_strdup(arena, str_at(reply, 0));
+    out->client_id = kr_arena_strdup(arena, str_at(reply, 1));
+    out->user_id = kr_arena_strdup(arena, str_at(reply, 2));
+    out->scope = kr_arena_strdup(arena, str_at(reply, 3));
+    out->claims_version = kr_arena_strdup(arena, str_at(reply, 4));
     freeReplyObject(reply);
     return IDENT_REDIS_OK;
 }

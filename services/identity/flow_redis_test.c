@@ -152,10 +152,13 @@ static void revoked_family_refuses_and_find_names_it(void **state)
     char k1[IDENT_RT_TOKEN_KEY_LEN + 1], k2[IDENT_RT_TOKEN_KEY_LEN + 1], k3[IDENT_RT_TOKEN_KEY_LEN + 1];
     const char *gid = family(k1, now);
     assert_int_equal(rotate(k1, "wiki", "", now, k2, "0190b3c4-7d2e-7a11-9f00-0000000000d1").verdict, IDENT_REFRESH_OK);
-    const char *found, *client;
-    assert_int_equal(ident_family_find(rc, &arena, k1, &found, &client), IDENT_REDIS_OK);
-    assert_string_equal(found, gid);
-    assert_string_equal(client, "wiki");
+    ident_rt_found found;
+    assert_int_equal(ident_family_find(rc, &arena, k1, &found), IDENT_REDIS_OK);
+    assert_string_equal(found.grant_id, gid);
+    assert_string_equal(found.client_id, "wiki");
+    assert_string_equal(found.user_id, "0190b3c4-7d2e-7a11-9f00-000000000001");
+    assert_string_equal(found.scope, "openid profile offline_access");
+    assert_non_null(found.claims_version);
     ident_live_jti *jtis;
     size_t n;
     assert_int_equal(ident_family_revoke(rc, &arena, gid, "revoked_by_client", &jtis, &n), IDENT_REDIS_OK);
@@ -170,7 +173,7 @@ static void revoked_family_refuses_and_find_names_it(void **state)
     assert_string_equal(reply->str, "revoked_by_client");
     freeReplyObject(reply);
     new_key(k3);
-    assert_int_equal(ident_family_find(rc, &arena, k3, &found, &client), IDENT_REDIS_NOT_FOUND);
+    assert_int_equal(ident_family_find(rc, &arena, k3, &found), IDENT_REDIS_NOT_FOUND);
 }
 
 /* A snapshot taken before a rotation and restored into a new process would

@@ -844,8 +844,7 @@ typedef struct {
     bool scope_too_wide;   /* OK, but the narrowing asked for more: nothing changed */
     ident_grant_row grant; /* OK, REVOKED, REUSED (and grant_id alone when lost) */
     int64_t pg_until;
-    const char *claims_version; /* OK: the claims counter when the token rotated */
-    ident_live_jti *revoke;     /* REUSED: the access tokens refreshes issued */
+    ident_live_jti *revoke; /* REUSED: the access tokens refreshes issued */
     size_t nrevoke;
 } ident_rt_rotated;
 
@@ -876,10 +875,19 @@ ident_redis_result ident_family_extended(kr_redis *r, const char *grant_id, int6
 ident_redis_result ident_family_revoke(kr_redis *r, kr_arena *arena, const char *grant_id, const char *reason,
                                        ident_live_jti **jtis, size_t *n);
 
-/* The grant id and client of the family of a token's key; NOT_FOUND when
- * Redis knows none. */
-ident_redis_result ident_family_find(kr_redis *r, kr_arena *arena, const char *token_key, const char **grant_id,
-                                     const char **client_id);
+/* What ident_family_find says of a token's family (strings from the
+ * arena). */
+typedef struct {
+    const char *grant_id;
+    const char *client_id;
+    const char *user_id;
+    const char *scope;
+    const char *claims_version; /* the claims counter now */
+} ident_rt_found;
+
+/* The family of a token's key, whatever its state; NOT_FOUND when Redis
+ * knows none. */
+ident_redis_result ident_family_find(kr_redis *r, kr_arena *arena, const char *token_key, ident_rt_found *out);
 
 /* What PostgreSQL says of a grant a refresh rotated in Redis. */
 typedef struct {
