@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "client_cache.h"
 #include "gateway.h"
 #include "identity.pb-c.h"
@@ -33,8 +35,18 @@
 /* Longest jti that is revoked and broadcast; ours are UUIDs. */
 #define JTI_MAX 128
 /* Longest token /oidc/revoke hands to identity as a refresh token; ours
- * are 43 characters. */
+ * are 43 characters: 32 random bytes as base64url. */
 #define REFRESH_TOKEN_MAX 512
+#define REFRESH_TOKEN_BYTES 32
+#define REFRESH_TOKEN_LEN 43
+/* Identity's keys of refresh token families in Redis (services/identity/
+ * identity.h, IDENT_RT_*_PREFIX and IDENT_CLAIMS_VERSION_KEY), which must
+ * stay equal. */
+#define FAMILY_TOKEN_PREFIX "kreide:rt:"
+#define FAMILY_PREFIX "kreide:rtf:"
+#define FAMILY_JTIS_PREFIX "kreide:rtj:"
+#define CLAIMS_VERSION_KEY "kreide:claims:version"
+#define FAMILY_KEY_MAX (sizeof(FAMILY_TOKEN_PREFIX) + 64)
 
 typedef enum { EP_TOKEN, EP_INTROSPECT, EP_REVOKE } endpoint;
 
@@ -99,6 +111,13 @@ struct st_oauth_call_t {
     char *client_id;
     char *id_token_alg; /* the client's: ES256 or RS256 */
     json_t *answer;     /* introspection: the response waiting for the Redis check */
+    /* A refresh rotated in Redis (fast_refresh below): */
+    char fast_key[FAMILY_KEY_MAX];          /* the presented token's key */
+    char fast_token[REFRESH_TOKEN_LEN + 1]; /* the new refresh token */
+    char fast_new_key[FAMILY_KEY_MAX];      /* its key */
+    kr_uuid_str fast_jti;                   /* the new access token's jti */
+    int64_t fast_now, fast_exp;
+    bool fast_loading; /* the script is being sent in full */
 };
 
 static void on_request_disposed(void *arg)
@@ -419,6 +438,197 @@ static void on_grant(void *arg, kr_rpc_result *res)
     call_free(c);
 }
 
+/* ------------------------------------------------ refresh in one script
+ *
+ * Identity keeps every refresh token family in Redis (docs/oidc.md,
+ * "Refresh tokens"). When a family is in the plain state — the presented
+ * token is its current one, unexpired, the family unrevoked, written by this
+ * Redis process, carrying its person's claims from before the last change
+ * of the directory, and PostgreSQL told it may refresh for longer than the
+ * new token lives — this script rotates the token exactly as identity's
+ * would, and the gateway signs the tokens without a call to identity.
+ * Anything else changes nothing and answers 0: identity's RefreshGrant then
+ * judges the token (reuse, revocation, expiry, another client, a narrowed
+ * scope) and acts on it, and rereads the claims. KEYS[1] the presented
+ * token's key; ARGV: client, now, the presented token's hash, the new
+ * token's key and hash, the access token's jti and expiry. Answers {user,
+ * scope, sid, auth_time, claims, ttl}. */
+static const char fast_refresh_script[] =
+    "local gid = redis.call('GET', KEYS[1]) "
+    "if not gid then return 0 end "
+    "local fk = '" FAMILY_PREFIX "' .. gid "
+    "local f = redis.call('HMGET', fk, 'cur', 'exp', 'client', 'user', 'scope', 'sid', 'auth_time', 'revoked', 'epoch', "
+    "'pg_until', 'ttl', 'claims', 'cver', 'cuntil') "
+    "if f[1] ~= ARGV[3] or f[3] ~= ARGV[1] or f[8] or not f[11] or not f[12] or not f[14] then return 0 end "
+    "local now = tonumber(ARGV[2]) "
+    "local ttl = tonumber(f[11]) "
+    "if tonumber(f[2]) <= now or tonumber(f[10]) < now + ttl or tonumber(f[14]) <= now then return 0 end "
+    "if f[13] ~= (redis.call('GET', '" CLAIMS_VERSION_KEY "') or '0') then return 0 end "
+    "if f[9] ~= string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') then return 0 end "
+    "redis.call('SET', ARGV[4], gid, 'EX', ttl) "
+    "redis.call('HSET', fk, 'cur', ARGV[5], 'exp', now + ttl) "
+    "redis.call('EXPIRE', fk, ttl) "
+    "local jk = '" FAMILY_JTIS_PREFIX "' .. gid "
+    "while true do "
+    "  local h = redis.call('LINDEX', jk, 0) "
+    "  if not h or (tonumber(string.match(h, ' (%d+)$')) or 0) > now then break end "
+    "  redis.call('LPOP', jk) "
+    "end "
+    "redis.call('RPUSH', jk, ARGV[6] .. ' ' .. ARGV[7]) "
+    "redis.call('EXPIRE', jk, ttl) "
+    "return {f[4], f[5], f[6], f[7], f[12]}";
+
+static char fast_refresh_sha[41];
+
+/* The Redis key of a refresh token: the prefix and its hex SHA-256. */
+static void family_token_key(const char *token, char out[FAMILY_KEY_MAX])
+{
+    static const char digits[] = "0123456789abcdef";
+    uint8_t h[32];
+    unsigned int len = 0;
+    if (EVP_Digest(token, strlen(token), h, &len, EVP_sha256(), NULL) != 1 || len != 32)
+        abort();
+    size_t o = strlen(FAMILY_TOKEN_PREFIX);
+    memcpy(out, FAMILY_TOKEN_PREFIX, o);
+    for (size_t i = 0; i < sizeof(h); i++) {
+        out[o++] = digits[h[i] >> 4];
+        out[o++] = digits[h[i] & 15];
+    }
+    out[o] = '\0';
+}
+
+static bool refresh_token_shaped(const char *t)
+{
+    if (t == NULL || strlen(t) != REFRESH_TOKEN_LEN)
+        return false;
+    for (const char *p = t; *p != '\0'; p++)
+        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
+            return false;
+    return true;
+}
+
+static void ask_identity_to_refresh(h2o_req_t *req, oauth_call *c);
+static int send_fast_refresh(oauth_call *c);
+
+static void on_fast_refresh(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    oauth_call *c = privdata;
+    redisReply *r = reply;
+    if (r != NULL && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0 && !c->fast_loading) {
+        /* Redis restarted or flushed its scripts: send it in full once. */
+        c->fast_loading = true;
+        if (c->req != NULL && send_fast_refresh(c) == 0)
+            return;
+    }
+    h2o_req_t *req = call_request(c);
+    if (req == NULL) {
+        /* The client hung up; a rotation that happened is lost with it, as
+         * when identity rotates for a client that has gone. */
+        call_free(c);
+        return;
+    }
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 5) {
+        if (r != NULL && r->type == REDIS_REPLY_ERROR)
+            kr_log(KR_LOG_WARN, "the fast refresh script failed; identity refreshes", "error", r->str, NULL);
+        ask_identity_to_refresh(req, c);
+        return;
+    }
+    for (size_t i = 0; i < 5; i++)
+        if (r->element[i]->type != REDIS_REPLY_STRING) {
+            ask_identity_to_refresh(req, c);
+            return;
+        }
+    Kreide__Identity__UserClaims *claims =
+        kreide__identity__user_claims__unpack(NULL, (size_t)r->element[4]->len, (const uint8_t *)r->element[4]->str);
+    if (claims == NULL) {
+        /* Rotated, but the carried claims do not unpack: nothing can be
+         * signed, and the old token is spent. */
+        kr_log(KR_LOG_ERROR, "a refresh family carries claims that do not unpack", "client_id", c->client_id, NULL);
+        send_oauth_error(req, 500, "server_error", "the grant could not be completed", false);
+        call_free(c);
+        return;
+    }
+    Kreide__Identity__Grant g = KREIDE__IDENTITY__GRANT__INIT;
+    g.claims = claims;
+    g.scope = r->element[1]->str;
+    g.session_id = r->element[2]->str;
+    g.auth_time = strtoll(r->element[3]->str, NULL, 10);
+    g.access_jti = c->fast_jti.s;
+    g.access_expires_at = c->fast_exp;
+    g.refresh_token = c->fast_token;
+    g.id_token_alg = c->id_token_alg;
+    issue_person_tokens(req, c, &g);
+    kreide__identity__user_claims__free_unpacked(claims, NULL);
+    call_free(c);
+}
+
+/* Sends the fast refresh script (by its SHA-1, or in full after NOSCRIPT);
+ * 0 when under way. */
+static int send_fast_refresh(oauth_call *c)
+{
+    char now[24], exp[24];
+    snprintf(now, sizeof(now), "%lld", (long long)c->fast_now);
+    snprintf(exp, sizeof(exp), "%lld", (long long)c->fast_exp);
+    size_t o = strlen(FAMILY_TOKEN_PREFIX);
+    const char *argv[] = {c->fast_loading ? "EVAL" : "EVALSHA",
+                          c->fast_loading ? fast_refresh_script : fast_refresh_sha,
+                          "1",
+                          c->fast_key,
+                          c->client_id,
+                          now,
+                          c->fast_key + o,
+                          c->fast_new_key,
+                          c->fast_new_key + o,
+                          c->fast_jti.s,
+                          exp};
+    return kr_redis_async_commandargv(c->thread->redis, on_fast_refresh, c, (int)(sizeof(argv) / sizeof(argv[0])), argv, NULL);
+}
+
+/* Tries the refresh in Redis alone; otherwise (no Redis, a narrowed scope,
+ * a token that is not of our shape) asks identity. */
+static void start_refresh(h2o_req_t *req, oauth_call *c)
+{
+    const char *token = gw_oidc_form_get(&c->form, "refresh_token");
+    if (c->thread->redis == NULL || gw_oidc_form_get(&c->form, "scope") != NULL || !refresh_token_shaped(token) ||
+        fast_refresh_sha[0] == '\0') {
+        ask_identity_to_refresh(req, c);
+        return;
+    }
+    family_token_key(token, c->fast_key);
+    kr_oauth_random_b64url(c->fast_token, REFRESH_TOKEN_BYTES);
+    family_token_key(c->fast_token, c->fast_new_key);
+    kr_uuid7_new(&c->fast_jti);
+    c->fast_now = kr_now_ms() / 1000;
+    c->fast_exp = c->fast_now + gw.access_token_ttl;
+    call_reattach(c, req);
+    if (send_fast_refresh(c) == 0)
+        return;
+    call_request(c);
+    ask_identity_to_refresh(req, c);
+}
+
+/* The script's SHA-1, for EVALSHA; computed once before the loops run. */
+static void fast_refresh_init(void)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (EVP_Digest(fast_refresh_script, strlen(fast_refresh_script), md, &len, EVP_sha1(), NULL) != 1 || len != 20)
+        abort();
+    for (unsigned int i = 0; i < len; i++)
+        snprintf(fast_refresh_sha + 2 * i, 3, "%02x", md[i]);
+}
+
+static void ask_identity_to_refresh(h2o_req_t *req, oauth_call *c)
+{
+    Kreide__Identity__RefreshGrantRequest in = KREIDE__IDENTITY__REFRESH_GRANT_REQUEST__INIT;
+    in.client_id = c->client_id;
+    in.refresh_token = (char *)gw_oidc_form_get(&c->form, "refresh_token");
+    const char *scope = gw_oidc_form_get(&c->form, "scope");
+    in.scope = (char *)(scope != NULL ? scope : "");
+    call_identity(c, req, METHOD_REFRESH, &in.base, on_grant);
+}
+
 /* The authorization_code and refresh_token grants: checks what the gateway
  * can know itself (the client's registration, a key for its ID tokens)
  * before identity consumes the code or rotates the token. */
@@ -455,12 +665,7 @@ static void start_person_grant(h2o_req_t *req, oauth_call *c, const Kreide__Iden
         in.code_verifier = (char *)(verifier != NULL ? verifier : "");
         call_identity(c, req, METHOD_REDEEM, &in.base, on_grant);
     } else {
-        Kreide__Identity__RefreshGrantRequest in = KREIDE__IDENTITY__REFRESH_GRANT_REQUEST__INIT;
-        in.client_id = c->client_id;
-        in.refresh_token = (char *)gw_oidc_form_get(&c->form, "refresh_token");
-        const char *scope = gw_oidc_form_get(&c->form, "scope");
-        in.scope = (char *)(scope != NULL ? scope : "");
-        call_identity(c, req, METHOD_REFRESH, &in.base, on_grant);
+        start_refresh(req, c);
     }
 }
 
@@ -934,6 +1139,7 @@ static void register_handler(h2o_hostconf_t *hostconf, const char *path, int (*f
 
 void gw_oidc_token_register(h2o_hostconf_t *hostconf)
 {
+    fast_refresh_init();
     register_handler(hostconf, "/oidc/token", on_token);
     register_handler(hostconf, "/oidc/introspect", on_introspect);
     register_handler(hostconf, "/oidc/revoke", on_revoke);

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -265,7 +266,15 @@ struct kr_jwt_key {
     int alg;
     bool has_private;
     EVP_PKEY *pkey;
+    /* A signing context set up once (digest and signature fetched, key
+     * attached); every signature works on a copy, which spares OpenSSL 3
+     * fetching both again each time. NULL for public keys. */
+    EVP_MD_CTX *sign_tmpl;
 };
+
+/* Copies of sign templates are made under this lock: OpenSSL promises
+ * nothing about copying one context from several threads at once. */
+static pthread_mutex_t sign_tmpl_lock = PTHREAD_MUTEX_INITIALIZER;
 
 struct kr_jwt_keyset {
     struct kr_jwt_key keys[KR_JWT_MAX_KEYS]; /* sorted by kid (strcmp) */
@@ -327,8 +336,10 @@ void kr_jwt_keyset_free(kr_jwt_keyset *ks)
 {
     if (!ks)
         return;
-    for (size_t i = 0; i < ks->n; i++)
+    for (size_t i = 0; i < ks->n; i++) {
+        EVP_MD_CTX_free(ks->keys[i].sign_tmpl);
         EVP_PKEY_free(ks->keys[i].pkey);
+    }
     free(ks);
 }
 
@@ -353,7 +364,10 @@ static bool key_sign(const struct kr_jwt_key *k, const unsigned char *msg, size_
         abort();
     unsigned char der[SIG_MAX];
     size_t dlen = sizeof(der);
-    bool ok = EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, k->pkey) == 1 && EVP_DigestSign(md, der, &dlen, msg, n) == 1;
+    pthread_mutex_lock(&sign_tmpl_lock);
+    bool ok = k->sign_tmpl != NULL && EVP_MD_CTX_copy_ex(md, k->sign_tmpl) == 1;
+    pthread_mutex_unlock(&sign_tmpl_lock);
+    ok = ok && EVP_DigestSignUpdate(md, msg, n) == 1 && EVP_DigestSignFinal(md, der, &dlen) == 1;
     EVP_MD_CTX_free(md);
     if (ok && k->alg == ALG_RS256) {
         memcpy(sig, der, dlen);
@@ -476,12 +490,22 @@ int kr_jwt_keyset_add_pem(kr_jwt_keyset *ks, const char *kid, const char *pem, s
     }
     k.alg = alg;
     if (priv) {
+        k.sign_tmpl = EVP_MD_CTX_new();
+        if (!k.sign_tmpl)
+            abort();
+        if (EVP_DigestSignInit(k.sign_tmpl, NULL, EVP_sha256(), NULL, pk) != 1) {
+            ERR_clear_error();
+            EVP_MD_CTX_free(k.sign_tmpl);
+            EVP_PKEY_free(pk);
+            return set_err(err, errlen, KR_JWT_EKEY, "kid %s: cannot set up signing", kid);
+        }
         /* Catches a key whose private and public halves disagree at load time
          * rather than at the first login. */
         static const unsigned char probe[] = "kr_jwt self-test";
         unsigned char sig[SIG_MAX];
         size_t siglen = 0;
         if (!key_sign(&k, probe, sizeof(probe), sig, &siglen) || !key_verify(&k, probe, sizeof(probe), sig, siglen)) {
+            EVP_MD_CTX_free(k.sign_tmpl);
             EVP_PKEY_free(pk);
             return set_err(err, errlen, KR_JWT_EKEY, "kid %s: sign/verify self-test failed", kid);
         }

@@ -117,6 +117,18 @@ static void publish(kr_rpc_ctx *ctx, const ident_event *ev)
         ident_events_publish(app->events, ev);
 }
 
+/* After a change that can alter a person's claims committed: the claims
+ * refresh token families carry are stale now (identity.h,
+ * IDENT_CLAIMS_VERSION_KEY). A failure is logged; carried claims then live
+ * at most IDENT_CLAIMS_MAX_AGE_S longer. */
+static void claims_changed(kr_rpc_ctx *ctx)
+{
+    const ident_app *app = ctx->app;
+    kr_redis *r = app != NULL && app->redis != NULL ? ident_redis_pool_get(app->redis) : NULL;
+    if (r != NULL && ident_claims_changed(r) != IDENT_REDIS_OK)
+        kr_log(KR_LOG_ERROR, "claims counter not moved; carried claims hold until they age out", NULL);
+}
+
 /* ------------------------------------------------------------- schools */
 
 static int create_school(kr_rpc_ctx *ctx, const Kreide__Identity__CreateSchoolRequest *in, Kreide__Identity__School *out)
@@ -314,6 +326,7 @@ static int add_person_context(kr_rpc_ctx *ctx, const Kreide__Identity__AddPerson
                            "the user already has this role at the school");
     if (r != IDENT_STORE_OK)
         return store_failure(ctx, r, "user");
+    claims_changed(ctx);
     kr_log(KR_LOG_INFO, "person context added", "school_id", school.id, "user_id", in->user_id, "role",
            ident_person_role_name(in->role), NULL);
     return 0;
@@ -417,6 +430,7 @@ static int add_member(kr_rpc_ctx *ctx, const Kreide__Identity__AddMemberRequest 
                       .group_id = out->group_id,
                       .user_id = out->user_id,
                       .role = ident_member_role_name(out->role)};
+    claims_changed(ctx);
     publish(ctx, &ev);
     return 0;
 }
@@ -449,6 +463,7 @@ static int remove_member(kr_rpc_ctx *ctx, const Kreide__Identity__RemoveMemberRe
                       .group_id = in->group_id,
                       .user_id = in->user_id,
                       .role = ident_member_role_name(target)};
+    claims_changed(ctx);
     publish(ctx, &ev);
     return 0;
 }

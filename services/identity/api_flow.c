@@ -21,6 +21,8 @@
  * CLEANUP_LIMIT rows of each kind per run. */
 #define CLEANUP_EVERY_S 60
 #define CLEANUP_LIMIT 500
+/* Revocations Redis missed are told again at most this often per worker. */
+#define PENDING_EVERY_S 5
 
 static const ident_app *app_of(kr_rpc_ctx *ctx)
 {
@@ -72,17 +74,26 @@ static int invalid_grant(kr_rpc_ctx *ctx, const char *field, const char *why)
     return kr_rpc_fail(ctx, KREIDE__STATUS__FAILED_PRECONDITION, "oidc.invalid_grant", field, "%s", why);
 }
 
+static int unauthorized_refresh(kr_rpc_ctx *ctx)
+{
+    return kr_rpc_fail(ctx, KREIDE__STATUS__INVALID_ARGUMENT, "oidc.unauthorized_client", "client_id",
+                       "the client is not registered for the refresh_token grant");
+}
+
 static int invalid_client(kr_rpc_ctx *ctx)
 {
     return kr_rpc_fail(ctx, KREIDE__STATUS__INVALID_ARGUMENT, "oidc.invalid_client", "client_id",
                        "no such client, or it is disabled");
 }
 
+static void tell_redis_pending(kr_rpc_ctx *ctx);
+
 /* Deletes what expired, at most once a minute per worker and in bounded
  * batches, so no request waits long for it and no job is needed. Codes and
  * tokens presented after their expiry are deleted on the spot as well. */
 static void housekeeping(kr_rpc_ctx *ctx)
 {
+    tell_redis_pending(ctx);
     static __thread int64_t last;
     int64_t now = now_s();
     if (now - last < CLEANUP_EVERY_S)
@@ -129,6 +140,64 @@ static void revoke_access_tokens(kr_rpc_ctx *ctx, const ident_live_jti *jtis, si
         else
             kr_log(KR_LOG_INFO, "access token revoked", "jti", jtis[i].jti, NULL);
     }
+}
+
+/* Marks a family revoked in Redis and revokes the access tokens its
+ * refreshes issued; PostgreSQL has recorded the revocation already. */
+static void revoke_redis_family(kr_rpc_ctx *ctx, const char *grant_id, const char *reason)
+{
+    ident_live_jti *jtis = NULL;
+    size_t n = 0;
+    kr_redis *r = redis_of(ctx);
+    if (r == NULL || ident_family_revoke(r, ctx->arena, grant_id, reason, &jtis, &n) != IDENT_REDIS_OK) {
+        /* The gateway rotates a family in Redis without asking PostgreSQL:
+         * Redis must hear of it, so it is told again until it has. */
+        kr_log(KR_LOG_ERROR, "refresh family not marked revoked in redis; told again shortly", "grant_id", grant_id, NULL);
+        if (ident_store_redis_pending(ctx, grant_id, true) != IDENT_STORE_OK)
+            kr_log(KR_LOG_ERROR, "revocation not queued for redis either", "grant_id", grant_id, NULL);
+    }
+    revoke_access_tokens(ctx, jtis, n);
+}
+
+/* Tells Redis of revocations it missed (revoke_redis_family), at most every
+ * PENDING_EVERY_S per worker. */
+static void tell_redis_pending(kr_rpc_ctx *ctx)
+{
+    static __thread int64_t last;
+    int64_t now = now_s();
+    kr_redis *r = redis_of(ctx);
+    if (now - last < PENDING_EVERY_S || r == NULL)
+        return;
+    last = now;
+    const char **ids, **reasons;
+    size_t n = 0;
+    if (ident_store_list_redis_pending(ctx, CLEANUP_LIMIT, &ids, &reasons, &n) != IDENT_STORE_OK)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        ident_live_jti *jtis = NULL;
+        size_t nj = 0;
+        if (ident_family_revoke(r, ctx->arena, ids[i], reasons[i], &jtis, &nj) != IDENT_REDIS_OK)
+            return;
+        revoke_access_tokens(ctx, jtis, nj);
+        if (ident_store_redis_pending(ctx, ids[i], false) == IDENT_STORE_OK)
+            kr_log(KR_LOG_INFO, "refresh family revoked in redis after all", "grant_id", ids[i], NULL);
+    }
+}
+
+/* Lets the family carry the person's claims for the gateway's fast
+ * rotation (identity.h, IDENT_CLAIMS_VERSION_KEY). Best effort: without
+ * them every refresh comes here. */
+static void carry_claims(kr_rpc_ctx *ctx, kr_redis *r, const char *grant_id, const char *token_key,
+                         const Kreide__Identity__UserClaims *claims, const char *version, int64_t next_midnight)
+{
+    int64_t until = now_s() + IDENT_CLAIMS_MAX_AGE_S;
+    if (next_midnight > 0 && next_midnight < until)
+        until = next_midnight;
+    size_t len = kreide__identity__user_claims__get_packed_size(claims);
+    uint8_t *buf = kr_arena_alloc(ctx->arena, len ? len : 1);
+    kreide__identity__user_claims__pack(claims, buf);
+    if (ident_family_claims(r, grant_id, token_key, buf, len, version, until) != IDENT_REDIS_OK)
+        kr_log(KR_LOG_WARN, "claims not carried by the refresh family; its refreshes ask identity", "grant_id", grant_id, NULL);
 }
 
 /* ---------------------------------------------------------------- sessions */
@@ -364,13 +433,28 @@ static int grant_reply(kr_rpc_ctx *ctx, const char *user_id, const char *scope, 
     ident_scopes granted = {0};
     if (ident_scopes_parse(ctx->arena, scope, &granted) != 0)
         granted.n = 0; /* stored scopes were checked when they were stored */
+    /* The claims counter before the claims, so carried claims are never
+     * marked newer than they are. */
+    kr_redis *r = issued->refresh_token != NULL ? redis_of(ctx) : NULL;
+    const char *version = NULL;
+    if (r != NULL && ident_claims_version(r, ctx->arena, &version) != IDENT_REDIS_OK)
+        version = NULL;
     Kreide__Identity__UserClaims *claims = kr_arena_alloc(ctx->arena, sizeof(*claims));
     kreide__identity__user_claims__init(claims);
-    ident_store_result r = ident_store_user_claims(ctx, user_id, ident_scopes_has(&granted, "profile"), true, claims);
-    if (r == IDENT_STORE_NOT_FOUND)
+    ident_grant_state st = {0};
+    ident_store_result res = ident_store_grant_claims(ctx, issued->grant_id, c->client.client_id, user_id,
+                                                      ident_scopes_has(&granted, "profile"), claims, &st);
+    if (res == IDENT_STORE_NOT_FOUND)
         return invalid_grant(ctx, NULL, "the person no longer exists");
-    if (r != IDENT_STORE_OK)
+    if (res != IDENT_STORE_OK)
         return database_failure(ctx);
+    if (version != NULL) {
+        uint8_t hash[32];
+        char key[IDENT_RT_TOKEN_KEY_LEN + 1];
+        ident_flow_token_hash(issued->refresh_token, hash);
+        ident_rt_token_key(hash, key);
+        carry_claims(ctx, r, issued->grant_id, key, claims, version, st.next_midnight);
+    }
     int64_t now = now_s();
     out->claims = claims;
     out->scope = (char *)scope;
@@ -409,6 +493,8 @@ static int redeem_auth_code(kr_rpc_ctx *ctx, const Kreide__Identity__RedeemAuthC
         kr_log(KR_LOG_WARN, "authorization code replayed; its grant is revoked", "client_id", client.client.client_id, "user_id",
                red.code.user_id, "session_id", red.code.session_id, NULL);
         revoke_access_tokens(ctx, red.revoke, red.nrevoke);
+        if (red.grant_id != NULL)
+            revoke_redis_family(ctx, red.grant_id, "code_replayed");
         return invalid_grant(ctx, "code", ident_authcode_verdict_text(red.verdict));
     case IDENT_AUTHCODE_WRONG_REDIRECT:
         return invalid_grant(ctx, "redirect_uri", ident_authcode_verdict_text(red.verdict));
@@ -427,49 +513,175 @@ static int redeem_auth_code(kr_rpc_ctx *ctx, const Kreide__Identity__RedeemAuthC
     return 0;
 }
 
+/* The family of a grant revoked (`reason`) in PostgreSQL and in Redis,
+ * and every access token recorded for it in either revoked. A failure in
+ * Redis is logged: PostgreSQL's record already refuses the family's tokens
+ * (every refresh reads it), and the access tokens live until their near
+ * expiry. -1 after kr_rpc_fail when PostgreSQL failed. */
+static int revoke_family(kr_rpc_ctx *ctx, const char *grant_id, const char *reason, const ident_live_jti *known, size_t nknown)
+{
+    ident_live_jti *pg = NULL, *rd = NULL;
+    size_t npg = 0, nrd = 0;
+    if (ident_store_revoke_grant(ctx, grant_id, reason, now_s(), &pg, &npg) != IDENT_STORE_OK)
+        return database_failure(ctx);
+    kr_redis *r = redis_of(ctx);
+    if (r == NULL || ident_family_revoke(r, ctx->arena, grant_id, reason, &rd, &nrd) != IDENT_REDIS_OK) {
+        kr_log(KR_LOG_ERROR, "refresh family not marked revoked in redis; told again shortly", "grant_id", grant_id, NULL);
+        if (ident_store_redis_pending(ctx, grant_id, true) != IDENT_STORE_OK)
+            kr_log(KR_LOG_ERROR, "revocation not queued for redis either", "grant_id", grant_id, NULL);
+    }
+    revoke_access_tokens(ctx, known, nknown);
+    revoke_access_tokens(ctx, pg, npg);
+    revoke_access_tokens(ctx, rd, nrd);
+    return 0;
+}
+
+/* A refresh (RFC 6749 section 6): Redis judges and rotates the token in
+ * one script (flow_redis.c), then PostgreSQL answers in one statement
+ * whether the grant still stands, whether the client may still refresh,
+ * and the person's claims. Without Redis nothing is accepted (503). */
 static int refresh_grant(kr_rpc_ctx *ctx, const Kreide__Identity__RefreshGrantRequest *in, Kreide__Identity__Grant *out)
 {
     if (gateway_only(ctx) != 0)
         return -1;
     housekeeping(ctx);
-    ident_stored_client client = {0};
-    if (load_client(ctx, in->client_id, &client) != 0)
-        return -1;
-    if (!client_has_grant(&client, "refresh_token"))
-        return kr_rpc_fail(ctx, KREIDE__STATUS__INVALID_ARGUMENT, "oidc.unauthorized_client", "client_id",
-                           "the client is not registered for the refresh_token grant");
+    if (!ident_client_id_valid(in->client_id))
+        return invalid_client(ctx);
     ident_scopes narrow = {0};
     if (ident_scopes_parse(ctx->arena, in->scope, &narrow) != 0)
         return invalid_scope(ctx, "scope must be space-separated scope tokens, at most 32");
-    if (!ident_flow_token_valid(in->refresh_token))
+    if (!ident_flow_token_valid(in->refresh_token)) {
+        /* The client's standing decides the answer before the token does. */
+        ident_stored_client client = {0};
+        if (load_client(ctx, in->client_id, &client) != 0)
+            return -1;
+        if (!client_has_grant(&client, "refresh_token"))
+            return unauthorized_refresh(ctx);
         return invalid_grant(ctx, "refresh_token", ident_refresh_verdict_text(IDENT_REFRESH_UNKNOWN));
+    }
+    kr_redis *r = redis_of(ctx);
+    if (r == NULL)
+        return sessions_unavailable(ctx);
+    const ident_app *app = app_of(ctx);
+    int64_t now = now_s();
     uint8_t hash[32];
     ident_flow_token_hash(in->refresh_token, hash);
-    const ident_app *app = app_of(ctx);
-    ident_refreshed ref = {0};
-    if (ident_store_refresh(ctx, hash, client.client.client_id, now_s(), app->access_token_ttl_s, app->refresh_token_ttl_s,
-                            narrow.n > 0 ? &narrow : NULL, &ref) != IDENT_STORE_OK)
-        return database_failure(ctx);
-    switch (ref.verdict) {
-    case IDENT_REFRESH_OK:
-        break;
-    case IDENT_REFRESH_REUSED:
-        kr_log(KR_LOG_WARN, "refresh token reused; its family is revoked", "client_id", client.client.client_id, "user_id",
-               ref.grant.user_id, "grant_id", ref.grant.grant_id, NULL);
-        revoke_access_tokens(ctx, ref.revoke, ref.nrevoke);
+    char key[IDENT_RT_TOKEN_KEY_LEN + 1], new_key[IDENT_RT_TOKEN_KEY_LEN + 1];
+    ident_rt_token_key(hash, key);
+    char *token = kr_arena_alloc(ctx->arena, IDENT_FLOW_TOKEN_LEN + 1);
+    ident_flow_token_new(token);
+    ident_flow_token_hash(token, hash);
+    ident_rt_token_key(hash, new_key);
+    kr_uuid_str jti;
+    kr_uuid7_new(&jti);
+    ident_rt_rotation rot = {
+        .token_key = key,
+        .client_id = in->client_id,
+        .now = now,
+        .narrow_scope = narrow.n > 0 ? ident_scopes_join(ctx->arena, &narrow) : "",
+        .new_token_key = new_key,
+        .refresh_ttl_s = app->refresh_token_ttl_s,
+        .access_jti = jti.s,
+        .access_expires_at = now + app->access_token_ttl_s,
+    };
+    /* PostgreSQL is asked before the token rotates, so that its failure
+     * leaves the token as it was (a retry with it is no reuse): the grant's
+     * state and the person's claims, for the family Redis names if it is
+     * this client's. The claims counter is read first, so carried claims
+     * are never marked newer than they are. */
+    ident_rt_found fam;
+    ident_redis_result fr = ident_family_find(r, ctx->arena, key, &fam);
+    if (fr == IDENT_REDIS_ERROR)
+        return sessions_unavailable(ctx);
+    Kreide__Identity__UserClaims *claims = kr_arena_alloc(ctx->arena, sizeof(*claims));
+    kreide__identity__user_claims__init(claims);
+    ident_grant_state st = {0};
+    bool checked = fr == IDENT_REDIS_OK && strcmp(fam.client_id, in->client_id) == 0;
+    if (checked) {
+        ident_scopes granted = {0};
+        if (ident_scopes_parse(ctx->arena, fam.scope, &granted) != 0)
+            granted.n = 0; /* stored scopes were checked when they were stored */
+        ident_store_result res = ident_store_grant_claims(ctx, fam.grant_id, in->client_id, fam.user_id,
+                                                          ident_scopes_has(&granted, "profile"), claims, &st);
+        if (res == IDENT_STORE_NOT_FOUND) {
+            /* The grant went with its person or client. */
+            ident_live_jti *rd = NULL;
+            size_t nrd = 0;
+            if (ident_family_revoke(r, ctx->arena, fam.grant_id, "grant_gone", &rd, &nrd) == IDENT_REDIS_OK)
+                revoke_access_tokens(ctx, rd, nrd);
+            return invalid_grant(ctx, "refresh_token", "the grant no longer exists");
+        }
+        if (res != IDENT_STORE_OK)
+            return database_failure(ctx);
+        if (st.revoked) {
+            /* Revoked in PostgreSQL while Redis did not hear of it: Redis
+             * learns it now, and the token is refused. */
+            if (revoke_family(ctx, fam.grant_id, "revoked", NULL, 0) != 0)
+                return -1;
+            return invalid_grant(ctx, "refresh_token", ident_refresh_verdict_text(IDENT_REFRESH_REVOKED));
+        }
+        if (!st.client_ok) {
+            ident_stored_client client = {0};
+            if (load_client(ctx, in->client_id, &client) != 0)
+                return -1;
+            return unauthorized_refresh(ctx);
+        }
+    }
+    ident_rt_rotated ref;
+    if (ident_family_rotate(r, ctx->arena, &rot, &ref) != IDENT_REDIS_OK)
+        return sessions_unavailable(ctx);
+    if (ref.verdict != IDENT_REFRESH_OK && ref.verdict != IDENT_REFRESH_REUSED) {
+        /* Refused and nothing changed: a client that may not refresh at
+         * all hears that rather than anything about the token. */
+        ident_stored_client client = {0};
+        if (load_client(ctx, in->client_id, &client) != 0)
+            return -1;
+        if (!client_has_grant(&client, "refresh_token"))
+            return unauthorized_refresh(ctx);
+        if (ref.lost)
+            kr_log(KR_LOG_WARN, "refresh token of a family another redis process wrote; refused", "client_id", in->client_id,
+                   "grant_id", ref.grant.grant_id, NULL);
         return invalid_grant(ctx, "refresh_token", ident_refresh_verdict_text(ref.verdict));
-    default:
+    }
+    if (ref.verdict == IDENT_REFRESH_REUSED) {
+        kr_log(KR_LOG_WARN, "refresh token reused; its family is revoked", "client_id", in->client_id, "user_id", ref.grant.user_id,
+               "grant_id", ref.grant.grant_id, NULL);
+        if (revoke_family(ctx, ref.grant.grant_id, "refresh_reused", ref.revoke, ref.nrevoke) != 0)
+            return -1;
         return invalid_grant(ctx, "refresh_token", ident_refresh_verdict_text(ref.verdict));
     }
     if (ref.scope_too_wide)
         return invalid_scope(ctx, "scope may only narrow what was granted (RFC 6749 section 6)");
-    const char *scope = narrow.n > 0 ? ident_scopes_join(ctx->arena, &narrow) : ref.grant.scope;
-    if (grant_reply(ctx, ref.grant.user_id, scope, &ref.issued, &client, out) != 0)
-        return -1;
+    if (!checked || strcmp(fam.grant_id, ref.grant.grant_id) != 0 || strcmp(fam.user_id, ref.grant.user_id) != 0) {
+        /* Cannot happen: Redis named this client's family a moment ago. */
+        kr_log(KR_LOG_ERROR, "a refresh family changed between two looks; the new token is not handed out", "grant_id",
+               ref.grant.grant_id, NULL);
+        return sessions_unavailable(ctx);
+    }
+    const char *scope = narrow.n > 0 ? rot.narrow_scope : ref.grant.scope;
+    if (app->refresh_token_ttl_s > 0 && now + app->refresh_token_ttl_s > ref.pg_until) {
+        /* Rarely: PostgreSQL hears that the family lives on. */
+        if (ident_store_extend_grant(ctx, ref.grant.grant_id, now + 2 * app->refresh_token_ttl_s) != IDENT_STORE_OK ||
+            ident_family_extended(r, ref.grant.grant_id, now + 2 * app->refresh_token_ttl_s) != IDENT_REDIS_OK)
+            kr_log(KR_LOG_WARN, "refresh family not extended; the next rotation tries again", "grant_id", ref.grant.grant_id, NULL);
+    }
+    carry_claims(ctx, r, ref.grant.grant_id, new_key, claims, fam.claims_version, st.next_midnight);
+    if (narrow.n > 0 && !ident_scopes_has(&narrow, "profile")) {
+        /* Names only with profile (the family carries what the grant
+         * allows; this answer what was asked for). */
+        claims->preferred_username = claims->given_name = claims->family_name = claims->name = (char *)"";
+    }
+    out->claims = claims;
+    out->scope = (char *)scope;
+    out->access_jti = (char *)rot.access_jti;
+    out->access_expires_at = rot.access_expires_at;
+    out->refresh_token = token;
+    out->refresh_expires_in = app->refresh_token_ttl_s;
+    out->id_token_alg = (char *)st.id_token_alg;
     out->auth_time = ref.grant.auth_time;
     out->session_id = (char *)ref.grant.session_id;
-    kr_log(KR_LOG_INFO, "refresh token rotated", "client_id", client.client.client_id, "user_id", ref.grant.user_id, "grant_id",
-           ref.grant.grant_id, "jti", ref.issued.access_jti, NULL);
+    kr_log(KR_LOG_INFO, "refresh token rotated", "client_id", in->client_id, "user_id", ref.grant.user_id, "grant_id",
+           ref.grant.grant_id, "jti", rot.access_jti, NULL);
     return 0;
 }
 
@@ -482,17 +694,27 @@ static int revoke_refresh_token(kr_rpc_ctx *ctx, const Kreide__Identity__RevokeR
      * answered like revoked ones and left alone. */
     if (!ident_flow_token_valid(in->refresh_token) || !ident_client_id_valid(in->client_id))
         return 0;
+    kr_redis *r = redis_of(ctx);
+    if (r == NULL)
+        return sessions_unavailable(ctx);
     uint8_t hash[32];
     ident_flow_token_hash(in->refresh_token, hash);
-    bool found = false;
-    ident_live_jti *jtis = NULL;
-    size_t n = 0;
-    if (ident_store_revoke_family(ctx, hash, in->client_id, now_s(), &found, &jtis, &n) != IDENT_STORE_OK)
-        return database_failure(ctx);
-    if (found) {
-        kr_log(KR_LOG_INFO, "refresh token family revoked by its client", "client_id", in->client_id, NULL);
-        revoke_access_tokens(ctx, jtis, n);
+    char key[IDENT_RT_TOKEN_KEY_LEN + 1];
+    ident_rt_token_key(hash, key);
+    ident_rt_found fam;
+    switch (ident_family_find(r, ctx->arena, key, &fam)) {
+    case IDENT_REDIS_OK:
+        break;
+    case IDENT_REDIS_NOT_FOUND:
+        return 0;
+    default:
+        return sessions_unavailable(ctx);
     }
+    if (strcmp(fam.client_id, in->client_id) != 0)
+        return 0;
+    if (revoke_family(ctx, fam.grant_id, "revoked_by_client", NULL, 0) != 0)
+        return -1;
+    kr_log(KR_LOG_INFO, "refresh token family revoked by its client", "client_id", in->client_id, "grant_id", fam.grant_id, NULL);
     return 0;
 }
 

@@ -757,6 +757,7 @@ typedef struct {
     ident_authcode_verdict verdict;
     ident_authcode_row code;
     ident_issued issued;
+    const char *grant_id;   /* REPLAYED: the grant the code started, now revoked */
     ident_live_jti *revoke; /* from ctx->arena */
     size_t nrevoke;
 } ident_redeemed;
@@ -782,32 +783,143 @@ typedef struct {
     int64_t auth_time;
 } ident_grant_row;
 
-/* What a refresh did: the verdict, the grant, what was issued (OK) or the
- * access tokens to revoke (REUSED). */
+/* ------------------------------------------- refresh families (flow_redis.c)
+ *
+ * Refresh token families in Redis (docs/oidc.md, "Refresh tokens"), which
+ * keeps their rotation state while PostgreSQL keeps the grant and whether
+ * it was revoked:
+ *   IDENT_RT_TOKEN_PREFIX<hex SHA-256 of a token>  its grant id, until the
+ *       token would expire (rotated ones too, so reuse is recognised)
+ *   IDENT_RT_FAMILY_PREFIX<grant id>  a hash: client, user, scope, sid,
+ *       auth_time, cur (the current token's hash), exp (its expiry), ttl
+ *       (a token's lifetime), claims, cver, cuntil (the claims it carries,
+ *       below),
+ *       pg_until (the grant's refresh_until in PostgreSQL), epoch (the
+ *       run_id of the Redis process that wrote it), revoked (a reason)
+ *   IDENT_RT_JTIS_PREFIX<grant id>  a list of "<jti> <exp>": the access
+ *       tokens refreshes issued, to revoke with the family */
+#define IDENT_RT_TOKEN_PREFIX "kreide:rt:"
+#define IDENT_RT_FAMILY_PREFIX "kreide:rtf:"
+#define IDENT_RT_JTIS_PREFIX "kreide:rtj:"
+#define IDENT_RT_TOKEN_KEY_LEN (sizeof(IDENT_RT_TOKEN_PREFIX) - 1 + 64)
+/* A counter identity increments after every change of the directory that
+ * can change a person's claims (a context, a membership). A family carries
+ * the claims of its person (packed Kreide__Identity__UserClaims, field
+ * `claims`) with the counter's value when they were read (`cver`) and until
+ * when they hold (`cuntil`: the next midnight, when memberships may start
+ * or end, or an hour at most); the gateway's fast rotation uses them only
+ * while the counter has not moved (gateway/oidc_refresh.c). */
+#define IDENT_CLAIMS_VERSION_KEY "kreide:claims:version"
+/* Longest time carried claims hold even without a change of the counter. */
+#define IDENT_CLAIMS_MAX_AGE_S 3600
+
+/* The Redis key of a refresh token whose SHA-256 is `hash`. */
+void ident_rt_token_key(const uint8_t hash[32], char out[IDENT_RT_TOKEN_KEY_LEN + 1]);
+
+/* Starts the family of grant `g` (client, user, scope, session, auth_time)
+ * whose current token has the key `token_key`, expiring at `expires_at`;
+ * the keys live `ttl_s` seconds. `pg_until` is the grant's refresh_until
+ * in PostgreSQL. */
+ident_redis_result ident_family_put(kr_redis *r, const ident_grant_row *g, const char *token_key, int64_t expires_at, int64_t ttl_s,
+                                    int64_t pg_until);
+
+/* A rotation: the presented token (its key), the client presenting it, a
+ * narrowed scope ("" for none), the new token's key and lifetime, and the
+ * access token to record. */
+typedef struct {
+    const char *token_key;
+    const char *client_id;
+    int64_t now;
+    const char *narrow_scope;
+    const char *new_token_key;
+    int64_t refresh_ttl_s;
+    const char *access_jti;
+    int64_t access_expires_at;
+} ident_rt_rotation;
+
+/* What a rotation found; strings from the arena. */
 typedef struct {
     ident_refresh_verdict verdict;
-    ident_grant_row grant;
-    ident_issued issued;
-    ident_live_jti *revoke;
+    bool lost;             /* UNKNOWN because another Redis process wrote the family */
+    bool scope_too_wide;   /* OK, but the narrowing asked for more: nothing changed */
+    ident_grant_row grant; /* OK, REVOKED, REUSED (and grant_id alone when lost) */
+    int64_t pg_until;
+    ident_live_jti *revoke; /* REUSED: the access tokens refreshes issued */
     size_t nrevoke;
-    bool scope_too_wide; /* OK, but the narrowing asked for more: nothing changed */
-} ident_refreshed;
+} ident_rt_rotated;
 
-/* Rotates a refresh token in one transaction (the row locked): judges it
- * with ident_refresh_judge — on OK, unless `narrow` (NULL: none) holds a
- * scope the grant lacks (then *scope_too_wide and nothing changes), marks
- * it used, issues a new one and records a new access token; on REUSED
- * revokes the family and lists its live access tokens; on EXPIRED deletes
- * the token. */
-ident_store_result ident_store_refresh(kr_rpc_ctx *ctx, const uint8_t hash[32], const char *client_id, int64_t now,
-                                       int64_t access_ttl_s, int64_t refresh_ttl_s, const ident_scopes *narrow,
-                                       ident_refreshed *out);
+/* Judges a presented refresh token and, when it is good, rotates it in one
+ * script: the new token becomes the family's current one and the access
+ * token is recorded. REUSED marks the family revoked. Never re-sent after a
+ * broken connection (IDENT_REDIS_ERROR then). */
+ident_redis_result ident_family_rotate(kr_redis *r, kr_arena *arena, const ident_rt_rotation *in, ident_rt_rotated *out);
 
-/* Revokes the family of a refresh token of `client_id` (RFC 7009) and
- * lists its live access tokens; *found false (nothing changed) for an
- * unknown token or another client's. */
-ident_store_result ident_store_revoke_family(kr_rpc_ctx *ctx, const uint8_t hash[32], const char *client_id, int64_t now,
-                                             bool *found, ident_live_jti **revoke, size_t *nrevoke);
+/* Stores the person's claims (packed, `len` bytes) in the family, read
+ * when the claims counter was `version` and holding until `until`, unless
+ * the family rotated past the token of `token_key` meanwhile. */
+ident_redis_result ident_family_claims(kr_redis *r, const char *grant_id, const char *token_key, const uint8_t *claims, size_t len,
+                                       const char *version, int64_t until);
+
+/* The claims counter's value ("0" before the first change), in `arena`. */
+ident_redis_result ident_claims_version(kr_redis *r, kr_arena *arena, const char **version);
+
+/* Increments the claims counter: call after a change that can alter what
+ * claims say commits. */
+ident_redis_result ident_claims_changed(kr_redis *r);
+
+/* Records in the family that PostgreSQL's refresh_until is now `until`. */
+ident_redis_result ident_family_extended(kr_redis *r, const char *grant_id, int64_t until);
+
+/* Marks a family revoked (an earlier reason stays) and hands over the
+ * access tokens its refreshes issued (arena). A missing family is fine. */
+ident_redis_result ident_family_revoke(kr_redis *r, kr_arena *arena, const char *grant_id, const char *reason,
+                                       ident_live_jti **jtis, size_t *n);
+
+/* What ident_family_find says of a token's family (strings from the
+ * arena). */
+typedef struct {
+    const char *grant_id;
+    const char *client_id;
+    const char *user_id;
+    const char *scope;
+    const char *claims_version; /* the claims counter now */
+} ident_rt_found;
+
+/* The family of a token's key, whatever its state; NOT_FOUND when Redis
+ * knows none. */
+ident_redis_result ident_family_find(kr_redis *r, kr_arena *arena, const char *token_key, ident_rt_found *out);
+
+/* What PostgreSQL says of a grant a refresh rotated in Redis. */
+typedef struct {
+    bool revoked;             /* the grant was revoked (its family must end) */
+    bool client_ok;           /* the client is enabled and registered for refresh_token */
+    const char *id_token_alg; /* the client's */
+    int64_t next_midnight;    /* when today's memberships may change by date alone */
+} ident_grant_state;
+
+/* In one statement: the grant `grant_id` of `client_id` and `user_id`
+ * (state into *state) and the person's claims (names with `names`, schools
+ * always). NOT_FOUND when the grant or the person is gone. */
+ident_store_result ident_store_grant_claims(kr_rpc_ctx *ctx, const char *grant_id, const char *client_id, const char *user_id,
+                                            bool names, Kreide__Identity__UserClaims *out, ident_grant_state *state);
+
+/* Revokes a grant (kept if it already was; reason code_replayed,
+ * refresh_reused or revoked_by_client) and lists its access tokens recorded
+ * in PostgreSQL that are still valid at `now`. */
+ident_store_result ident_store_revoke_grant(kr_rpc_ctx *ctx, const char *grant_id, const char *reason, int64_t now,
+                                            ident_live_jti **revoke, size_t *nrevoke);
+
+/* Marks (or clears) that Redis has not heard of the grant's revocation. */
+ident_store_result ident_store_redis_pending(kr_rpc_ctx *ctx, const char *grant_id, bool pending);
+
+/* Up to `limit` grants whose revocation Redis has not heard of, with their
+ * reasons (arena). */
+ident_store_result ident_store_list_redis_pending(kr_rpc_ctx *ctx, int limit, const char ***grant_ids, const char ***reasons,
+                                                  size_t *n);
+
+/* Moves the grant's refresh_until to `until` (a family lives on in Redis
+ * past what PostgreSQL was told). */
+ident_store_result ident_store_extend_grant(kr_rpc_ctx *ctx, const char *grant_id, int64_t until);
 
 /* The claims of a person: names with `names`, schools (with roles,
  * Schulconnex roles and the groups of memberships valid today) with
@@ -816,8 +928,8 @@ ident_store_result ident_store_user_claims(kr_rpc_ctx *ctx, const char *user_id,
                                            Kreide__Identity__UserClaims *out);
 
 /* Deletes up to `limit` rows of each kind that nothing needs any more:
- * expired codes without a grant, expired access and refresh tokens, and
- * grants with neither left. Rows another transaction holds are skipped. */
+ * expired codes without a grant, expired access tokens, and grants with
+ * neither access tokens nor a family that may still refresh. Rows another transaction holds are skipped. */
 ident_store_result ident_store_flow_cleanup(kr_rpc_ctx *ctx, int limit);
 
 /* ---------------------------------------------------- api_flow.c, api_totp.c */

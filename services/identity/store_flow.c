@@ -1,9 +1,11 @@
 /* The SQL of the OpenID Connect flow: consents, authorization codes, grants
- * with their refresh tokens and recorded access tokens, a person's claims,
- * and the cleanup of what expired. Codes and tokens travel as their SHA-256
- * only (bytea, sent as hex). A redemption or rotation is one transaction
- * that locks the row first, so of two requests with the same code or token
- * exactly one gets the grant and the other is treated as a replay. */
+ * with their recorded access tokens, a person's claims, and the cleanup of
+ * what expired. Codes travel as their SHA-256 only (bytea, sent as hex). A
+ * redemption is one transaction that locks the code's row first, so of two
+ * requests with the same code exactly one gets the grant and the other is
+ * treated as a replay. Refresh tokens rotate in Redis (flow_redis.c); here
+ * the grant's first token starts its family, and a refresh reads the
+ * grant's state with the person's claims in one statement. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,25 +174,6 @@ static ident_store_result record_access(kr_rpc_ctx *ctx, const char *grant_id, i
                 params);
 }
 
-/* Issues the grant's next refresh token, expiring at now + ttl. */
-static ident_store_result issue_refresh(kr_rpc_ctx *ctx, const char *grant_id, int64_t now, int64_t ttl, ident_issued *out)
-{
-    char *token = kr_arena_alloc(ctx->arena, IDENT_FLOW_TOKEN_LEN + 1);
-    ident_flow_token_new(token);
-    uint8_t hash[32];
-    ident_flow_token_hash(token, hash);
-    char hex[2 * 32 + 3], exp[24];
-    hash_hex(hash, hex);
-    out->refresh_token = token;
-    out->refresh_expires_at = now + ttl;
-    int_text(out->refresh_expires_at, exp);
-    const char *params[] = {hex, grant_id, exp};
-    return exec(ctx, "insert refresh token",
-                "INSERT INTO identity.oidc_refresh_tokens (token_hash, grant_id, expires_at) "
-                "VALUES ($1::bytea, $2, to_timestamp($3::bigint))",
-                3, params);
-}
-
 /* Revokes a grant (kept if it already was) and lists its access tokens
  * that are still valid, for Redis. Inside the caller's transaction. */
 static ident_store_result revoke_grant(kr_rpc_ctx *ctx, const char *grant_id, const char *reason, int64_t now,
@@ -231,6 +214,33 @@ static bool scope_has(const char *scope, const char *name)
         if ((p == scope || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
             return true;
     return false;
+}
+
+/* Issues the first refresh token of a new grant: its family starts in
+ * Redis before the grant commits, so a grant never promises a token Redis
+ * does not know (without Redis the redemption fails and the code stays
+ * good). */
+static ident_store_result start_family(kr_rpc_ctx *ctx, const char *grant_id, const ident_authcode_row *c, int64_t now, int64_t ttl,
+                                       int64_t pg_until, ident_issued *out)
+{
+    const ident_app *app = ctx->app;
+    kr_redis *r = ident_redis_pool_get(app->redis);
+    if (r == NULL) {
+        kr_log(KR_LOG_ERROR, "refresh tokens need Redis (KREIDE_REDIS_URL)", NULL);
+        return IDENT_STORE_ERROR;
+    }
+    char *token = kr_arena_alloc(ctx->arena, IDENT_FLOW_TOKEN_LEN + 1);
+    ident_flow_token_new(token);
+    uint8_t hash[32];
+    ident_flow_token_hash(token, hash);
+    char key[IDENT_RT_TOKEN_KEY_LEN + 1];
+    ident_rt_token_key(hash, key);
+    ident_grant_row g = {grant_id, c->client_id, c->user_id, c->scope, c->session_id, c->auth_time};
+    if (ident_family_put(r, &g, key, now + ttl, ttl, pg_until) != IDENT_REDIS_OK)
+        return IDENT_STORE_ERROR;
+    out->refresh_token = token;
+    out->refresh_expires_at = now + ttl;
+    return IDENT_STORE_OK;
 }
 
 ident_store_result ident_store_redeem_code(kr_rpc_ctx *ctx, const uint8_t hash[32], const char *client_id, const char *redirect_uri,
@@ -278,8 +288,10 @@ ident_store_result ident_store_redeem_code(kr_rpc_ctx *ctx, const uint8_t hash[3
     case IDENT_AUTHCODE_OK:
         break;
     case IDENT_AUTHCODE_REPLAYED:
-        if (grant_id[0] != '\0')
+        if (grant_id[0] != '\0') {
+            out->grant_id = grant_id;
             res = revoke_grant(ctx, grant_id, "code_replayed", now, &out->revoke, &out->nrevoke);
+        }
         return finish(ctx, "redeem code (replayed)", res);
     case IDENT_AUTHCODE_EXPIRED:
         res = exec(ctx, "delete expired code", "DELETE FROM identity.oidc_codes WHERE code_hash = $1::bytea", 1, params);
@@ -297,13 +309,18 @@ ident_store_result ident_store_redeem_code(kr_rpc_ctx *ctx, const uint8_t hash[3
     kr_uuid_str gid;
     kr_uuid7_new(&gid);
     out->issued.grant_id = kr_arena_strdup(ctx->arena, gid.s);
-    char auth_time[24];
+    bool refresh = refresh_ttl_s > 0 && scope_has(c->scope, "offline_access");
+    /* PostgreSQL is told a family may refresh until twice its token's
+     * lifetime; a rotation past that moves it on (docs/oidc.md). */
+    int64_t pg_until = now + 2 * refresh_ttl_s;
+    char auth_time[24], until[24];
     int_text(c->auth_time, auth_time);
-    const char *grant[] = {gid.s, c->client_id, c->user_id, c->scope, c->session_id, auth_time};
+    int_text(pg_until, until);
+    const char *grant[] = {gid.s, c->client_id, c->user_id, c->scope, c->session_id, auth_time, refresh ? until : NULL};
     res = exec(ctx, "insert grant",
-               "INSERT INTO identity.oidc_grants (id, client_id, user_id, scope, session_id, auth_time) "
-               "VALUES ($1, $2, $3, $4, $5, $6::bigint)",
-               6, grant);
+               "INSERT INTO identity.oidc_grants (id, client_id, user_id, scope, session_id, auth_time, refresh_until) "
+               "VALUES ($1, $2, $3, $4, $5, $6::bigint, to_timestamp($7::bigint))",
+               7, grant);
     if (res == IDENT_STORE_OK) {
         const char *use[] = {hex, gid.s};
         res = exec(ctx, "use code for grant",
@@ -311,186 +328,62 @@ ident_store_result ident_store_redeem_code(kr_rpc_ctx *ctx, const uint8_t hash[3
     }
     if (res == IDENT_STORE_OK)
         res = record_access(ctx, gid.s, now, access_ttl_s, &out->issued);
-    if (res == IDENT_STORE_OK && refresh_ttl_s > 0 && scope_has(c->scope, "offline_access"))
-        res = issue_refresh(ctx, gid.s, now, refresh_ttl_s, &out->issued);
+    if (res == IDENT_STORE_OK && refresh)
+        res = start_family(ctx, out->issued.grant_id, c, now, refresh_ttl_s, pg_until, &out->issued);
     return finish(ctx, "redeem code", res);
 }
 
 /* --------------------------------------------------------- refresh tokens */
 
-/* The common case in one statement, without a transaction around it: the
- * token and its grant are locked as the transactional path below locks them
- * (FOR UPDATE re-checks the conditions on the newest row versions after
- * waiting), and only when the token is the client's, unused, unexpired, its
- * grant unrevoked and the narrowed scope within the granted one is it marked
- * used and are the new refresh token and the access token's jti recorded.
- * Anything else changes nothing and returns no row, and the caller takes
- * the transactional path, which judges the token and acts on the verdict. */
-static ident_store_result refresh_fast(kr_rpc_ctx *ctx, const char *hex, const char *client_id, int64_t now, int64_t access_ttl_s,
-                                       int64_t refresh_ttl_s, const ident_scopes *narrow, ident_refreshed *out, bool *done)
+ident_store_result ident_store_revoke_grant(kr_rpc_ctx *ctx, const char *grant_id, const char *reason, int64_t now,
+                                            ident_live_jti **revoke, size_t *nrevoke)
 {
-    *done = false;
-    char *token = kr_arena_alloc(ctx->arena, IDENT_FLOW_TOKEN_LEN + 1);
-    ident_flow_token_new(token);
-    uint8_t new_hash[32];
-    ident_flow_token_hash(token, new_hash);
-    char new_hex[2 * 32 + 3], nowbuf[24], refresh_exp[24], access_exp[24];
-    hash_hex(new_hash, new_hex);
-    kr_uuid_str jti;
-    kr_uuid7_new(&jti);
-    int_text(now, nowbuf);
-    int_text(now + refresh_ttl_s, refresh_exp);
-    int_text(now + access_ttl_s, access_exp);
-    const char *scope = narrow != NULL ? ident_scopes_join(ctx->arena, narrow) : "";
-    const char *params[] = {hex, client_id, nowbuf, scope, new_hex, refresh_exp, jti.s, access_exp};
+    *revoke = NULL;
+    *nrevoke = 0;
+    return revoke_grant(ctx, grant_id, reason, now, revoke, nrevoke);
+}
+
+ident_store_result ident_store_redis_pending(kr_rpc_ctx *ctx, const char *grant_id, bool pending)
+{
+    const char *params[] = {grant_id, pending ? "t" : "f"};
+    return exec(ctx, "mark grant redis pending", "UPDATE identity.oidc_grants SET redis_pending = $2::boolean WHERE id = $1", 2,
+                params);
+}
+
+ident_store_result ident_store_list_redis_pending(kr_rpc_ctx *ctx, int limit, const char ***grant_ids, const char ***reasons,
+                                                  size_t *n)
+{
+    *n = 0;
+    char lim[24];
+    int_text(limit, lim);
+    const char *params[] = {lim};
     PGresult *r;
-    ident_store_result res =
-        run(ctx, "rotate refresh token at once",
-            "WITH cur AS (SELECT t.token_hash, g.id, g.client_id, g.user_id, g.scope, g.session_id, g.auth_time "
-            "FROM identity.oidc_refresh_tokens t JOIN identity.oidc_grants g ON g.id = t.grant_id "
-            "WHERE t.token_hash = $1::bytea AND g.client_id = $2 AND g.revoked_at IS NULL AND t.used_at IS NULL "
-            "AND " EPOCH("t.expires_at") " > $3::bigint "
-                                         "AND ($4::text = '' OR string_to_array(g.scope, ' ') @> string_to_array($4::text, ' ')) "
-                                         "FOR UPDATE OF t, g), "
-                                         "rot AS (UPDATE identity.oidc_refresh_tokens t SET used_at = now() FROM cur WHERE "
-                                         "t.token_hash = cur.token_hash "
-                                         "RETURNING t.grant_id), "
-                                         "nr AS (INSERT INTO identity.oidc_refresh_tokens (token_hash, grant_id, expires_at) "
-                                         "SELECT $5::bytea, rot.grant_id, to_timestamp($6::bigint) FROM rot), "
-                                         "na AS (INSERT INTO identity.oidc_access_tokens (jti, grant_id, expires_at) "
-                                         "SELECT $7::uuid, rot.grant_id, to_timestamp($8::bigint) FROM rot) "
-                                         "SELECT cur.id::text, cur.client_id, cur.user_id::text, cur.scope, cur.session_id::text, "
-                                         "cur.auth_time FROM cur",
-            8, params, &r);
+    ident_store_result res = run(ctx, "select grants redis pending",
+                                 "SELECT g.id::text, coalesce(g.revoked_reason, 'revoked') FROM identity.oidc_grants g "
+                                 "WHERE g.redis_pending LIMIT $1::int",
+                                 1, params, &r);
     if (res != IDENT_STORE_OK)
         return res;
-    if (PQntuples(r) == 1) {
-        ident_grant_row *g = &out->grant;
-        g->grant_id = col(ctx, r, 0, 0);
-        g->client_id = col(ctx, r, 0, 1);
-        g->user_id = col(ctx, r, 0, 2);
-        g->scope = col(ctx, r, 0, 3);
-        g->session_id = col(ctx, r, 0, 4);
-        g->auth_time = col_int(r, 0, 5);
-        out->verdict = IDENT_REFRESH_OK;
-        out->issued.grant_id = g->grant_id;
-        out->issued.refresh_token = token;
-        out->issued.refresh_expires_at = now + refresh_ttl_s;
-        out->issued.access_jti = kr_arena_strdup(ctx->arena, jti.s);
-        out->issued.access_expires_at = now + access_ttl_s;
-        *done = true;
+    int rows = PQntuples(r);
+    *grant_ids = kr_arena_alloc(ctx->arena, sizeof(char *) * (size_t)(rows ? rows : 1));
+    *reasons = kr_arena_alloc(ctx->arena, sizeof(char *) * (size_t)(rows ? rows : 1));
+    for (int i = 0; i < rows; i++) {
+        (*grant_ids)[i] = col(ctx, r, i, 0);
+        (*reasons)[i] = col(ctx, r, i, 1);
     }
+    *n = (size_t)rows;
     PQclear(r);
     return IDENT_STORE_OK;
 }
 
-ident_store_result ident_store_refresh(kr_rpc_ctx *ctx, const uint8_t hash[32], const char *client_id, int64_t now,
-                                       int64_t access_ttl_s, int64_t refresh_ttl_s, const ident_scopes *narrow,
-                                       ident_refreshed *out)
+ident_store_result ident_store_extend_grant(kr_rpc_ctx *ctx, const char *grant_id, int64_t until)
 {
-    memset(out, 0, sizeof(*out));
-    char hex[2 * 32 + 3];
-    hash_hex(hash, hex);
-    bool done;
-    ident_store_result res = refresh_fast(ctx, hex, client_id, now, access_ttl_s, refresh_ttl_s, narrow, out, &done);
-    if (res != IDENT_STORE_OK || done)
-        return res;
-    res = begin(ctx);
-    if (res != IDENT_STORE_OK)
-        return res;
-    const char *params[] = {hex};
-    PGresult *r;
-    /* The grant is locked too: a family rotates one token at a time. */
-    res = run(ctx, "select refresh token for update",
-              "SELECT g.id::text, g.client_id, g.user_id::text, g.scope, g.session_id::text, g.auth_time, " EPOCH(
-                  "t.expires_at") ", "
-                                  "t.used_at IS NOT NULL, g.revoked_at IS NOT NULL FROM identity.oidc_refresh_tokens t "
-                                  "JOIN identity.oidc_grants g ON g.id = t.grant_id WHERE t.token_hash = $1::bytea "
-                                  "FOR UPDATE OF t, g",
-              1, params, &r);
-    if (res != IDENT_STORE_OK)
-        return finish(ctx, "refresh", res);
-    if (PQntuples(r) != 1) {
-        PQclear(r);
-        out->verdict = IDENT_REFRESH_UNKNOWN;
-        kr_pg_rollback(ctx->pg);
-        return IDENT_STORE_OK;
-    }
-    ident_grant_row *g = &out->grant;
-    g->grant_id = col(ctx, r, 0, 0);
-    g->client_id = col(ctx, r, 0, 1);
-    g->user_id = col(ctx, r, 0, 2);
-    g->scope = col(ctx, r, 0, 3);
-    g->session_id = col(ctx, r, 0, 4);
-    g->auth_time = col_int(r, 0, 5);
-    ident_refresh_facts facts = {g->client_id, col_int(r, 0, 6), PQgetvalue(r, 0, 7)[0] == 't', PQgetvalue(r, 0, 8)[0] == 't'};
-    PQclear(r);
-    out->verdict = ident_refresh_judge(&facts, client_id, now);
-    switch (out->verdict) {
-    case IDENT_REFRESH_OK:
-        break;
-    case IDENT_REFRESH_REUSED:
-        res = revoke_grant(ctx, g->grant_id, "refresh_reused", now, &out->revoke, &out->nrevoke);
-        return finish(ctx, "refresh (reused)", res);
-    case IDENT_REFRESH_EXPIRED:
-        res = exec(ctx, "delete expired refresh token", "DELETE FROM identity.oidc_refresh_tokens WHERE token_hash = $1::bytea", 1,
-                   params);
-        return finish(ctx, "refresh (expired)", res);
-    default:
-        kr_pg_rollback(ctx->pg);
-        return IDENT_STORE_OK;
-    }
-    if (narrow != NULL) {
-        /* RFC 6749 section 6: never more than was granted. */
-        ident_scopes granted = {0};
-        if (ident_scopes_parse(ctx->arena, g->scope, &granted) != 0)
-            granted.n = 0;
-        for (size_t i = 0; i < narrow->n && !out->scope_too_wide; i++)
-            out->scope_too_wide = !ident_scopes_has(&granted, narrow->v[i]);
-        if (out->scope_too_wide) {
-            kr_pg_rollback(ctx->pg);
-            return IDENT_STORE_OK;
-        }
-    }
-    out->issued.grant_id = g->grant_id;
-    res = exec(ctx, "rotate refresh token", "UPDATE identity.oidc_refresh_tokens SET used_at = now() WHERE token_hash = $1::bytea",
-               1, params);
-    if (res == IDENT_STORE_OK)
-        res = issue_refresh(ctx, g->grant_id, now, refresh_ttl_s, &out->issued);
-    if (res == IDENT_STORE_OK)
-        res = record_access(ctx, g->grant_id, now, access_ttl_s, &out->issued);
-    return finish(ctx, "refresh", res);
-}
-
-ident_store_result ident_store_revoke_family(kr_rpc_ctx *ctx, const uint8_t hash[32], const char *client_id, int64_t now,
-                                             bool *found, ident_live_jti **revoke, size_t *nrevoke)
-{
-    *found = false;
-    *revoke = NULL;
-    *nrevoke = 0;
-    char hex[2 * 32 + 3];
-    hash_hex(hash, hex);
-    ident_store_result res = begin(ctx);
-    if (res != IDENT_STORE_OK)
-        return res;
-    const char *params[] = {hex, client_id};
-    PGresult *r;
-    res = run(ctx, "select family for update",
-              "SELECT g.id::text FROM identity.oidc_refresh_tokens t JOIN identity.oidc_grants g ON g.id = t.grant_id "
-              "WHERE t.token_hash = $1::bytea AND g.client_id = $2 FOR UPDATE OF g",
-              2, params, &r);
-    if (res != IDENT_STORE_OK)
-        return finish(ctx, "revoke family", res);
-    if (PQntuples(r) != 1) {
-        PQclear(r);
-        kr_pg_rollback(ctx->pg);
-        return IDENT_STORE_OK;
-    }
-    const char *grant_id = col(ctx, r, 0, 0);
-    PQclear(r);
-    *found = true;
-    res = revoke_grant(ctx, grant_id, "revoked_by_client", now, revoke, nrevoke);
-    return finish(ctx, "revoke family", res);
+    char untilbuf[24];
+    int_text(until, untilbuf);
+    const char *params[] = {grant_id, untilbuf};
+    return exec(ctx, "extend grant",
+                "UPDATE identity.oidc_grants SET refresh_until = greatest(refresh_until, to_timestamp($2::bigint)) WHERE id = $1",
+                2, params);
 }
 
 /* ----------------------------------------------------------------- claims */
@@ -538,6 +431,48 @@ static const char claims_sql[] =
     "AND (m.valid_from IS NULL OR m.valid_from <= current_date) AND (m.valid_to IS NULL OR m.valid_to >= current_date) "
     "ORDER BY 1, 2, 8, 9";
 
+/* claims_sql for a refresh: the person's row comes only with the grant
+ * $2 of client $3 and says besides whether the grant was revoked, whether
+ * the client may still refresh, its ID token algorithm and the next
+ * midnight (columns 9 to 12), so that a refresh asks PostgreSQL one
+ * question. */
+static const char grant_claims_sql[] =
+    "SELECT 0 AS k, NULL::uuid AS ks, u.id::text, u.username::text, u.given_name::text, u.family_name::text, "
+    "u.display_name::text, NULL::text AS o1, NULL::uuid AS o2, (g.revoked_at IS NOT NULL)::text, "
+    "(c.disabled_at IS NULL AND 'refresh_token' = ANY (c.grant_types))::text, c.id_token_alg::text, "
+    "floor(extract(epoch FROM (current_date + 1)::timestamptz))::bigint "
+    "FROM identity.oidc_grants g JOIN identity.users u ON u.id = g.user_id JOIN identity.oidc_clients c ON c.id = g.client_id "
+    "WHERE g.id = $2 AND g.client_id = $3 AND g.user_id = $1 "
+    "UNION ALL SELECT 1, pc.school_id, pc.school_id::text, s.name::text, coalesce(s.kennung, '')::text, pc.role::text, "
+    "pc.schulconnex_role::text, pc.role::text, NULL, NULL, NULL, NULL, NULL FROM identity.person_contexts pc "
+    "JOIN identity.schools s ON s.id = pc.school_id WHERE pc.user_id = $1 "
+    "UNION ALL SELECT 2, m.school_id, m.school_id::text, g.id::text, g.name::text, g.kind::text, m.role::text, g.name::text, g.id, "
+    "NULL, NULL, NULL, NULL "
+    "FROM identity.memberships m JOIN identity.groups g ON g.school_id = m.school_id AND g.id = m.group_id WHERE m.user_id = $1 "
+    "AND (m.valid_from IS NULL OR m.valid_from <= current_date) AND (m.valid_to IS NULL OR m.valid_to >= current_date) "
+    "ORDER BY 1, 2, 8, 9";
+
+static ident_store_result claims_of(kr_rpc_ctx *ctx, PGresult *r, bool names, bool schools, Kreide__Identity__UserClaims *out);
+
+ident_store_result ident_store_grant_claims(kr_rpc_ctx *ctx, const char *grant_id, const char *client_id, const char *user_id,
+                                            bool names, Kreide__Identity__UserClaims *out, ident_grant_state *state)
+{
+    const char *params[] = {user_id, grant_id, client_id};
+    PGresult *r;
+    ident_store_result res = run(ctx, "select grant claims", grant_claims_sql, 3, params, &r);
+    if (res != IDENT_STORE_OK)
+        return res;
+    if (PQntuples(r) == 0 || col_int(r, 0, 0) != CLAIM_USER) {
+        PQclear(r);
+        return IDENT_STORE_NOT_FOUND;
+    }
+    state->revoked = PQgetvalue(r, 0, 9)[0] == 't';
+    state->client_ok = PQgetvalue(r, 0, 10)[0] == 't';
+    state->id_token_alg = col(ctx, r, 0, 11);
+    state->next_midnight = col_int(r, 0, 12);
+    return claims_of(ctx, r, names, true, out);
+}
+
 ident_store_result ident_store_user_claims(kr_rpc_ctx *ctx, const char *user_id, bool names, bool schools,
                                            Kreide__Identity__UserClaims *out)
 {
@@ -551,6 +486,12 @@ ident_store_result ident_store_user_claims(kr_rpc_ctx *ctx, const char *user_id,
                       1, params, &r);
     if (res != IDENT_STORE_OK)
         return res;
+    return claims_of(ctx, r, names, schools, out);
+}
+
+/* Reads the rows of claims_sql (or its variants) into `out`; clears `r`. */
+static ident_store_result claims_of(kr_rpc_ctx *ctx, PGresult *r, bool names, bool schools, Kreide__Identity__UserClaims *out)
+{
     int rows = PQntuples(r);
     if (rows == 0 || col_int(r, 0, 0) != CLAIM_USER) {
         PQclear(r);
@@ -611,8 +552,9 @@ ident_store_result ident_store_flow_cleanup(kr_rpc_ctx *ctx, int limit)
     int_text(limit, lim);
     const char *params[] = {lim};
     /* Used codes stay while their grant lives, so a late replay still
-     * revokes it; rotated refresh tokens stay until they expire, so reuse
-     * is recognised for as long as the token could have been used. */
+     * revokes it. A grant whose family may still refresh (refresh_until,
+     * moved on by rotations in Redis) stays, so that its revocation stays
+     * on record. */
     static const struct {
         const char *what, *sql;
     } steps[] = {
@@ -621,12 +563,9 @@ ident_store_result ident_store_flow_cleanup(kr_rpc_ctx *ctx, int limit)
         {"cleanup access tokens",
          "DELETE FROM identity.oidc_access_tokens WHERE jti IN (SELECT jti FROM identity.oidc_access_tokens "
          "WHERE expires_at < now() LIMIT $1::int FOR UPDATE SKIP LOCKED)"},
-        {"cleanup refresh tokens",
-         "DELETE FROM identity.oidc_refresh_tokens WHERE token_hash IN (SELECT token_hash FROM identity.oidc_refresh_tokens "
-         "WHERE expires_at < now() LIMIT $1::int FOR UPDATE SKIP LOCKED)"},
         {"cleanup grants", "DELETE FROM identity.oidc_grants WHERE id IN (SELECT g.id FROM identity.oidc_grants g "
                            "WHERE g.created_at < now() - interval '1 minute' "
-                           "AND NOT EXISTS (SELECT 1 FROM identity.oidc_refresh_tokens t WHERE t.grant_id = g.id) "
+                           "AND (g.refresh_until IS NULL OR g.refresh_until < now()) "
                            "AND NOT EXISTS (SELECT 1 FROM identity.oidc_access_tokens a WHERE a.grant_id = g.id) "
                            "LIMIT $1::int FOR UPDATE SKIP LOCKED)"},
     };

@@ -24,6 +24,8 @@ const redis = (...args) =>
 const sql = (query) => execFileSync('psql', [s.dbUrl, '-v', 'ON_ERROR_STOP=1', '-qAtc', query]).toString().trim();
 
 const sha256hex = (text) => createHash('sha256').update(text).digest('hex');
+// The grant a redemption started, from its recorded access token.
+const grantOf = (g) => sql(`SELECT grant_id FROM identity.oidc_access_tokens WHERE jti = '${g.access_jti}'`);
 const s256 = (verifier) => createHash('sha256').update(verifier).digest('base64url');
 const verifier = () => randomBytes(32).toString('base64url');
 
@@ -350,10 +352,20 @@ test('RedeemAuthCode answers the grant: claims, ids to revoke later, a refresh t
     school_id: ids.school, name: 'Schule am Fluss', kennung: 'FLOW-1', roles: ['teacher'], schulconnex_roles: ['Lehr'],
     groups: [{ group_id: ids.group, name: '4b', kind: 'class', role: 'leader' }],
   }]);
-  // Recorded: the jti with its expiry, the grant, the refresh token's hash.
+  // Recorded: the jti with its expiry and the grant in PostgreSQL, which
+  // knows how long the family may refresh; the refresh token's hash and its
+  // family in Redis, bound to the Redis process that holds them.
   assert.equal(sql(`SELECT floor(extract(epoch FROM expires_at))::bigint FROM identity.oidc_access_tokens WHERE jti = '${g.access_jti}'`),
     String(exp));
-  assert.equal(sql(`SELECT count(*) FROM identity.oidc_refresh_tokens WHERE token_hash = decode('${sha256hex(g.refresh_token)}', 'hex')`), '1');
+  const gid = grantOf(g);
+  const until = Number(sql(`SELECT floor(extract(epoch FROM refresh_until))::bigint FROM identity.oidc_grants WHERE id = '${gid}'`));
+  assert.ok(Math.abs(until - (t0 + 60 * 86400)) < 60, `refresh_until ${until}`);
+  assert.equal(redis('GET', `kreide:rt:${sha256hex(g.refresh_token)}`), gid);
+  assert.equal(refreshState(g.refresh_token), 'current');
+  assert.equal(redis('HGET', `kreide:rtf:${gid}`, 'client'), clients.wiki.client_id);
+  assert.equal(redis('HGET', `kreide:rtf:${gid}`, 'user'), ids.teacher);
+  assert.match(redis('INFO', 'server'), new RegExp(`run_id:${redis('HGET', `kreide:rtf:${gid}`, 'epoch')}`));
+  assert.ok(Number(redis('TTL', `kreide:rt:${sha256hex(g.refresh_token)}`)) > 30 * 86400 - 60);
 
   // Without profile no names; schools are always there for the access token.
   const lean = ok(redeem(wikiCode(sess, { scope: 'openid', nonce: '' })));
@@ -510,8 +522,13 @@ function refresh(token, { scope = '', client_id = clients.wiki.client_id } = {})
   return gw('RefreshGrant', { client_id, refresh_token: token, scope });
 }
 
-const refreshRow = (token) =>
-  sql(`SELECT used_at IS NOT NULL FROM identity.oidc_refresh_tokens WHERE token_hash = decode('${sha256hex(token)}', 'hex')`);
+// What Redis holds of a refresh token: 'current' (its family's newest),
+// 'rotated' (used before; kept to recognise reuse) or '' (unknown).
+function refreshState(token) {
+  const gid = redis('GET', `kreide:rt:${sha256hex(token)}`);
+  if (gid === '') return '';
+  return redis('HGET', `kreide:rtf:${gid}`, 'cur') === sha256hex(token) ? 'current' : 'rotated';
+}
 
 test('RefreshGrant rotates: a new refresh token, a new recorded access jti, the same grant', () => {
   const g = wikiGrant();
@@ -530,10 +547,10 @@ test('RefreshGrant rotates: a new refresh token, a new recorded access jti, the 
   assert.equal(n.claims.sub, ids.teacher);
   assert.equal(n.claims.name, 'Tom Lehmann');
   assert.equal(n.claims.schools[0].school_id, ids.school);
-  assert.equal(refreshRow(g.refresh_token), 't');
-  assert.equal(refreshRow(n.refresh_token), 'f');
-  const grants = sql(`SELECT count(DISTINCT grant_id) FROM identity.oidc_access_tokens WHERE jti IN ('${g.access_jti}', '${n.access_jti}')`);
-  assert.equal(grants, '1');
+  assert.equal(refreshState(g.refresh_token), 'rotated');
+  assert.equal(refreshState(n.refresh_token), 'current');
+  // The new access token is recorded with the family, to be revoked with it.
+  assert.deepEqual(redis('LRANGE', `kreide:rtj:${grantOf(g)}`, '0', '-1').split('\n'), [`${n.access_jti} ${n.access_expires_at}`]);
   // And again, from the new one.
   const m = ok(refresh(n.refresh_token));
   assert.notEqual(m.refresh_token, n.refresh_token);
@@ -543,7 +560,7 @@ test('RefreshGrant narrows the scope only to a subset, and a refused narrowing c
   const g = wikiGrant();
   for (const scope of ['openid profile email', 'admin', 'openid "x"']) {
     refused(refresh(g.refresh_token, { scope }), 'INVALID_ARGUMENT', 'oidc.invalid_scope');
-    assert.equal(refreshRow(g.refresh_token), 'f', `${scope}: the token is not used up`);
+    assert.equal(refreshState(g.refresh_token), 'current', `${scope}: the token is not used up`);
   }
   const n = ok(refresh(g.refresh_token, { scope: 'openid' }));
   assert.equal(n.scope, 'openid');
@@ -586,17 +603,16 @@ test('refresh tokens for a client without the grant, unknown, expired, or of a r
   const g = wikiGrant();
   // A client not registered for the grant is refused before the token is looked at.
   refused(refresh(g.refresh_token, { client_id: clients.other.client_id }), 'INVALID_ARGUMENT', 'oidc.unauthorized_client');
-  assert.equal(refreshRow(g.refresh_token), 'f');
+  assert.equal(refreshState(g.refresh_token), 'current');
   for (const token of [randomBytes(32).toString('base64url'), 'short', '']) {
     const r = refused(refresh(token), 'FAILED_PRECONDITION', 'oidc.invalid_grant');
     assert.match(r.message, /unknown/);
   }
   // Expired: refused and deleted on the spot.
-  sql(`UPDATE identity.oidc_refresh_tokens SET created_at = now() - interval '31 days', expires_at = now() - interval '1 day' `
-    + `WHERE token_hash = decode('${sha256hex(g.refresh_token)}', 'hex')`);
+  redis('HSET', `kreide:rtf:${grantOf(g)}`, 'exp', String(Math.floor(Date.now() / 1000) - 86400));
   const r = refused(refresh(g.refresh_token), 'FAILED_PRECONDITION', 'oidc.invalid_grant');
   assert.match(r.message, /expired/);
-  assert.equal(refreshRow(g.refresh_token), '');
+  assert.equal(refreshState(g.refresh_token), '');
 
   // A replayed code revokes the refresh token it gave.
   const c = wikiCode(session());
@@ -614,12 +630,94 @@ test('another client that may refresh cannot use the wiki\'s refresh token, and 
   const g = wikiGrant();
   const r = refused(refresh(g.refresh_token, { client_id: rival.client_id }), 'FAILED_PRECONDITION', 'oidc.invalid_grant');
   assert.match(r.message, /another client/);
-  assert.equal(refreshRow(g.refresh_token), 'f');
+  assert.equal(refreshState(g.refresh_token), 'current');
   ok(refresh(g.refresh_token));
   // Revoking another client's token is answered like success and changes nothing.
   const h = wikiGrant();
   ok(gw('RevokeRefreshToken', { client_id: rival.client_id, refresh_token: h.refresh_token }));
   ok(refresh(h.refresh_token));
+});
+
+test('a grant revoked in PostgreSQL while Redis missed it refuses its refresh tokens, and Redis learns it', () => {
+  // As when Redis was down while a replayed code revoked the grant.
+  const g = wikiGrant();
+  const n = ok(refresh(g.refresh_token));
+  sql(`UPDATE identity.oidc_grants SET revoked_at = now(), revoked_reason = 'code_replayed' WHERE id = '${grantOf(g)}'`);
+  const r = refused(refresh(n.refresh_token), 'FAILED_PRECONDITION', 'oidc.invalid_grant');
+  assert.match(r.message, /revoked/);
+  assert.equal(redis('HGET', `kreide:rtf:${grantOf(g)}`, 'revoked'), 'revoked');
+  // The access token that refresh issued is revoked with the family.
+  assert.equal(redis('GET', `kreide:revoked:jti:${n.access_jti}`), '1');
+  assert.equal(sql(`SELECT revoked_reason FROM identity.oidc_grants WHERE id = '${grantOf(g)}'`), 'code_replayed');
+});
+
+test('a code replay Redis could not hear of is told to Redis again shortly', async () => {
+  const c = wikiCode(session());
+  const g = ok(redeem(c));
+  const gid = grantOf(g);
+  const fk = `kreide:rtf:${gid}`;
+  // The family's key answers nothing but errors while the replay comes.
+  redis('RENAME', fk, `${fk}:aside`);
+  redis('SET', fk, 'not a hash');
+  refused(redeem(c), 'FAILED_PRECONDITION', 'oidc.invalid_grant');
+  assert.equal(sql(`SELECT revoked_reason || ' ' || redis_pending FROM identity.oidc_grants WHERE id = '${gid}'`), 'code_replayed true');
+  redis('DEL', fk);
+  redis('RENAME', `${fk}:aside`, fk);
+  assert.equal(redis('HGET', fk, 'revoked'), '');
+  // Flow calls (any worker's, every few seconds) tell Redis again.
+  await until(() => {
+    gw('RefreshGrant', { client_id: clients.wiki.client_id, refresh_token: randomBytes(32).toString('base64url') });
+    return redis('HGET', fk, 'revoked') === 'code_replayed';
+  }, { what: 'the revocation in Redis', timeoutMs: 30000, intervalMs: 500 });
+  assert.equal(sql(`SELECT redis_pending FROM identity.oidc_grants WHERE id = '${gid}'`), 'f');
+  refused(refresh(g.refresh_token), 'FAILED_PRECONDITION', 'oidc.invalid_grant');
+});
+
+test('Redis losing the families fails closed: neither the newest nor a rotated refresh token is accepted', () => {
+  const g = wikiGrant();
+  const n = ok(refresh(g.refresh_token));
+  const other = wikiGrant();
+  // A restart without persistence, or a flush: the families are gone.
+  for (const key of [`kreide:rtf:${grantOf(g)}`, `kreide:rtj:${grantOf(g)}`]) redis('DEL', key);
+  for (const token of [n.refresh_token, g.refresh_token]) {
+    const r = refused(refresh(token), 'FAILED_PRECONDITION', 'oidc.invalid_grant');
+    assert.match(r.message, /unknown/);
+  }
+  redis('FLUSHDB');
+  refused(refresh(other.refresh_token), 'FAILED_PRECONDITION', 'oidc.invalid_grant');
+});
+
+test('a family another Redis process wrote (a restored snapshot, a failover) is never trusted', () => {
+  const g = wikiGrant();
+  const n = ok(refresh(g.refresh_token));
+  // A snapshot taken before the rotation and restored into a new Redis
+  // process would show g as current under an epoch that is not this
+  // process's run_id: exactly this state.
+  const gid = grantOf(g);
+  redis('HSET', `kreide:rtf:${gid}`, 'cur', sha256hex(g.refresh_token), 'epoch', '0123456789abcdef0123456789abcdef01234567');
+  for (const token of [g.refresh_token, n.refresh_token]) {
+    const r = refused(refresh(token), 'FAILED_PRECONDITION', 'oidc.invalid_grant');
+    assert.match(r.message, /unknown/);
+  }
+  assert.equal(redis('HGET', `kreide:rtf:${gid}`, 'cur'), sha256hex(g.refresh_token), 'nothing rotated');
+});
+
+test('a client disabled after the grant cannot refresh any more', () => {
+  const g = wikiGrant();
+  sql(`UPDATE identity.oidc_clients SET disabled_at = now() WHERE id = '${clients.wiki.client_id}'`);
+  try {
+    refused(refresh(g.refresh_token), 'INVALID_ARGUMENT', 'oidc.invalid_client');
+  } finally {
+    sql(`UPDATE identity.oidc_clients SET disabled_at = NULL WHERE id = '${clients.wiki.client_id}'`);
+  }
+});
+
+test('a grant that went with its person or client gives no tokens on refresh', () => {
+  const g = wikiGrant();
+  // The grant goes with the person (ON DELETE CASCADE); Redis still holds the family.
+  sql(`DELETE FROM identity.oidc_grants WHERE id = '${grantOf(g)}'`);
+  const r = refused(refresh(g.refresh_token), 'FAILED_PRECONDITION', 'oidc.invalid_grant');
+  assert.match(r.message, /no longer exists/);
 });
 
 test('RevokeRefreshToken ends the family and its live access tokens; unknown tokens are no error', async () => {
@@ -636,8 +734,8 @@ test('RevokeRefreshToken ends the family and its live access tokens; unknown tok
   } finally {
     sub.close();
   }
-  assert.equal(sql(`SELECT revoked_reason FROM identity.oidc_grants g JOIN identity.oidc_access_tokens a ON a.grant_id = g.id `
-    + `WHERE a.jti = '${n.access_jti}'`), 'revoked_by_client');
+  assert.equal(sql(`SELECT revoked_reason FROM identity.oidc_grants WHERE id = '${grantOf(g)}'`), 'revoked_by_client');
+  assert.equal(redis('HGET', `kreide:rtf:${grantOf(g)}`, 'revoked'), 'revoked_by_client');
   refused(refresh(n.refresh_token), 'FAILED_PRECONDITION', 'oidc.invalid_grant');
   // Revoking an older token of the family, again, or nonsense: all fine.
   ok(gw('RevokeRefreshToken', { client_id: clients.wiki.client_id, refresh_token: g.refresh_token }));
@@ -659,32 +757,29 @@ test('what expired is cleaned up by the first flow call of a worker, then at mos
     const code = (n, expired, grant = 'NULL') => `INSERT INTO identity.oidc_codes (code_hash, client_id, user_id, redirect_uri, scope, session_id, auth_time, created_at, expires_at, used_at, grant_id)
        VALUES (decode('${sha256hex(`code${n}`)}', 'hex'), '${client}', '${user}', 'https://c.example.org/cb', 'openid', '${user}', 1,
        now() - interval '1 hour', now() ${expired ? '-' : '+'} interval '30 minutes', ${grant === 'NULL' ? 'NULL' : 'now()'}, ${grant === 'NULL' ? 'NULL' : `'${grant}'`})`;
-    const grant = (id, created) => `INSERT INTO identity.oidc_grants (id, client_id, user_id, scope, session_id, auth_time, created_at)
-       VALUES ('${id}', '${client}', '${user}', 'openid', '${user}', 1, now() - interval '${created}')`;
+    const grant = (id, created, refreshUntil) => `INSERT INTO identity.oidc_grants (id, client_id, user_id, scope, session_id, auth_time, created_at, refresh_until)
+       VALUES ('${id}', '${client}', '${user}', 'openid', '${user}', 1, now() - interval '${created}', now() + interval '${refreshUntil}')`;
     const gOld = '0190b3c4-7d2e-7a11-9f00-0000000000a1'; // nothing live left: goes
-    const gLive = '0190b3c4-7d2e-7a11-9f00-0000000000a2'; // a live refresh token: stays
+    const gLive = '0190b3c4-7d2e-7a11-9f00-0000000000a2'; // its family may still refresh: stays
     q([
-      code(1, true), code(2, false), grant(gOld, '2 hours'), grant(gLive, '2 hours'), code(3, true, gOld), code(4, true, gLive),
+      code(1, true), code(2, false), grant(gOld, '2 hours', '-1 day'), grant(gLive, '2 hours', '1 day'), code(3, true, gOld), code(4, true, gLive),
       `INSERT INTO identity.oidc_access_tokens (jti, grant_id, created_at, expires_at) VALUES
          ('0190b3c4-7d2e-7a11-9f00-0000000000b1', '${gOld}', now() - interval '2 hours', now() - interval '1 hour'),
          ('0190b3c4-7d2e-7a11-9f00-0000000000b2', '${gLive}', now() - interval '5 minutes', now() + interval '5 minutes')`,
-      `INSERT INTO identity.oidc_refresh_tokens (token_hash, grant_id, created_at, expires_at) VALUES
-         (decode('${sha256hex('r1')}', 'hex'), '${gOld}', now() - interval '2 days', now() - interval '1 day'),
-         (decode('${sha256hex('r2')}', 'hex'), '${gLive}', now() - interval '1 day', now() + interval '1 day')`,
     ].join(';\n'));
     const counts = () => q(`SELECT (SELECT count(*) FROM identity.oidc_codes) || ' ' || (SELECT count(*) FROM identity.oidc_grants) || ' '
-      || (SELECT count(*) FROM identity.oidc_access_tokens) || ' ' || (SELECT count(*) FROM identity.oidc_refresh_tokens)`);
-    assert.equal(counts(), '4 2 2 2');
+      || (SELECT count(*) FROM identity.oidc_access_tokens)`);
+    assert.equal(counts(), '4 2 2');
     const call = () => t.rpc('kreide.identity.Identity/IssueAuthCode', JSON.stringify({ session_token: 'x', client_id: client }), { service: 'gateway' });
     refused(call(), 'NOT_FOUND', 'oidc.login_required');
     // Left: the live code 2, the code of the live grant (kept for replays), the
-    // live grant with its live access and refresh token.
-    assert.equal(counts(), '2 1 1 1');
+    // live grant with its live access token.
+    assert.equal(counts(), '2 1 1');
     assert.equal(q(`SELECT count(*) FROM identity.oidc_grants WHERE id = '${gLive}'`), '1');
     // Within the minute the next call leaves a new expired code alone.
     q(code(5, true));
     refused(call(), 'NOT_FOUND', 'oidc.login_required');
-    assert.equal(counts(), '3 1 1 1');
+    assert.equal(counts(), '3 1 1');
   } finally {
     await t.stop();
   }

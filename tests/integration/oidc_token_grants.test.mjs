@@ -9,6 +9,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync, unlinkSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { createLocalJWKSet, jwtVerify, decodeProtectedHeader, decodeJwt } from 'jose';
 import { startSuite, api, until, redisDb } from '../lib/kreide.mjs';
@@ -340,6 +341,81 @@ test('refresh tokens rotate; reusing an old one is invalid_grant and kills the w
   refused(await refresh(clients.wiki, third.refresh_token), 400, 'invalid_grant');
   invalidToken(await userinfo(third.access_token));
   invalidToken(await userinfo(second.access_token));
+});
+
+// Refresh token families in Redis (docs/oidc.md, "Refresh tokens").
+const redis = (...args) =>
+  execFileSync('redis-cli', ['-u', s.redisUrl, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }).toString().trim();
+const sha256hex = (text) => createHash('sha256').update(text).digest('hex');
+const familyOf = (refreshToken) => redis('GET', `kreide:rt:${sha256hex(refreshToken)}`);
+// How often identity rotated a token of grant `gid` itself (its log line).
+const identityRotations = (gid) => readFileSync(s.identity.logPath, 'utf8').split('\n')
+  .filter((l) => l.includes('"refresh token rotated"') && l.includes(`"grant_id":"${gid}"`)).length;
+const hafenGroups = (idToken) => decodeJwt(idToken).schools.find((x) => x.school_id === ids.school).groups;
+
+test('a plain refresh rotates in Redis at the gateway; a change of the directory, reuse and revocation go to identity', async () => {
+  const first = granted(await redeem(clients.wiki, codeFor(clients.wiki, session())));
+  const gid = familyOf(first.refresh_token);
+  assert.match(gid, /^[0-9a-f-]{36}$/);
+  // The family carries the person's claims from the redemption.
+  assert.notEqual(redis('HGET', `kreide:rtf:${gid}`, 'cver'), '');
+
+  const second = granted(await refresh(clients.wiki, first.refresh_token));
+  assert.equal(identityRotations(gid), 0, 'rotated without identity');
+  assert.equal(redis('HGET', `kreide:rtf:${gid}`, 'cur'), sha256hex(second.refresh_token));
+  assert.deepEqual(redis('LRANGE', `kreide:rtj:${gid}`, '0', '-1').split('\n'),
+    [`${decodeJwt(second.access_token).jti} ${decodeJwt(second.access_token).exp}`]);
+  const { payload: id2 } = await jwtVerify(second.id_token, jwks, { issuer: s.url, audience: clients.wiki.client_id });
+  const { payload: id1 } = await jwtVerify(first.id_token, jwks, { issuer: s.url, audience: clients.wiki.client_id });
+  for (const k of ['sub', 'azp', 'auth_time', 'sid', 'name', 'preferred_username', 'schools',
+    'urn:schulconnex:de:personenkontext:rolle', 'urn:schulconnex:de:personenkontext:organisation:kennung']) {
+    assert.deepEqual(id2[k], id1[k], k);
+  }
+  assert.equal(id2.nonce, undefined);
+  assert.equal(id2.at_hash, createHash('sha256').update(second.access_token).digest().subarray(0, 16).toString('base64url'));
+  assert.deepEqual(decodeJwt(second.access_token).schools, decodeJwt(first.access_token).schools);
+  assert.equal((await userinfo(second.access_token)).status, 200);
+
+  // The teacher leaves class 7c: the carried claims are stale, identity
+  // reads them again, and the next refresh is plain again.
+  const gone = await api(`${s.url}/api/v1/groups/${ids.group}/members/${ids.teacher}`, { method: 'DELETE', token: op });
+  assert.equal(gone.status, 200, gone.text);
+  try {
+    const third = granted(await refresh(clients.wiki, second.refresh_token));
+    assert.deepEqual(hafenGroups(third.id_token), []);
+    await until(() => identityRotations(gid) === 1, { what: 'identity rotated after the change' });
+    const fourth = granted(await refresh(clients.wiki, third.refresh_token));
+    assert.deepEqual(hafenGroups(fourth.id_token), []);
+    assert.equal(identityRotations(gid), 1, 'plain again');
+
+    // Claims that aged out are read again too.
+    redis('HSET', `kreide:rtf:${gid}`, 'cuntil', String(Math.floor(Date.now() / 1000) - 1));
+    const fifth = granted(await refresh(clients.wiki, fourth.refresh_token));
+    await until(() => identityRotations(gid) === 2, { what: 'identity rotated after the claims aged out' });
+
+    // Reusing a token the gateway rotated revokes the whole family.
+    refused(await refresh(clients.wiki, second.refresh_token), 400, 'invalid_grant');
+    refused(await refresh(clients.wiki, fifth.refresh_token), 400, 'invalid_grant');
+    for (const t of [second, third, fourth, fifth]) invalidToken(await userinfo(t.access_token));
+    assert.equal(redis('HGET', `kreide:rtf:${gid}`, 'revoked'), 'refresh_reused');
+  } finally {
+    const back = await post(`/api/v1/groups/${ids.group}/members`, { user_id: ids.teacher, role: 'LEADER' });
+    assert.equal(back.status, 201, back.text);
+  }
+});
+
+test('a family written by another Redis process or revoked is never rotated at the gateway', async () => {
+  const a = granted(await redeem(clients.wiki, codeFor(clients.wiki, session())));
+  redis('HSET', `kreide:rtf:${familyOf(a.refresh_token)}`, 'epoch', '0123456789abcdef0123456789abcdef01234567');
+  refused(await refresh(clients.wiki, a.refresh_token), 400, 'invalid_grant');
+  const b = granted(await redeem(clients.wiki, codeFor(clients.wiki, session())));
+  const revoke = await api(`${s.url}/oidc/revoke`, {
+    method: 'POST', raw: new URLSearchParams({ token: b.refresh_token }).toString(),
+    headers: { 'content-type': FORM, authorization: basic(clients.wiki) },
+  });
+  assert.equal(revoke.status, 200, revoke.text);
+  refused(await refresh(clients.wiki, b.refresh_token), 400, 'invalid_grant');
+  invalidToken(await userinfo(b.access_token));
 });
 
 test('revoking a refresh token (RFC 7009) ends it and its access tokens; another client\'s revocation changes nothing', async () => {

@@ -155,7 +155,16 @@ async function dead(t) {
 
 // The flow's tables (services/identity/migrations/005_oidc_flow.sql), each
 // as a digest of all its rows: a refusal changes none of them.
-const FLOW_TABLES = ['oidc_codes', 'oidc_grants', 'oidc_refresh_tokens', 'oidc_access_tokens', 'oidc_consents'];
+const FLOW_TABLES = ['oidc_codes', 'oidc_grants', 'oidc_access_tokens', 'oidc_consents'];
+// What Redis holds of a refresh token's family (docs/oidc.md, "Refresh
+// tokens"): the token's key, the family's hash and its access tokens.
+const redis = (...args) =>
+  execFileSync('redis-cli', ['-u', s.redisUrl, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }).toString().trim();
+function familyOf(rt) {
+  const gid = redis('GET', `kreide:rt:${createHash('sha256').update(rt).digest('hex')}`);
+  assert.notEqual(gid, '', 'Redis knows the refresh token');
+  return { gid, family: redis('HGETALL', `kreide:rtf:${gid}`), jtis: redis('LRANGE', `kreide:rtj:${gid}`, '0', '-1') };
+}
 function flowRows({ except = [] } = {}) {
   return Object.fromEntries(FLOW_TABLES.filter((t) => !except.includes(t)).map((t) =>
     [t, sql(`SELECT count(*) || ':' || md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM identity.${t} t`)]));
@@ -235,8 +244,10 @@ test('a code presented by another client is invalid_grant and stays the rightful
 test('a refresh token presented by another client is invalid_grant and stays valid for its own', async () => {
   const t = await tokens();
   const before = flowRows();
+  const family = familyOf(t.refresh_token);
   refused(await refresh(t.refresh_token, clients.b), 'invalid_grant');
   assert.deepEqual(flowRows(), before);
+  assert.deepEqual(familyOf(t.refresh_token), family);
   assert.ok(await works(t.access_token), 'the family is not revoked by a stranger');
   const own = await refresh(t.refresh_token);
   assert.equal(own.status, 200, own.text);
