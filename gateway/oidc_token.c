@@ -22,6 +22,7 @@
 #include "kr_id.h"
 #include "kr_log.h"
 #include "kr_oauth.h"
+#include "kr_refresh.h"
 #include "kr_redis_h2o.h"
 #include "oidc.h"
 
@@ -39,14 +40,8 @@
 #define REFRESH_TOKEN_MAX 512
 #define REFRESH_TOKEN_BYTES 32
 #define REFRESH_TOKEN_LEN 43
-/* Identity's keys of refresh token families in Redis (services/identity/
- * identity.h, IDENT_RT_*_PREFIX and IDENT_CLAIMS_VERSION_KEY), which must
- * stay equal. */
-#define FAMILY_TOKEN_PREFIX "kreide:rt:"
-#define FAMILY_PREFIX "kreide:rtf:"
-#define FAMILY_JTIS_PREFIX "kreide:rtj:"
-#define CLAIMS_VERSION_KEY "kreide:claims:version"
-#define FAMILY_KEY_MAX (sizeof(FAMILY_TOKEN_PREFIX) + 64)
+/* A token's key in Redis (kr_refresh.h) with its terminating NUL. */
+#define FAMILY_KEY_MAX (sizeof(KR_RT_TOKEN_PREFIX) + 64)
 
 typedef enum { EP_TOKEN, EP_INTROSPECT, EP_REVOKE } endpoint;
 
@@ -456,26 +451,17 @@ static void on_grant(void *arg, kr_rpc_result *res)
 static const char fast_refresh_script[] =
     "local gid = redis.call('GET', KEYS[1]) "
     "if not gid then return 0 end "
-    "local fk = '" FAMILY_PREFIX "' .. gid "
+    "local fk = '" KR_RT_FAMILY_PREFIX "' .. gid "
     "local f = redis.call('HMGET', fk, 'cur', 'exp', 'client', 'user', 'scope', 'sid', 'auth_time', 'revoked', 'epoch', "
     "'pg_until', 'ttl', 'claims', 'cver', 'cuntil') "
     "if f[1] ~= ARGV[3] or f[3] ~= ARGV[1] or f[8] or not f[11] or not f[12] or not f[14] then return 0 end "
     "local now = tonumber(ARGV[2]) "
     "local ttl = tonumber(f[11]) "
     "if tonumber(f[2]) <= now or tonumber(f[10]) < now + ttl or tonumber(f[14]) <= now then return 0 end "
-    "if f[13] ~= (redis.call('GET', '" CLAIMS_VERSION_KEY "') or '0') then return 0 end "
+    "if f[13] ~= (redis.call('GET', '" KR_CLAIMS_VERSION_KEY "') or '0') then return 0 end "
     "if f[9] ~= string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') then return 0 end "
-    "redis.call('SET', ARGV[4], gid, 'EX', ttl) "
-    "redis.call('HSET', fk, 'cur', ARGV[5], 'exp', now + ttl) "
-    "redis.call('EXPIRE', fk, ttl) "
-    "local jk = '" FAMILY_JTIS_PREFIX "' .. gid "
-    "while true do "
-    "  local h = redis.call('LINDEX', jk, 0) "
-    "  if not h or (tonumber(string.match(h, ' (%d+)$')) or 0) > now then break end "
-    "  redis.call('LPOP', jk) "
-    "end "
-    "redis.call('RPUSH', jk, ARGV[6] .. ' ' .. ARGV[7]) "
-    "redis.call('EXPIRE', jk, ttl) "
+    "local jk = '" KR_RT_JTIS_PREFIX "' .. gid "
+    "local newkey, newhash, jti, jexp = ARGV[4], ARGV[5], ARGV[6], ARGV[7] " KR_RT_ROTATE_LUA
     "return {f[4], f[5], f[6], f[7], f[12]}";
 
 static char fast_refresh_sha[41];
@@ -488,8 +474,8 @@ static void family_token_key(const char *token, char out[FAMILY_KEY_MAX])
     unsigned int len = 0;
     if (EVP_Digest(token, strlen(token), h, &len, EVP_sha256(), NULL) != 1 || len != 32)
         abort();
-    size_t o = strlen(FAMILY_TOKEN_PREFIX);
-    memcpy(out, FAMILY_TOKEN_PREFIX, o);
+    size_t o = strlen(KR_RT_TOKEN_PREFIX);
+    memcpy(out, KR_RT_TOKEN_PREFIX, o);
     for (size_t i = 0; i < sizeof(h); i++) {
         out[o++] = digits[h[i] >> 4];
         out[o++] = digits[h[i] & 15];
@@ -570,7 +556,7 @@ static int send_fast_refresh(oauth_call *c)
     char now[24], exp[24];
     snprintf(now, sizeof(now), "%lld", (long long)c->fast_now);
     snprintf(exp, sizeof(exp), "%lld", (long long)c->fast_exp);
-    size_t o = strlen(FAMILY_TOKEN_PREFIX);
+    size_t o = strlen(KR_RT_TOKEN_PREFIX);
     const char *argv[] = {c->fast_loading ? "EVAL" : "EVALSHA",
                           c->fast_loading ? fast_refresh_script : fast_refresh_sha,
                           "1",

@@ -165,16 +165,7 @@ static const char family_rotate_script[] =
     "    if not have[s] then return {'scope_too_wide', gid, f[4], f[5], f[6], f[7], f[10]} end "
     "  end "
     "end "
-    "redis.call('SET', ARGV[5], gid, 'EX', ARGV[7]) "
-    "redis.call('HSET', fk, 'cur', ARGV[6], 'exp', now + tonumber(ARGV[7])) "
-    "redis.call('EXPIRE', fk, ARGV[7]) "
-    "while true do "
-    "  local h = redis.call('LINDEX', jk, 0) "
-    "  if not h or (tonumber(string.match(h, ' (%d+)$')) or 0) > now then break end "
-    "  redis.call('LPOP', jk) "
-    "end "
-    "redis.call('RPUSH', jk, ARGV[8] .. ' ' .. ARGV[9]) "
-    "redis.call('EXPIRE', jk, ARGV[7]) "
+    "local ttl, newkey, newhash, jti, jexp = tonumber(ARGV[7]), ARGV[5], ARGV[6], ARGV[8], ARGV[9] " KR_RT_ROTATE_LUA
     "return {'ok', gid, f[4], f[5], f[6], f[7], f[10]}";
 
 /* KEYS[1] the family, KEYS[2] its access tokens; ARGV[1] the reason. Marks

@@ -34,6 +34,7 @@
 
 #include "codes.h"
 #include "identity.pb-c.h"
+#include "kr_refresh.h"
 #include "kr_rpc.h"
 #include "password.h"
 #include "throttle.h"
@@ -798,9 +799,9 @@ typedef struct {
  *       run_id of the Redis process that wrote it), revoked (a reason)
  *   IDENT_RT_JTIS_PREFIX<grant id>  a list of "<jti> <exp>": the access
  *       tokens refreshes issued, to revoke with the family */
-#define IDENT_RT_TOKEN_PREFIX "kreide:rt:"
-#define IDENT_RT_FAMILY_PREFIX "kreide:rtf:"
-#define IDENT_RT_JTIS_PREFIX "kreide:rtj:"
+#define IDENT_RT_TOKEN_PREFIX KR_RT_TOKEN_PREFIX
+#define IDENT_RT_FAMILY_PREFIX KR_RT_FAMILY_PREFIX
+#define IDENT_RT_JTIS_PREFIX KR_RT_JTIS_PREFIX
 #define IDENT_RT_TOKEN_KEY_LEN (sizeof(IDENT_RT_TOKEN_PREFIX) - 1 + 64)
 /* A counter identity increments after every change of the directory that
  * can change a person's claims (a context, a membership). A family carries
@@ -808,8 +809,8 @@ typedef struct {
  * `claims`) with the counter's value when they were read (`cver`) and until
  * when they hold (`cuntil`: the next midnight, when memberships may start
  * or end, or an hour at most); the gateway's fast rotation uses them only
- * while the counter has not moved (gateway/oidc_refresh.c). */
-#define IDENT_CLAIMS_VERSION_KEY "kreide:claims:version"
+ * while the counter has not moved (gateway/oidc_token.c). */
+#define IDENT_CLAIMS_VERSION_KEY KR_CLAIMS_VERSION_KEY
 /* Longest time carried claims hold even without a change of the counter. */
 #define IDENT_CLAIMS_MAX_AGE_S 3600
 
